@@ -1,0 +1,9 @@
+//! Wall-clock time in the one unit the model uses: milliseconds since the Unix epoch.
+
+/// Now, in ms since the epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

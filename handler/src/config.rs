@@ -1,0 +1,302 @@
+//! The only place the handler reads its command line and environment.
+//!
+//! Raw flags ([`Cli`]) are turned into resolved [`Settings`] in one step ([`Settings::resolve`]),
+//! so the rest of the code never looks at `std::env`. Every default is stated on its flag.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use model::Resources;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Event-Driven ACI: one container per queue message, with a live dashboard.
+#[derive(Debug, Parser)]
+#[command(name = "handler", version, about)]
+pub struct Cli {
+    /// What to do; `local` when absent.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The handler's modes and client commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run everything on this machine: API, dashboard, SQLite queue and store, Docker or processes.
+    Local(LocalArgs),
+    /// Run as an Azure Functions custom handler (the Functions host starts this).
+    Functions(FunctionsArgs),
+    /// Put work on the queue of a running handler.
+    Submit(SubmitArgs),
+    /// List the tasks of a running handler.
+    Tasks(TasksArgs),
+}
+
+/// Which container runtime local mode uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RuntimeChoice {
+    /// Docker when the engine answers, else child processes.
+    Auto,
+    /// Docker Engine only (fail at start when it does not answer).
+    Docker,
+    /// Child processes of the handler.
+    Process,
+}
+
+/// Settings that every mode that runs tasks shares.
+#[derive(Debug, Clone, Args)]
+pub struct TaskArgs {
+    /// Most containers running at once (the spawner waits for a free slot before taking the
+    /// next message).
+    #[arg(long, env = "EDA_CONCURRENCY", default_value_t = 8)]
+    pub concurrency: usize,
+    /// Attempts per task before it stays Failed.
+    #[arg(long, env = "EDA_MAX_ATTEMPTS", default_value_t = 3)]
+    pub max_attempts: u32,
+    /// Deliveries of one queue message before it is dead-lettered (spawn errors).
+    #[arg(long, env = "EDA_MAX_DELIVERIES", default_value_t = 5)]
+    pub max_deliveries: u32,
+    /// Seconds a task may run before its container is killed (TimedOut).
+    #[arg(long, env = "EDA_TIMEOUT_SECS", default_value_t = 600)]
+    pub timeout_secs: u32,
+    /// First retry backoff in milliseconds; doubles each attempt.
+    #[arg(long, env = "EDA_RETRY_BACKOFF_MS", default_value_t = 1000)]
+    pub retry_backoff_ms: u64,
+    /// CPU cores per container (ACI accepts fractions).
+    #[arg(long, env = "EDA_CPU", default_value_t = 1.0)]
+    pub cpu: f64,
+    /// Memory per container in MiB (a hard limit on Docker and the process runtime).
+    #[arg(long, env = "EDA_MEMORY_MB", default_value_t = 1536)]
+    pub memory_mb: u32,
+    /// Price of one vCPU-second (default: ACI Linux pay-as-you-go, USD).
+    #[arg(long, env = "EDA_RATE_CPU_SECOND", default_value_t = 0.0000135)]
+    pub rate_cpu_second: f64,
+    /// Price of one GB-second of memory (default: ACI Linux pay-as-you-go, USD).
+    #[arg(long, env = "EDA_RATE_GB_SECOND", default_value_t = 0.0000015)]
+    pub rate_gb_second: f64,
+    /// Worker image.
+    #[arg(long, env = "EDA_IMAGE", default_value = "eda-worker:latest")]
+    pub image: String,
+    /// Arguments for the worker in each container (e.g. `--seconds 5`, or `-- my-cmd args`).
+    #[arg(
+        long = "worker-arg",
+        env = "EDA_WORKER_ARGS",
+        value_delimiter = ' ',
+        allow_hyphen_values = true
+    )]
+    pub worker_args: Vec<String>,
+    /// Milliseconds between the reconciler's sweeps (exits are also pushed by Docker events).
+    #[arg(long, env = "EDA_SWEEP_MS", default_value_t = 2000)]
+    pub sweep_ms: u64,
+    /// Seconds a container may stay missing after it was asked for before the attempt fails.
+    #[arg(long, env = "EDA_PROVISION_GRACE_SECS", default_value_t = 60)]
+    pub provision_grace_secs: u64,
+}
+
+/// `handler local`.
+#[derive(Debug, Clone, Args)]
+pub struct LocalArgs {
+    /// Address to listen on. Anything but loopback needs --api-key.
+    #[arg(long, env = "EDA_BIND", default_value = "127.0.0.1:7071")]
+    pub bind: SocketAddr,
+    /// Folder for the SQLite database and captured logs.
+    #[arg(long, env = "EDA_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Container runtime.
+    #[arg(long, env = "EDA_RUNTIME", value_enum, default_value_t = RuntimeChoice::Auto)]
+    pub runtime: RuntimeChoice,
+    /// Worker binary: run by the process runtime, and copied into the image when the Docker
+    /// runtime builds a missing worker image. Default: `worker` next to this executable.
+    #[arg(long, env = "EDA_WORKER_BIN")]
+    pub worker_bin: Option<PathBuf>,
+    /// URL workers call back; default `http://<bind>`.
+    #[arg(long, env = "EDA_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// API key required on /api routes (as `Authorization: Bearer` or `x-api-key`).
+    #[arg(long, env = "EDA_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Folder of the built dashboard to serve instead of the embedded one.
+    #[arg(long, env = "EDA_DASHBOARD_DIR")]
+    pub dashboard_dir: Option<PathBuf>,
+    /// Task settings.
+    #[command(flatten)]
+    pub task: TaskArgs,
+}
+
+/// `handler functions`.
+#[derive(Debug, Clone, Args)]
+pub struct FunctionsArgs {
+    /// Port the Functions host forwards invocations to.
+    #[arg(long, env = "FUNCTIONS_CUSTOMHANDLER_PORT", default_value_t = 7072)]
+    pub port: u16,
+    /// Task settings.
+    #[command(flatten)]
+    pub task: TaskArgs,
+}
+
+/// `handler submit`.
+#[derive(Debug, Clone, Args)]
+pub struct SubmitArgs {
+    /// The work: one task per argument.
+    #[arg(required = true)]
+    pub work: Vec<String>,
+    /// Copies of each.
+    #[arg(long, default_value_t = 1)]
+    pub count: u32,
+    /// API of the running handler.
+    #[arg(long, env = "EDA_API", default_value = "http://127.0.0.1:7071")]
+    pub api: String,
+    /// API key, if the handler needs one.
+    #[arg(long, env = "EDA_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+}
+
+/// `handler tasks`.
+#[derive(Debug, Clone, Args)]
+pub struct TasksArgs {
+    /// Only these states (comma-separated, or active / finished / failed).
+    #[arg(long)]
+    pub state: Option<String>,
+    /// Most tasks shown.
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// API of the running handler.
+    #[arg(long, env = "EDA_API", default_value = "http://127.0.0.1:7071")]
+    pub api: String,
+    /// API key, if the handler needs one.
+    #[arg(long, env = "EDA_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+}
+
+/// Errors in the configuration, found before anything starts.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A non-loopback bind without an API key would expose the API.
+    #[error("binding {0} (not loopback) requires --api-key / EDA_API_KEY")]
+    OpenBindWithoutKey(SocketAddr),
+    /// A value is out of its range.
+    #[error("{0}")]
+    OutOfRange(String),
+}
+
+/// Resolved settings of the task pipeline, shared by both modes.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Most containers at once.
+    pub concurrency: usize,
+    /// Default attempts per task.
+    pub max_attempts: u32,
+    /// Deliveries of one message before dead-lettering.
+    pub max_deliveries: u32,
+    /// Default timeout per task.
+    pub timeout_secs: u32,
+    /// First retry backoff; doubles per attempt.
+    pub retry_backoff: Duration,
+    /// Resources of each container.
+    pub resources: Resources,
+    /// Price per vCPU-second and per GB-second.
+    pub rates: (f64, f64),
+    /// Worker image.
+    pub image: String,
+    /// Worker arguments.
+    pub worker_args: Vec<String>,
+    /// Reconciler sweep period.
+    pub sweep: Duration,
+    /// How long a container may stay missing after it was asked for.
+    pub provision_grace: Duration,
+    /// Base URL of the API as workers see it (no trailing slash).
+    pub public_url: String,
+    /// API key for /api routes, if any.
+    pub api_key: Option<String>,
+}
+
+impl Settings {
+    /// Resolves and checks the task settings; `public_url` and `api_key` come from the mode.
+    pub fn resolve(
+        t: &TaskArgs,
+        public_url: String,
+        api_key: Option<String>,
+    ) -> Result<Settings, ConfigError> {
+        let range = |ok: bool, what: &str| {
+            ok.then_some(())
+                .ok_or_else(|| ConfigError::OutOfRange(what.to_string()))
+        };
+        range(
+            t.concurrency >= 1 && t.concurrency <= 10_000,
+            "--concurrency must be 1..=10000",
+        )?;
+        range(
+            t.max_attempts >= 1 && t.max_attempts <= model::limits::MAX_ATTEMPTS,
+            "--max-attempts must be 1..=10",
+        )?;
+        range(t.max_deliveries >= 1, "--max-deliveries must be at least 1")?;
+        range(
+            t.timeout_secs >= 1 && t.timeout_secs <= model::limits::MAX_TIMEOUT_SECS,
+            "--timeout-secs must be 1..=86400",
+        )?;
+        range(
+            t.cpu > 0.0 && t.memory_mb >= 16,
+            "--cpu must be > 0 and --memory-mb >= 16",
+        )?;
+        Ok(Settings {
+            concurrency: t.concurrency,
+            max_attempts: t.max_attempts,
+            max_deliveries: t.max_deliveries,
+            timeout_secs: t.timeout_secs,
+            retry_backoff: Duration::from_millis(t.retry_backoff_ms),
+            resources: Resources {
+                cpu: t.cpu,
+                memory_mb: t.memory_mb,
+            },
+            rates: (t.rate_cpu_second, t.rate_gb_second),
+            image: t.image.clone(),
+            worker_args: t
+                .worker_args
+                .iter()
+                .filter(|a| !a.is_empty())
+                .cloned()
+                .collect(),
+            sweep: Duration::from_millis(t.sweep_ms.max(50)),
+            provision_grace: Duration::from_secs(t.provision_grace_secs),
+            public_url: public_url.trim_end_matches('/').to_string(),
+            api_key: api_key.filter(|k| !k.is_empty()),
+        })
+    }
+}
+
+impl LocalArgs {
+    /// Resolves local mode's settings; refuses an open bind without an API key.
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        if !self.bind.ip().is_loopback() && self.api_key.as_deref().unwrap_or("").is_empty() {
+            return Err(ConfigError::OpenBindWithoutKey(self.bind));
+        }
+        let url = self
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.bind));
+        Settings::resolve(&self.task, url, self.api_key.clone())
+    }
+
+    /// The worker binary: the flag, else `worker` next to this executable.
+    pub fn worker_bin(&self) -> PathBuf {
+        self.worker_bin.clone().unwrap_or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|p| p.parent().map(|d| d.join("worker")))
+                .unwrap_or_else(|| PathBuf::from("worker"))
+        })
+    }
+}
+
+/// Reads the environment variable `name` (for callers outside this module that need one raw
+/// value, such as tests' mandatory-in-CI switches).
+pub fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// True when running in CI (`CI=true`): tests that need Docker or Chromium must fail, not skip.
+pub fn in_ci() -> bool {
+    env("CI").is_some_and(|v| v == "true" || v == "1")
+}

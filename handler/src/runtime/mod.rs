@@ -1,0 +1,122 @@
+//! Where containers run: the [`ContainerRuntime`] trait and its backends.
+//!
+//! - [`docker`]: Docker Engine API (bollard), the local default.
+//! - [`process`]: plain child processes of the handler, where no Docker Engine answers.
+//! - [`aci`]: Azure Container Instances over ARM, in Azure.
+//!
+//! A "container" is named by the caller (`model::naming`), so every backend can answer "does this
+//! task attempt's container exist?" after a restart without any bookkeeping of its own.
+
+pub mod aci;
+pub mod docker;
+pub mod process;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use model::{Logs, MetricSample, Resources};
+
+/// Errors of any runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The runtime cannot be reached right now (daemon down, network). Transient: the spawner
+    /// waits and retries without spending one of the message's deliveries.
+    #[error("container runtime unavailable: {0}")]
+    Unavailable(String),
+    /// The image does not exist and cannot be had. Permanent for this message.
+    #[error("image not found: {0}")]
+    ImageMissing(String),
+    /// The runtime refused the container (bad spec, quota). Permanent for this message.
+    #[error("container rejected: {0}")]
+    Rejected(String),
+    /// Anything else the runtime said.
+    #[error("container runtime: {0}")]
+    Other(String),
+}
+
+impl RuntimeError {
+    /// True when retrying later may work without anything changing on our side.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, RuntimeError::Unavailable(_))
+    }
+}
+
+/// Everything a runtime needs to start one task attempt's container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerSpec {
+    /// Deterministic name from `model::naming::container_name`.
+    pub name: String,
+    /// Image to run (the worker image, or a user's image that wraps the worker).
+    pub image: String,
+    /// Arguments given to the image's entrypoint (the worker), e.g. `["--seconds", "5"]`.
+    pub args: Vec<String>,
+    /// Plain environment: `MESSAGE`, `TASK_ID`, `CALLBACK_URL`, `CONTAINER_NAME`.
+    pub env: Vec<(String, String)>,
+    /// Secret environment (`TASK_TOKEN`): ACI `secureValue`, never logged.
+    pub secret_env: Vec<(String, String)>,
+    /// CPU and memory asked for; the memory is also a hard limit where the runtime can enforce it.
+    pub resources: Resources,
+}
+
+/// What [`ContainerRuntime::create`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    /// A new container was created and started.
+    New,
+    /// A container of that name already existed; it was left exactly as it was.
+    AlreadyExisted,
+}
+
+/// Where a container is in its life, as the runtime sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Created, image pulling or starting.
+    Starting,
+    /// Its process runs.
+    Running,
+    /// Its process ended.
+    Exited,
+}
+
+/// One look at a container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerStatus {
+    /// Where it is.
+    pub phase: Phase,
+    /// Exit code, once exited.
+    pub exit_code: Option<i64>,
+    /// The kernel's OOM killer ended it.
+    pub oom_killed: bool,
+    /// The runtime's own words about how it ended (signal, error), if any.
+    pub detail: Option<String>,
+}
+
+/// Starts, watches and removes the containers of task attempts.
+///
+/// Object-safe so the app holds an `Arc<dyn ContainerRuntime>` chosen at start-up. Every method
+/// takes the container's name; all of them are idempotent.
+#[async_trait]
+pub trait ContainerRuntime: Send + Sync {
+    /// Which backend this is (`docker`, `process`, `aci`), for logs and the health route.
+    fn kind(&self) -> &'static str;
+    /// Creates and starts the container, unless one of that name exists: then it is left alone
+    /// and [`Created::AlreadyExisted`] is returned. Two calls never make two containers.
+    async fn create(&self, spec: &ContainerSpec) -> Result<Created, RuntimeError>;
+    /// The container's status, or `None` when no container has that name.
+    async fn status(&self, name: &str) -> Result<Option<ContainerStatus>, RuntimeError>;
+    /// Stops the container now (SIGKILL); fine if it already stopped or does not exist.
+    async fn kill(&self, name: &str) -> Result<(), RuntimeError>;
+    /// Removes the container; fine if it does not exist.
+    async fn remove(&self, name: &str) -> Result<(), RuntimeError>;
+    /// The tail of its stdout and stderr, at most `max_bytes`.
+    async fn logs(&self, name: &str, max_bytes: usize) -> Result<Logs, RuntimeError>;
+    /// One CPU and memory sample, or `None` when it is not running. CPU is the average since
+    /// the previous call for the same container.
+    async fn sample(&self, name: &str) -> Result<Option<MetricSample>, RuntimeError>;
+    /// Names of every container this system made (prefix `eda-`) that still exists.
+    async fn list(&self) -> Result<Vec<String>, RuntimeError>;
+    /// A stream of names of containers that just stopped, when the runtime can push them
+    /// (Docker events, child exits). `None`: the reconciler's periodic sweep is all there is.
+    fn exits(&self) -> Option<BoxStream<'static, String>> {
+        None
+    }
+}

@@ -1,0 +1,191 @@
+//! Bodies of the HTTP API (docs/API.md documents each route), the queue envelope, and the events
+//! streamed to the dashboard.
+
+use crate::state::TaskState;
+use crate::task::{Task, TaskId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One item of work as a client submits it (`POST /api/work`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkItem {
+    /// The message: any non-blank UTF-8 text up to [`crate::limits::MAX_WORK_BYTES`].
+    pub work: String,
+    /// Create this many identical tasks (1 when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    /// Attempts allowed (default from the handler's config).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// Timeout in seconds (default from the handler's config).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u32>,
+}
+
+/// Body of `POST /api/work`: one item or an array of items.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SubmitRequest {
+    /// `{"work": "..."}`
+    One(WorkItem),
+    /// `[{"work": "..."}, ...]`
+    Many(Vec<WorkItem>),
+}
+
+impl SubmitRequest {
+    /// The items, whichever shape was sent.
+    pub fn into_items(self) -> Vec<WorkItem> {
+        match self {
+            SubmitRequest::One(item) => vec![item],
+            SubmitRequest::Many(items) => items,
+        }
+    }
+}
+
+/// Answer of `POST /api/work` (202 Accepted): the tasks created, all `Pending`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubmitResponse {
+    /// The new tasks, in the order submitted.
+    pub tasks: Vec<Task>,
+}
+
+/// The queue message: what the spawner needs to start a task. Messages sent by the API are this
+/// JSON; any other text on the queue is treated as the work itself (see the handler's `spawn`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Envelope {
+    /// The task's id, assigned at enqueue.
+    pub id: TaskId,
+    /// The message text.
+    pub work: String,
+    /// Attempts allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// Timeout in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u32>,
+}
+
+/// What a worker may report about its own task (`POST /api/tasks/{id}/state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReportedState {
+    /// The worker started.
+    InProgress,
+    /// The work finished with exit code 0.
+    Done,
+    /// The work failed; `exit_code` says how.
+    Failed,
+}
+
+impl From<ReportedState> for TaskState {
+    fn from(s: ReportedState) -> TaskState {
+        match s {
+            ReportedState::InProgress => TaskState::InProgress,
+            ReportedState::Done => TaskState::Done,
+            ReportedState::Failed => TaskState::Failed,
+        }
+    }
+}
+
+/// Body of `POST /api/tasks/{id}/state`, sent by the worker with `Authorization: Bearer <token>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateReport {
+    /// The state reached.
+    pub state: ReportedState,
+    /// The container's name, as the worker knows it (shown on the blue tile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Exit code of the work, with `Done` or `Failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+    /// Why it failed, with `Failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Query of `GET /api/tasks`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only tasks in these states: a comma-separated list of state names, or `active`,
+    /// `finished` (all terminal states) or `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Page size (default [`crate::limits::DEFAULT_PAGE`], at most [`crate::limits::MAX_PAGE`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    /// Opaque cursor from a previous page's `next`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+/// Answer of `GET /api/tasks`: newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskPage {
+    /// This page's tasks, newest first, without their transitions (see `GET /api/tasks/{id}`).
+    pub tasks: Vec<Task>,
+    /// Cursor of the next page, when there is one.
+    #[serde(default)]
+    pub next: Option<String>,
+    /// How many tasks are in each state (the whole board, not just this page).
+    pub counts: BTreeMap<TaskState, u64>,
+}
+
+/// Answer of `GET /api/tasks/{id}/logs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Logs {
+    /// The tail of the container's stdout and stderr, at most [`crate::limits::MAX_LOG_BYTES`].
+    pub text: String,
+    /// True when earlier output was cut.
+    pub truncated: bool,
+}
+
+/// One CPU and memory sample of a running container.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MetricSample {
+    /// When, in ms since the epoch.
+    pub at_ms: i64,
+    /// CPU use in percent of one core (may exceed 100 with several cores).
+    pub cpu_percent: f64,
+    /// Resident memory in bytes.
+    pub memory_bytes: u64,
+}
+
+/// Answer of `GET /api/tasks/{id}/metrics`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Samples, oldest first, about one per second while the task ran.
+    pub samples: Vec<MetricSample>,
+}
+
+/// Answer of `DELETE /api/tasks?state=finished`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cleared {
+    /// How many tasks were removed.
+    pub removed: u64,
+}
+
+/// One Server-Sent Event on `GET /api/events` (event name `task`): a task changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskEvent {
+    /// The task as it is now (without transitions, to keep events small).
+    pub task: Task,
+}
+
+/// One Server-Sent Event on `GET /api/events` (event name `cleared`): tasks were removed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClearedEvent {
+    /// The ids removed.
+    pub ids: Vec<TaskId>,
+}
+
+/// Every error body of the API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// A stable, machine-readable code, e.g. `work_too_large`.
+    pub code: String,
+    /// What went wrong and, for a limit, which limit.
+    pub message: String,
+}

@@ -1,0 +1,28 @@
+//! Every input limit in one place. The API, the CLI, the queue consumer and docs/API.md quote
+//! these constants, so an error message always names the limit that was hit.
+
+/// Largest message (work text) in bytes: 64 KiB. Container environment values must stay small
+/// (ACI and Docker both carry the message as an environment variable).
+pub const MAX_WORK_BYTES: usize = 64 * 1024;
+/// Most tasks one `POST /api/work` may create.
+pub const MAX_BATCH: usize = 1000;
+/// Largest request body the API reads, in bytes (4 MiB).
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// Largest worker state report body, in bytes (16 KiB).
+pub const MAX_REPORT_BYTES: usize = 16 * 1024;
+/// Longest failure reason kept, in bytes; longer ones are cut.
+pub const MAX_REASON_BYTES: usize = 1024;
+/// Most log bytes kept per task (the tail is kept).
+pub const MAX_LOG_BYTES: usize = 256 * 1024;
+/// Largest page of `GET /api/tasks`.
+pub const MAX_PAGE: usize = 1000;
+/// Default page of `GET /api/tasks`.
+pub const DEFAULT_PAGE: usize = 100;
+/// Most attempts a task may ask for.
+pub const MAX_ATTEMPTS: u32 = 10;
+/// Longest timeout a task may ask for, in seconds (24 h).
+pub const MAX_TIMEOUT_SECS: u32 = 24 * 3600;
+/// Most metric samples kept per task (about one per second: ~1 hour).
+pub const MAX_METRIC_SAMPLES: usize = 3600;
+/// Deepest JSON nesting accepted in any body (serde_json's own recursion limit is 128).
+pub const MAX_JSON_DEPTH: usize = 32;
