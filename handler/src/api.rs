@@ -1,1 +1,601 @@
-//! stub
+//! The HTTP API (docs/API.md documents every route). Thin: each route parses and checks its
+//! input, delegates to the task service, the intake, the runtime or the reconciler, and maps
+//! errors to statuses in one place ([`ApiError`]). Internal errors are logged, never shown.
+
+use crate::app::{App, IntakeError};
+use crate::clock::now_ms;
+use crate::reconcile;
+use crate::runtime::RuntimeError;
+use crate::spawn::check_work;
+use crate::store::{Change, ListFilter, StoreError};
+use crate::token;
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{header, StatusCode};
+use actix_web::middleware::{from_fn, Next};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use futures::StreamExt;
+use model::{
+    limits, ListQuery, ReportedState, StateReport, SubmitResponse, Task, TaskId, TaskState,
+    WorkItem,
+};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Every error the API answers with: a status, a stable code and a message for people.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Machine-readable code (e.g. `work_too_large`).
+    pub code: &'static str,
+    /// What went wrong; for a limit, which limit.
+    pub message: String,
+}
+
+impl ApiError {
+    /// A 4xx/5xx with a code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    fn internal(e: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %e, "internal error");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the handler's log",
+        )
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status).json(model::ApiError {
+            code: self.code.into(),
+            message: self.message.clone(),
+        })
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::NotFound(id) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("task {id} not found"),
+            ),
+            StoreError::Illegal(t) => {
+                ApiError::new(StatusCode::CONFLICT, "illegal_transition", t.to_string())
+            }
+            e @ StoreError::StaleAttempt { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "stale_attempt", e.to_string())
+            }
+            StoreError::BadCursor => {
+                ApiError::bad("bad_cursor", "the cursor is not one this API returned")
+            }
+            e @ StoreError::Backend(_) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<IntakeError> for ApiError {
+    fn from(e: IntakeError) -> ApiError {
+        match e {
+            IntakeError::Store(e) => e.into(),
+            e => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<RuntimeError> for ApiError {
+    fn from(e: RuntimeError) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "runtime", e.to_string())
+    }
+}
+
+impl From<reconcile::ReconcileError> for ApiError {
+    fn from(e: reconcile::ReconcileError) -> ApiError {
+        match e {
+            reconcile::ReconcileError::Store(e) => e.into(),
+            e => ApiError::internal(e),
+        }
+    }
+}
+
+type Data = web::Data<Arc<App>>;
+type Result<T> = std::result::Result<T, ApiError>;
+
+/// Registers every `/api` route. The app context must be in `web::Data<Arc<App>>`.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    let query = web::QueryConfig::default()
+        .error_handler(|e, _| ApiError::bad("invalid_query", e.to_string()).into());
+    let path = web::PathConfig::default()
+        .error_handler(|e, _| ApiError::bad("invalid_path", e.to_string()).into());
+    cfg.service(
+        web::scope("/api")
+            .app_data(query)
+            .app_data(path)
+            .wrap(from_fn(require_api_key))
+            .route("/health", web::get().to(health))
+            .route("/work", web::post().to(submit))
+            .route("/tasks", web::get().to(list))
+            .route("/tasks", web::delete().to(clear))
+            .route("/tasks/{id}", web::get().to(get))
+            .route("/tasks/{id}/logs", web::get().to(logs))
+            .route("/tasks/{id}/metrics", web::get().to(metrics))
+            .route("/tasks/{id}/cancel", web::post().to(cancel))
+            .route("/tasks/{id}/retry", web::post().to(retry))
+            .route("/tasks/{id}/state", web::post().to(report))
+            .route("/events", web::get().to(events))
+            .default_service(web::to(|| async {
+                ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such API route")
+                    .error_response()
+            })),
+    );
+}
+
+/// With an API key configured, every route but the worker's report (which has its task token)
+/// and health needs it, as `Authorization: Bearer <key>` or `x-api-key: <key>`.
+async fn require_api_key(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> std::result::Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let key = req
+        .app_data::<Data>()
+        .and_then(|a| a.settings.api_key.clone());
+    let open = req.path().ends_with("/state") || req.path() == "/api/health";
+    if let (Some(key), false) = (key, open) {
+        let given = bearer(req.request()).or_else(|| header_str(req.request(), "x-api-key"));
+        if given.is_none_or(|g| token::hash(&g) != token::hash(&key)) {
+            let e = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this API needs its key (Authorization: Bearer or x-api-key)",
+            );
+            return Ok(req.into_response(e.error_response()));
+        }
+    }
+    Ok(next.call(req).await?.map_into_boxed_body())
+}
+
+fn header_str(req: &HttpRequest, name: &str) -> Option<String> {
+    req.headers().get(name)?.to_str().ok().map(str::to_string)
+}
+
+fn bearer(req: &HttpRequest) -> Option<String> {
+    header_str(req, header::AUTHORIZATION.as_str())?
+        .strip_prefix("Bearer ")
+        .map(|t| t.trim().to_string())
+}
+
+fn task_id(raw: &str) -> Result<TaskId> {
+    TaskId::parse(raw).map_err(|e| ApiError::bad("invalid_id", e.to_string()))
+}
+
+async fn load(app: &App, id: &TaskId) -> Result<Task> {
+    app.tasks
+        .store
+        .get(id)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(id.clone()).into())
+}
+
+/// Reads a JSON body: at most `limit` bytes, UTF-8, nesting at most `MAX_JSON_DEPTH`.
+async fn read_json<T: serde::de::DeserializeOwned>(
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<T> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad("body_unreadable", e.to_string()))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the request body is over the limit of {limit} bytes"),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let text = std::str::from_utf8(&body)
+        .map_err(|e| ApiError::bad("invalid_utf8", format!("the body is not valid UTF-8: {e}")))?;
+    if json_depth(text) > limits::MAX_JSON_DEPTH {
+        return Err(ApiError::bad(
+            "too_deep",
+            format!(
+                "JSON nesting is deeper than {} levels",
+                limits::MAX_JSON_DEPTH
+            ),
+        ));
+    }
+    serde_json::from_str(text)
+        .map_err(|e| ApiError::bad("invalid_json", format!("invalid JSON body: {e}")))
+}
+
+/// The deepest nesting of arrays and objects in `text` (strings are skipped).
+fn json_depth(text: &str) -> usize {
+    let (mut depth, mut max, mut in_str, mut esc) = (0usize, 0usize, false, false);
+    for b in text.bytes() {
+        match (in_str, esc, b) {
+            (true, true, _) => esc = false,
+            (true, false, b'\\') => esc = true,
+            (true, false, b'"') => in_str = false,
+            (true, ..) => {}
+            (false, _, b'"') => in_str = true,
+            (false, _, b'[' | b'{') => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            (false, _, b']' | b'}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+async fn health(app: Data) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({
+        "ok": true, "runtime": app.runtime.kind(), "store": app.tasks.store.kind(),
+    }))
+}
+
+/// `POST /api/work`: one item or an array; every item is checked before anything is stored.
+async fn submit(app: Data, payload: web::Payload) -> Result<HttpResponse> {
+    let value: serde_json::Value = read_json(payload, limits::MAX_BODY_BYTES).await?;
+    let items: Vec<WorkItem> = match value {
+        serde_json::Value::Array(_) => serde_json::from_value(value),
+        _ => serde_json::from_value(value).map(|i| vec![i]),
+    }
+    .map_err(|e| {
+        ApiError::bad(
+            "invalid_body",
+            format!("{e} (expected {{\"work\": \"...\"}} or an array of them)"),
+        )
+    })?;
+    let tasks = new_tasks(&app, items)?;
+    let tasks = app.intake.submit(tasks).await?;
+    Ok(HttpResponse::Accepted().json(SubmitResponse { tasks }))
+}
+
+/// Checks every item and makes its tasks (not stored yet).
+pub fn new_tasks(app: &App, items: Vec<WorkItem>) -> Result<Vec<Task>> {
+    if items.is_empty() {
+        return Err(ApiError::bad("empty_batch", "the batch has no items"));
+    }
+    let total: u64 = items.iter().map(|i| u64::from(i.count.unwrap_or(1))).sum();
+    if total > limits::MAX_BATCH as u64 {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!(
+                "the batch makes {total} tasks; the limit is {} per request (MAX_BATCH)",
+                limits::MAX_BATCH
+            ),
+        ));
+    }
+    let s = &app.settings;
+    let now = now_ms();
+    let mut tasks = Vec::with_capacity(total as usize);
+    for (n, item) in items.into_iter().enumerate() {
+        check_item(&item)
+            .map_err(|(status, code, m)| ApiError::new(status, code, format!("item {n}: {m}")))?;
+        for _ in 0..item.count.unwrap_or(1) {
+            let attempts = item.max_attempts.unwrap_or(s.max_attempts);
+            let timeout = item.timeout_secs.unwrap_or(s.timeout_secs);
+            tasks.push(Task::new(
+                new_id(now),
+                item.work.clone(),
+                s.resources,
+                attempts,
+                timeout,
+                now,
+            ));
+        }
+    }
+    Ok(tasks)
+}
+
+fn check_item(item: &WorkItem) -> std::result::Result<(), (StatusCode, &'static str, String)> {
+    if item.work.len() > limits::MAX_WORK_BYTES {
+        return Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "work_too_large",
+            check_work(&item.work).unwrap_err(),
+        ));
+    }
+    check_work(&item.work).map_err(|m| (StatusCode::BAD_REQUEST, "invalid_work", m))?;
+    let bad = |code, m: String| Err((StatusCode::BAD_REQUEST, code, m));
+    if item.count == Some(0) {
+        return bad("invalid_count", "count must be at least 1".into());
+    }
+    if item
+        .max_attempts
+        .is_some_and(|a| a == 0 || a > limits::MAX_ATTEMPTS)
+    {
+        return bad(
+            "invalid_attempts",
+            format!(
+                "max_attempts must be 1..={} (MAX_ATTEMPTS)",
+                limits::MAX_ATTEMPTS
+            ),
+        );
+    }
+    if item
+        .timeout_secs
+        .is_some_and(|t| t == 0 || t > limits::MAX_TIMEOUT_SECS)
+    {
+        return bad(
+            "invalid_timeout",
+            format!(
+                "timeout_secs must be 1..={} (MAX_TIMEOUT_SECS)",
+                limits::MAX_TIMEOUT_SECS
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// A new task id: milliseconds (hex, so ids sort by time) and 32 random bits.
+pub fn new_id(now_ms: i64) -> TaskId {
+    let mut r = [0u8; 4];
+    getrandom::fill(&mut r).expect("the OS random source is available");
+    TaskId::parse(&format!("{:011x}{}", now_ms, hex::encode(r))).expect("hex makes a valid id")
+}
+
+/// Parses `?state=`: names, or `active`, `finished`, `failed`.
+pub fn parse_states(raw: &str) -> Result<Vec<TaskState>> {
+    let mut out = Vec::new();
+    for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part {
+            "active" => out.extend(TaskState::ALL.into_iter().filter(|s| !s.is_terminal())),
+            "finished" => out.extend(TaskState::ALL.into_iter().filter(|s| s.is_terminal())),
+            "failed" => out.extend(TaskState::ALL.into_iter().filter(|s| s.is_failure())),
+            name => out.push(name.parse().map_err(|e: model::state::UnknownState| {
+                ApiError::bad("invalid_state", e.to_string())
+            })?),
+        }
+    }
+    Ok(out)
+}
+
+async fn list(app: Data, q: web::Query<ListQuery>) -> Result<HttpResponse> {
+    let q = q.into_inner();
+    let limit = q.limit.unwrap_or(limits::DEFAULT_PAGE);
+    if limit == 0 || limit > limits::MAX_PAGE {
+        return Err(ApiError::bad(
+            "invalid_limit",
+            format!("limit must be 1..={} (MAX_PAGE)", limits::MAX_PAGE),
+        ));
+    }
+    let states = q
+        .state
+        .as_deref()
+        .map(parse_states)
+        .transpose()?
+        .unwrap_or_default();
+    let page = app
+        .tasks
+        .store
+        .list(&ListFilter {
+            states,
+            limit,
+            cursor: q.cursor,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+async fn get(app: Data, id: web::Path<String>) -> Result<HttpResponse> {
+    Ok(HttpResponse::Ok().json(load(&app, &task_id(&id)?).await?))
+}
+
+/// Live output while the container exists, else what was captured when it ended.
+async fn logs(app: Data, id: web::Path<String>) -> Result<HttpResponse> {
+    let task = load(&app, &task_id(&id)?).await?;
+    if let Some(name) = task.container.as_deref().filter(|_| task.state.is_active()) {
+        if let Ok(logs) = app.runtime.logs(name, limits::MAX_LOG_BYTES).await {
+            return Ok(HttpResponse::Ok().json(logs));
+        }
+    }
+    let logs = app
+        .tasks
+        .store
+        .logs(&task.id)
+        .await?
+        .unwrap_or(model::Logs {
+            text: String::new(),
+            truncated: false,
+        });
+    Ok(HttpResponse::Ok().json(logs))
+}
+
+async fn metrics(app: Data, id: web::Path<String>) -> Result<HttpResponse> {
+    let task = load(&app, &task_id(&id)?).await?;
+    let samples = app.tasks.store.metrics(&task.id).await?;
+    Ok(HttpResponse::Ok().json(model::Metrics { samples }))
+}
+
+/// `POST /api/tasks/{id}/cancel`: records `Cancelled` first (so a late report cannot revive
+/// it), then kills the container; the reconciler removes it.
+async fn cancel(app: Data, id: web::Path<String>) -> Result<HttpResponse> {
+    let task = load(&app, &task_id(&id)?).await?;
+    if task.state.is_terminal() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_finished",
+            format!("task is already {}", task.state),
+        ));
+    }
+    let task = app
+        .tasks
+        .finish(&task.id, TaskState::Cancelled, "cancelled by request")
+        .await?;
+    if let Some(name) = &task.container {
+        if let Err(e) = app.runtime.kill(name).await {
+            tracing::warn!(container = %name, error = %e, "kill after cancel failed; the reconciler retries");
+        }
+    }
+    app.wake.notify_one();
+    Ok(HttpResponse::Ok().json(task))
+}
+
+/// `POST /api/tasks/{id}/retry`: a finished, unsuccessful task gets one more attempt.
+async fn retry(app: Data, id: web::Path<String>) -> Result<HttpResponse> {
+    let task = load(&app, &task_id(&id)?).await?;
+    if !(task.state.is_failure() || task.state == TaskState::Cancelled) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_retryable",
+            format!(
+                "only failed or cancelled tasks can be retried; this one is {}",
+                task.state
+            ),
+        ));
+    }
+    let mut c = Change::to(TaskState::Pending, now_ms());
+    c.new_attempt = true;
+    c.expect_attempt = Some(task.attempt);
+    c.max_attempts = Some(task.attempt + 1);
+    c.reason = Some("retry requested".into());
+    let task = app.tasks.change(&task.id, c).await?;
+    app.intake.requeue(&task, now_ms()).await?;
+    Ok(HttpResponse::Ok().json(task))
+}
+
+/// `POST /api/tasks/{id}/state`: the worker's report, authorised by its own task token only.
+async fn report(
+    app: Data,
+    req: HttpRequest,
+    id: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse> {
+    let id = task_id(&id)?;
+    let Some(given) = bearer(&req) else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "no_token",
+            "the worker's task token is required (Authorization: Bearer)",
+        ));
+    };
+    let stored = app.tasks.store.token_hash(&id).await?;
+    if !stored.is_some_and(|h| token::verify(&given, &h)) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "bad_token",
+            "this token is not valid for this task",
+        ));
+    }
+    let r: StateReport = read_json(payload, limits::MAX_REPORT_BYTES).await?;
+    let task = load(&app, &id).await?;
+    match r.state {
+        ReportedState::Failed => {
+            let code = r.exit_code.unwrap_or(1);
+            let reason = r
+                .reason
+                .unwrap_or_else(|| format!("work failed with exit code {code}"));
+            reconcile::attempt_failed(&app, &task, Some(code), &reason).await?;
+        }
+        state => {
+            let mut c = Change::to(state.into(), now_ms());
+            c.expect_attempt = Some(task.attempt);
+            c.exit_code = r
+                .exit_code
+                .filter(|_| state == ReportedState::Done)
+                .or((state == ReportedState::Done).then_some(0));
+            app.tasks.change(&id, c).await?;
+        }
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClearQuery {
+    state: String,
+}
+
+/// `DELETE /api/tasks?state=finished`: removes finished tasks and any containers left of them.
+async fn clear(app: Data, q: web::Query<ClearQuery>) -> Result<HttpResponse> {
+    if q.state != "finished" {
+        return Err(ApiError::bad(
+            "invalid_state",
+            "only state=finished can be cleared",
+        ));
+    }
+    let removed = app.tasks.store.remove_finished().await?;
+    for name in removed.iter().filter_map(|t| t.container.as_deref()) {
+        let _ = app.runtime.remove(name).await;
+    }
+    app.tasks.events.cleared(&removed);
+    Ok(HttpResponse::Ok().json(model::Cleared {
+        removed: removed.len() as u64,
+    }))
+}
+
+/// `GET /api/events`: Server-Sent Events of every change; a comment every 15 s keeps proxies
+/// from closing it; a subscriber that lags gets `resync`.
+async fn events(app: Data) -> HttpResponse {
+    let rx = app.tasks.events.subscribe();
+    let shutdown = app.shutdown.clone();
+    let first = futures::stream::once(async {
+        Ok::<_, actix_web::Error>(web::Bytes::from("retry: 1000\n: connected\n\n"))
+    });
+    let rest = futures::stream::unfold((rx, shutdown), |(mut rx, shutdown)| async move {
+        let frame = tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            r = tokio::time::timeout(Duration::from_secs(15), rx.recv()) => match r {
+                Err(_) => web::Bytes::from(": keep-alive\n\n"),
+                Ok(Ok(f)) => web::Bytes::copy_from_slice(f.as_bytes()),
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => web::Bytes::from(crate::events::frame("resync", "{}")),
+                Ok(Err(_)) => return None,
+            },
+        };
+        Some((Ok::<_, actix_web::Error>(frame), (rx, shutdown)))
+    });
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/event-stream"))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(first.chain(rest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_ignores_brackets_in_strings() {
+        assert_eq!(json_depth(r#"{"a":"[[[[{{{"}"#), 1);
+        assert_eq!(json_depth("[[[]]]"), 3);
+        assert_eq!(json_depth(r#"["\"[", [1]]"#), 2);
+    }
+
+    #[test]
+    fn state_filters() {
+        assert_eq!(
+            parse_states("Done,Failed").unwrap(),
+            vec![TaskState::Done, TaskState::Failed]
+        );
+        assert_eq!(parse_states("active").unwrap().len(), 3);
+        assert!(parse_states("Running").is_err());
+    }
+}

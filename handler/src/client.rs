@@ -1,1 +1,102 @@
-//! stub
+//! `handler submit` and `handler tasks`: small clients of a running handler's API, so the
+//! command line goes through the same checks as every other producer.
+
+use crate::config::{SubmitArgs, TasksArgs};
+use anyhow::{bail, Context};
+use model::{SubmitResponse, TaskPage, WorkItem};
+
+fn request(builder: reqwest::RequestBuilder, key: &Option<String>) -> reqwest::RequestBuilder {
+    match key {
+        Some(k) => builder.bearer_auth(k),
+        None => builder,
+    }
+}
+
+async fn check(resp: reqwest::Response) -> anyhow::Result<reqwest::Response> {
+    if resp.status().is_success() {
+        return Ok(resp);
+    }
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    match serde_json::from_str::<model::ApiError>(&body) {
+        Ok(e) => bail!("{status}: {} ({})", e.message, e.code),
+        Err(_) => bail!("{status}: {body}"),
+    }
+}
+
+/// Submits each argument as one task (times `--count`) and prints the new ids.
+pub async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
+    let count = (args.count > 1).then_some(args.count);
+    let items: Vec<WorkItem> = args
+        .work
+        .iter()
+        .map(|w| WorkItem {
+            work: w.clone(),
+            count,
+            max_attempts: None,
+            timeout_secs: None,
+        })
+        .collect();
+    let url = format!("{}/api/work", args.api.trim_end_matches('/'));
+    let resp = request(reqwest::Client::new().post(&url), &args.api_key)
+        .json(&items)
+        .send()
+        .await
+        .with_context(|| format!("is the handler running at {}?", args.api))?;
+    let created: SubmitResponse = check(resp).await?.json().await?;
+    for t in created.tasks {
+        println!("{}\t{}", t.id, t.state);
+    }
+    Ok(())
+}
+
+/// Prints a table (or JSON) of the newest tasks.
+pub async fn tasks(args: TasksArgs) -> anyhow::Result<()> {
+    let mut url = format!(
+        "{}/api/tasks?limit={}",
+        args.api.trim_end_matches('/'),
+        args.limit
+    );
+    if let Some(s) = &args.state {
+        url.push_str(&format!("&state={s}"));
+    }
+    let resp = request(reqwest::Client::new().get(&url), &args.api_key)
+        .send()
+        .await
+        .with_context(|| format!("is the handler running at {}?", args.api))?;
+    let page: TaskPage = check(resp).await?.json().await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&page)?);
+        return Ok(());
+    }
+    println!(
+        "{:<20} {:<13} {:>4} {:>5} {:>7} {:<24} WORK",
+        "ID", "STATE", "TRY", "EXIT", "SECS", "CONTAINER"
+    );
+    for t in &page.tasks {
+        let exit = t.exit_code.map(|c| c.to_string()).unwrap_or_default();
+        let work: String = t
+            .work
+            .chars()
+            .take(40)
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        println!(
+            "{:<20} {:<13} {:>4} {:>5} {:>7} {:<24} {}",
+            t.id.as_str(),
+            t.state.as_str(),
+            t.attempt,
+            exit,
+            t.billed_seconds,
+            t.container.as_deref().unwrap_or("-"),
+            work
+        );
+    }
+    let counts: Vec<String> = page
+        .counts
+        .iter()
+        .map(|(s, n)| format!("{s}: {n}"))
+        .collect();
+    println!("{}", counts.join(", "));
+    Ok(())
+}

@@ -290,6 +290,17 @@ impl LocalArgs {
     }
 }
 
+/// Parses `handler local ...` arguments (tests start local mode in-process with real flags).
+pub fn local_args(argv: &[String]) -> Result<LocalArgs, clap::Error> {
+    match Cli::try_parse_from(argv)?.command {
+        Some(Command::Local(args)) => Ok(args),
+        _ => Err(clap::Error::raw(
+            clap::error::ErrorKind::InvalidSubcommand,
+            "expected `local`",
+        )),
+    }
+}
+
 /// Reads the environment variable `name` (for callers outside this module that need one raw
 /// value, such as tests' mandatory-in-CI switches).
 pub fn env(name: &str) -> Option<String> {

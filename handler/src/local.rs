@@ -1,1 +1,175 @@
-//! stub
+//! Local mode: wires the SQLite store and queue, a container runtime (Docker if the engine
+//! answers, else child processes), the queue consumer, the reconciler, the sampler and the HTTP
+//! server, and runs them until shutdown.
+//!
+//! Shutdown has two stages: the first Ctrl-C stops taking messages and lets spawns in flight
+//! finish (containers keep running; the next start adopts them); a second Ctrl-C exits at once.
+
+use crate::app::App;
+use crate::config::{LocalArgs, RuntimeChoice};
+use crate::events::Events;
+use crate::queue::{self, LocalQueue};
+use crate::runtime::docker::DockerRuntime;
+use crate::runtime::process::ProcessRuntime;
+use crate::runtime::ContainerRuntime;
+use crate::spawn::Slots;
+use crate::store::sqlite::SqliteStore;
+use crate::tasks::{Rates, Tasks};
+use crate::{api, dashboard, reconcile};
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// A running local mode.
+pub struct Running {
+    /// Where the API and dashboard listen (the real port when 0 was asked for).
+    pub addr: SocketAddr,
+    /// The shared context (tests use it to reach the store and runtime directly).
+    pub app: Arc<App>,
+    /// The local queue (tests drop raw messages on it as another producer would).
+    pub queue: Arc<LocalQueue>,
+    /// The HTTP server, to stop it.
+    server: actix_web::dev::ServerHandle,
+    /// The consumer, reconciler, sampler and spawns in flight.
+    tracker: TaskTracker,
+}
+
+impl Running {
+    /// The base URL, e.g. `http://127.0.0.1:7071`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stage one: stop taking work, finish what is in flight, stop the server.
+    pub async fn stop(self) {
+        self.app.shutdown.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+        self.server.stop(true).await;
+    }
+}
+
+/// Picks the runtime: Docker when it answers (building the worker image if missing), else
+/// child processes (unless Docker was demanded).
+async fn runtime(args: &LocalArgs) -> anyhow::Result<Arc<dyn ContainerRuntime>> {
+    let worker = args.worker_bin();
+    if args.runtime != RuntimeChoice::Process {
+        match DockerRuntime::connect().await {
+            Ok(docker) => {
+                docker
+                    .ensure_worker_image(&args.task.image, &worker)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "building the worker image {} from {}",
+                            args.task.image,
+                            worker.display()
+                        )
+                    })?;
+                return Ok(Arc::new(docker));
+            }
+            Err(e) if args.runtime == RuntimeChoice::Docker => {
+                return Err(e).context("--runtime docker")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no Docker Engine answers; using the process runtime")
+            }
+        }
+    }
+    let logs = args.data_dir.join("logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+    Ok(Arc::new(ProcessRuntime::new(worker, logs)))
+}
+
+/// Starts local mode and returns once it listens.
+pub async fn start(args: LocalArgs) -> anyhow::Result<Running> {
+    let settings = args.settings()?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let store = SqliteStore::open(&args.data_dir.join("eda.db"))?;
+    let events = Events::default();
+    let queue = Arc::new(LocalQueue::new(store.db.clone(), events.clone()));
+    let recovered = queue.recover().await?;
+    let rates = Rates {
+        cpu_second: settings.rates.0,
+        gb_second: settings.rates.1,
+    };
+    let app = Arc::new(App {
+        slots: Arc::new(Slots::new(settings.concurrency)),
+        settings,
+        tasks: Tasks {
+            store: Arc::new(store),
+            events,
+            rates,
+        },
+        runtime: runtime(&args).await?,
+        intake: queue.clone(),
+        wake: Arc::new(Notify::new()),
+        shutdown: CancellationToken::new(),
+    });
+    for t in app
+        .tasks
+        .store
+        .unfinished()
+        .await?
+        .into_iter()
+        .filter(|t| t.state.is_active())
+    {
+        app.slots.adopt(t.id);
+    }
+    let (server, addr) = serve(&args, app.clone())?;
+    let tracker = TaskTracker::new();
+    tracker.spawn(queue::consume(app.clone(), queue.clone(), tracker.clone()));
+    tracker.spawn(reconcile::run(app.clone()));
+    tracker.spawn(reconcile::sample(app.clone()));
+    tracing::info!(%addr, runtime = app.runtime.kind(), recovered, "local mode listening");
+    Ok(Running {
+        addr,
+        app,
+        queue,
+        server,
+        tracker,
+    })
+}
+
+fn serve(
+    args: &LocalArgs,
+    app: Arc<App>,
+) -> anyhow::Result<(actix_web::dev::ServerHandle, SocketAddr)> {
+    let data = actix_web::web::Data::new(app);
+    let dir = args.dashboard_dir.clone();
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(data.clone())
+            .configure(api::routes)
+            .configure(|cfg| dashboard::configure(cfg, dir.clone()))
+    })
+    .workers(2)
+    .disable_signals()
+    .shutdown_timeout(5)
+    .bind(args.bind)
+    .with_context(|| format!("binding {}", args.bind))?;
+    let addr = server.addrs()[0];
+    let server = server.run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    Ok((handle, addr))
+}
+
+/// Runs local mode until Ctrl-C (graceful) or a second Ctrl-C (immediate).
+pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
+    let running = start(args).await?;
+    println!(
+        "Event-Driven ACI local mode: dashboard and API on {}",
+        running.url()
+    );
+    tokio::signal::ctrl_c().await?;
+    println!("stopping: finishing spawns in flight (Ctrl-C again to exit now)");
+    tokio::select! {
+        _ = running.stop() => Ok(()),
+        _ = tokio::signal::ctrl_c() => std::process::exit(130),
+    }
+}

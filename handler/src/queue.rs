@@ -1,1 +1,358 @@
-//! stub
+//! Local mode's durable queue, in the same SQLite file as the tasks, and its consumer loop.
+//!
+//! It behaves like a Service Bus queue with peek-lock: [`LocalQueue::receive`] leases the oldest
+//! visible message and counts a delivery; [`LocalQueue::complete`] deletes it; an abandoned
+//! message becomes visible again after a delay; after too many deliveries it is dead-lettered.
+//! A handler killed mid-spawn leaves its leases behind; [`LocalQueue::recover`] releases them at
+//! the next start, so the message is delivered again and the spawn path's idempotency (one
+//! container per name) keeps it to one container.
+
+use crate::app::{App, Intake, IntakeError};
+use crate::clock::now_ms;
+use crate::events::Events;
+use crate::spawn::{self, Delivery, Outcome};
+use crate::store::sqlite::{backend, insert_in, Db};
+use crate::store::StoreError;
+use async_trait::async_trait;
+use model::{Envelope, Task};
+use rusqlite::{params, OptionalExtension};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, OwnedSemaphorePermit};
+use tokio_util::task::TaskTracker;
+
+/// How long a received message stays invisible to other receivers while it is being spawned.
+const LEASE: Duration = Duration::from_secs(60);
+/// Longest wait between retries of a message whose spawn failed.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// A message taken off the queue, leased to one consumer.
+#[derive(Debug, Clone)]
+pub struct Leased {
+    /// Row id, for complete / abandon.
+    pub seq: i64,
+    /// What the spawner sees.
+    pub delivery: Delivery,
+}
+
+/// The queue. Cheap to share behind an `Arc`.
+pub struct LocalQueue {
+    /// The database shared with the store.
+    db: Db,
+    /// Announces new tasks to the dashboard.
+    events: Events,
+    /// Wakes the consumer when a message is added.
+    added: Notify,
+}
+
+fn envelope_of(task: &Task) -> Result<String, StoreError> {
+    let env = Envelope {
+        id: task.id.clone(),
+        work: task.work.clone(),
+        max_attempts: Some(task.max_attempts),
+        timeout_secs: Some(task.timeout_secs),
+    };
+    serde_json::to_string(&env).map_err(backend)
+}
+
+impl LocalQueue {
+    /// A queue on `db`.
+    pub fn new(db: Db, events: Events) -> LocalQueue {
+        LocalQueue {
+            db,
+            events,
+            added: Notify::new(),
+        }
+    }
+
+    /// Releases the leases a previous process held (it is gone; nobody else consumes this file).
+    pub async fn recover(&self) -> Result<u64, StoreError> {
+        let now = now_ms();
+        self.db
+            .write(move |tx| {
+                tx.execute(
+                    "UPDATE queue SET leased = 0, visible_at_ms = ?1 WHERE leased = 1",
+                    [now],
+                )
+                .map(|n| n as u64)
+                .map_err(backend)
+            })
+            .await
+    }
+
+    /// Puts a raw message on the queue, as another producer would (plain text or an envelope).
+    pub async fn send_raw(&self, message_id: &str, body: &str) -> Result<(), StoreError> {
+        let (id, body, now) = (message_id.to_string(), body.to_string(), now_ms());
+        self.db
+            .write(move |tx| {
+                tx.execute(
+                    "INSERT INTO queue (message_id, body, visible_at_ms) VALUES (?1, ?2, ?3) ON CONFLICT(message_id) DO NOTHING",
+                    params![id, body, now],
+                )
+                .map_err(backend)
+            })
+            .await?;
+        self.added.notify_one();
+        Ok(())
+    }
+
+    /// Leases the oldest visible message, counting one delivery.
+    pub async fn receive(&self) -> Result<Option<Leased>, StoreError> {
+        let now = now_ms();
+        let until = now + LEASE.as_millis() as i64;
+        self.db
+            .write(move |tx| {
+                tx.query_row(
+                    "UPDATE queue SET deliveries = deliveries + 1, leased = 1, visible_at_ms = ?2
+                     WHERE seq = (SELECT seq FROM queue WHERE visible_at_ms <= ?1 AND leased = 0
+                                  ORDER BY visible_at_ms, seq LIMIT 1)
+                     RETURNING seq, message_id, body, deliveries",
+                    params![now, until],
+                    |r| {
+                        Ok(Leased {
+                            seq: r.get(0)?,
+                            delivery: Delivery {
+                                message_id: r.get(1)?,
+                                body: r.get(2)?,
+                                delivery_count: r.get(3)?,
+                            },
+                        })
+                    },
+                )
+                .optional()
+                .map_err(backend)
+            })
+            .await
+    }
+
+    /// When the next message becomes visible, if any is waiting.
+    pub async fn next_visible_at(&self) -> Result<Option<i64>, StoreError> {
+        self.db
+            .read(|c| {
+                c.query_row(
+                    "SELECT MIN(visible_at_ms) FROM queue WHERE leased = 0",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(backend)
+            })
+            .await
+    }
+
+    /// Deletes a message that was handled.
+    pub async fn complete(&self, seq: i64) -> Result<(), StoreError> {
+        self.db
+            .write(move |tx| {
+                tx.execute("DELETE FROM queue WHERE seq = ?1", [seq])
+                    .map(drop)
+                    .map_err(backend)
+            })
+            .await
+    }
+
+    /// Makes a message visible again after `delay`. `counted = false` gives back the delivery it
+    /// used (the runtime was unavailable: not the message's fault).
+    pub async fn abandon(
+        &self,
+        seq: i64,
+        delay: Duration,
+        error: &str,
+        counted: bool,
+    ) -> Result<(), StoreError> {
+        let (at, error) = (now_ms() + delay.as_millis() as i64, error.to_string());
+        let give_back = i64::from(!counted);
+        self.db
+            .write(move |tx| {
+                tx.execute(
+                    "UPDATE queue SET leased = 0, visible_at_ms = ?2, last_error = ?3, deliveries = deliveries - ?4 WHERE seq = ?1",
+                    params![seq, at, error, give_back],
+                )
+                .map(drop)
+                .map_err(backend)
+            })
+            .await?;
+        self.added.notify_one();
+        Ok(())
+    }
+
+    /// Moves a message to the dead-letter table.
+    pub async fn dead_letter(&self, seq: i64, reason: &str) -> Result<(), StoreError> {
+        let (reason, now) = (reason.to_string(), now_ms());
+        self.db
+            .write(move |tx| {
+                tx.execute(
+                    "INSERT OR REPLACE INTO dead_letters (message_id, body, deliveries, reason, at_ms)
+                     SELECT message_id, body, deliveries, ?2, ?3 FROM queue WHERE seq = ?1",
+                    params![seq, reason, now],
+                )
+                .map_err(backend)?;
+                tx.execute("DELETE FROM queue WHERE seq = ?1", [seq]).map(drop).map_err(backend)
+            })
+            .await
+    }
+
+    /// Messages waiting or leased (for health and tests).
+    pub async fn depth(&self) -> Result<u64, StoreError> {
+        self.db
+            .read(|c| {
+                c.query_row("SELECT COUNT(*) FROM queue", [], |r| r.get::<_, i64>(0))
+                    .map(|n| n as u64)
+                    .map_err(backend)
+            })
+            .await
+    }
+
+    /// Waits until a message may be visible: something was added, or the earliest delayed
+    /// message's time came (at most `cap` from now, so a clock jump cannot strand it).
+    async fn wait_for_work(&self, cap: Duration) {
+        let now = now_ms();
+        let wait = match self.next_visible_at().await {
+            Ok(Some(at)) => {
+                Duration::from_millis((at - now).clamp(0, cap.as_millis() as i64) as u64)
+            }
+            _ => cap,
+        };
+        if wait.is_zero() {
+            return;
+        }
+        let _ = tokio::time::timeout(wait, self.added.notified()).await;
+    }
+}
+
+#[async_trait]
+impl Intake for LocalQueue {
+    async fn submit(&self, tasks: Vec<Task>) -> Result<Vec<Task>, IntakeError> {
+        let now = now_ms();
+        let stored = self
+            .db
+            .write(move |tx| {
+                let stored = insert_in(tx, &tasks)?;
+                let mut send = tx
+                    .prepare_cached("INSERT INTO queue (message_id, body, visible_at_ms) VALUES (?1, ?2, ?3) ON CONFLICT(message_id) DO NOTHING")
+                    .map_err(backend)?;
+                for (new, stored) in tasks.iter().zip(&stored) {
+                    if new == stored {
+                        send.execute(params![stored.id.as_str(), envelope_of(stored)?, now]).map_err(backend)?;
+                    }
+                }
+                Ok(stored)
+            })
+            .await?;
+        for t in &stored {
+            self.events.task(t);
+        }
+        self.added.notify_one();
+        Ok(stored)
+    }
+
+    async fn requeue(&self, task: &Task, at_ms: i64) -> Result<(), IntakeError> {
+        let (id, body) = (
+            format!("{}#{}", task.id, task.attempt + 1),
+            envelope_of(task)?,
+        );
+        self.db
+            .write(move |tx| {
+                tx.execute(
+                    "INSERT INTO queue (message_id, body, visible_at_ms) VALUES (?1, ?2, ?3) ON CONFLICT(message_id) DO NOTHING",
+                    params![id, body, at_ms],
+                )
+                .map_err(backend)
+            })
+            .await?;
+        self.added.notify_one();
+        Ok(())
+    }
+}
+
+/// The consumer: takes a slot first (so a full system leaves messages on the queue), then the
+/// next message, then spawns it on its own task. Stops taking messages when `app.shutdown` fires;
+/// spawns in flight finish on `tracker`.
+pub async fn consume(app: Arc<App>, queue: Arc<LocalQueue>, tracker: TaskTracker) {
+    loop {
+        let permit = tokio::select! {
+            _ = app.shutdown.cancelled() => return,
+            p = app.slots.acquire() => p,
+        };
+        let leased = tokio::select! {
+            _ = app.shutdown.cancelled() => return,
+            l = next_message(&queue) => l,
+        };
+        tracker.spawn(deliver(app.clone(), queue.clone(), leased, permit));
+    }
+}
+
+async fn next_message(queue: &LocalQueue) -> Leased {
+    loop {
+        match queue.receive().await {
+            Ok(Some(l)) => return l,
+            Ok(None) => queue.wait_for_work(Duration::from_secs(5)).await,
+            Err(e) => {
+                tracing::error!(error = %e, "queue receive failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Handles one leased message: spawn, then complete, abandon or dead-letter it.
+async fn deliver(
+    app: Arc<App>,
+    queue: Arc<LocalQueue>,
+    leased: Leased,
+    permit: OwnedSemaphorePermit,
+) {
+    let d = &leased.delivery;
+    let result = if d.delivery_count > app.settings.max_deliveries {
+        Err(None)
+    } else {
+        spawn::handle(&app, d).await.map_err(Some)
+    };
+    let done = match result {
+        Ok(outcome) => {
+            if let Outcome::Started(id) | Outcome::AlreadyRunning(id) = outcome {
+                app.slots.hold(id, permit);
+            }
+            queue.complete(leased.seq).await
+        }
+        Err(Some(e)) if e.is_transient() => {
+            tracing::warn!(message = %d.message_id, error = %e, "runtime unavailable; will retry");
+            queue
+                .abandon(
+                    leased.seq,
+                    backoff(d.delivery_count, app.settings.retry_backoff),
+                    &e.to_string(),
+                    false,
+                )
+                .await
+        }
+        Err(e) if d.delivery_count < app.settings.max_deliveries && e.is_some() => {
+            let e = e.map(|e| e.to_string()).unwrap_or_default();
+            tracing::warn!(message = %d.message_id, error = %e, delivery = d.delivery_count, "spawn failed; will redeliver");
+            queue
+                .abandon(
+                    leased.seq,
+                    backoff(d.delivery_count, app.settings.retry_backoff),
+                    &e,
+                    true,
+                )
+                .await
+        }
+        Err(e) => {
+            let why = e
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "too many deliveries".into());
+            let reason = format!("dead-lettered after {} deliveries: {why}", d.delivery_count);
+            spawn::dead_letter(&app, d, &reason).await;
+            queue.dead_letter(leased.seq, &reason).await
+        }
+    };
+    if let Err(e) = done {
+        tracing::error!(message = %d.message_id, error = %e, "queue update failed; the message will be redelivered");
+    }
+}
+
+/// Exponential backoff from `base` for the `n`th delivery, capped at 30 s.
+pub fn backoff(n: u32, base: Duration) -> Duration {
+    base.saturating_mul(1 << n.saturating_sub(1).min(16))
+        .min(MAX_BACKOFF)
+}

@@ -1,1 +1,307 @@
-//! stub
+//! The reconciler: makes every task's state tell the truth about its container.
+//!
+//! It runs on container exits pushed by the runtime (Docker events, child exits), on a wake-up
+//! from the API (a report or a cancel arrived), and on a periodic sweep as the safety net. For
+//! each active task it asks the runtime: a container that exited without reporting is finished
+//! from its exit code; one that ran past its timeout is killed (`TimedOut`); one that vanished is
+//! failed. A failed attempt with attempts left goes back to `Pending` and is queued again after
+//! a backoff. Finished containers have their logs captured, then are removed, freeing their slot.
+//! A second, one-second loop samples CPU and memory of the running containers.
+
+use crate::app::App;
+use crate::clock::now_ms;
+use crate::runtime::{ContainerStatus, Phase, RuntimeError};
+use crate::store::{Change, StoreError};
+use futures::StreamExt;
+use model::naming::parse_container_name;
+use model::{limits, Task, TaskId, TaskState};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Errors of one reconcile pass.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The runtime failed.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// Queueing a retry failed.
+    #[error(transparent)]
+    Intake(#[from] crate::app::IntakeError),
+}
+
+/// Runs until shutdown: a sweep at start, then on every exit event, wake-up or tick.
+pub async fn run(app: Arc<App>) {
+    let mut exits = app.runtime.exits();
+    let mut tick = tokio::time::interval(app.settings.sweep);
+    loop {
+        let exited = tokio::select! {
+            _ = app.shutdown.cancelled() => return,
+            _ = tick.tick() => None,
+            _ = app.wake.notified() => None,
+            Some(name) = next_exit(&mut exits) => Some(name),
+        };
+        let result = match exited {
+            Some(name) => on_exit(&app, &name).await,
+            None => sweep(&app).await,
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "reconcile pass failed; the next sweep retries");
+        }
+    }
+}
+
+async fn next_exit(
+    exits: &mut Option<futures::stream::BoxStream<'static, String>>,
+) -> Option<String> {
+    match exits {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One pass over every unfinished task and every container of ours.
+pub async fn sweep(app: &Arc<App>) -> Result<(), ReconcileError> {
+    for task in app.tasks.store.unfinished().await? {
+        if task.state.is_active() {
+            check(app, &task).await?;
+        }
+    }
+    collect(app).await
+}
+
+/// A container stopped: settle its task and clean it up right away.
+async fn on_exit(app: &Arc<App>, name: &str) -> Result<(), ReconcileError> {
+    let Some((id, _)) = parse_container_name(name) else {
+        return Ok(());
+    };
+    if let Some(task) = app.tasks.store.get(&id).await? {
+        if task.state.is_active() {
+            check(app, &task).await?;
+        }
+    }
+    let task = app.tasks.store.get(&id).await?;
+    cleanup(app, name, task.as_ref()).await
+}
+
+/// Compares one active task with its container.
+async fn check(app: &Arc<App>, task: &Task) -> Result<(), ReconcileError> {
+    let Some(name) = task.container.clone() else {
+        return Ok(());
+    };
+    let status = match app.runtime.status(&name).await {
+        Ok(s) => s,
+        Err(e) if e.is_transient() => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    match status {
+        None => vanished(app, task).await,
+        Some(st) if st.phase == Phase::Exited => exited(app, task, &st).await,
+        Some(_) if overdue(task) => timed_out(app, task, &name).await,
+        Some(_) => Ok(()),
+    }
+}
+
+/// Since when the current attempt's container was asked for.
+fn attempt_start(task: &Task) -> i64 {
+    task.transitions
+        .iter()
+        .rev()
+        .find(|t| t.state == TaskState::Provisioning && t.attempt == task.attempt)
+        .map_or(task.created_at_ms, |t| t.at_ms)
+}
+
+fn overdue(task: &Task) -> bool {
+    now_ms() - attempt_start(task) > i64::from(task.timeout_secs) * 1000
+}
+
+/// No container: fine for a moment after it was asked for (a spawn may be in flight), a
+/// failure after the grace period.
+async fn vanished(app: &Arc<App>, task: &Task) -> Result<(), ReconcileError> {
+    let grace = app.settings.provision_grace.as_millis() as i64;
+    if task.state == TaskState::Provisioning && now_ms() - attempt_start(task) < grace {
+        return Ok(());
+    }
+    attempt_failed(
+        app,
+        task,
+        None,
+        "the container disappeared without reporting",
+    )
+    .await
+}
+
+async fn timed_out(app: &Arc<App>, task: &Task, name: &str) -> Result<(), ReconcileError> {
+    let reason = format!(
+        "ran longer than its timeout of {} s; container killed",
+        task.timeout_secs
+    );
+    let mut c = Change::to(TaskState::TimedOut, now_ms());
+    c.expect_attempt = Some(task.attempt);
+    c.reason = Some(reason);
+    settle(app.tasks.change(&task.id, c).await)?;
+    app.runtime.kill(name).await?;
+    Ok(())
+}
+
+/// The container ended while the task was still active: the worker never reported the end.
+async fn exited(app: &Arc<App>, task: &Task, st: &ContainerStatus) -> Result<(), ReconcileError> {
+    let code = st.exit_code.unwrap_or(-1);
+    if code == 0 {
+        let mut c = Change::to(TaskState::Done, now_ms());
+        c.expect_attempt = Some(task.attempt);
+        c.exit_code = Some(0);
+        c.reason = Some("container exited 0 without reporting Done".into());
+        return settle(app.tasks.change(&task.id, c).await);
+    }
+    attempt_failed(app, task, Some(code), &describe_exit(code, st)).await
+}
+
+/// A human reason for a non-zero exit.
+pub fn describe_exit(code: i64, st: &ContainerStatus) -> String {
+    let mut s = if st.oom_killed {
+        format!("killed by the kernel's OOM killer (memory limit), exit code {code}")
+    } else if code == 137 {
+        "killed (SIGKILL), exit code 137".to_string()
+    } else if code > 128 && code < 160 {
+        format!("killed by signal {}, exit code {code}", code - 128)
+    } else {
+        format!("exited with code {code} without reporting")
+    };
+    if let Some(d) = st.detail.as_deref().filter(|d| !d.is_empty()) {
+        s.push_str(&format!(" ({d})"));
+    }
+    s
+}
+
+/// The current attempt failed: retry after a backoff if attempts are left, else `Failed`.
+/// Also used when the worker itself reports `Failed`.
+pub async fn attempt_failed(
+    app: &Arc<App>,
+    task: &Task,
+    exit_code: Option<i64>,
+    reason: &str,
+) -> Result<(), ReconcileError> {
+    let now = now_ms();
+    let mut c;
+    if task.attempt < task.max_attempts {
+        let delay = crate::queue::backoff(task.attempt, app.settings.retry_backoff);
+        c = Change::to(TaskState::Pending, now);
+        c.new_attempt = true;
+        c.retry_at_ms = Some(now + delay.as_millis() as i64);
+        c.reason = Some(format!(
+            "attempt {}/{} failed: {reason}; retrying in {:.1} s",
+            task.attempt,
+            task.max_attempts,
+            delay.as_secs_f64()
+        ));
+    } else {
+        c = Change::to(TaskState::Failed, now);
+        c.reason = Some(reason.to_string());
+    }
+    c.expect_attempt = Some(task.attempt);
+    c.exit_code = exit_code;
+    let retry_at = c.retry_at_ms;
+    let Some(updated) = settle_task(app.tasks.change(&task.id, c).await)? else {
+        return Ok(());
+    };
+    if let Some(at) = retry_at {
+        app.intake.requeue(&updated, at).await?;
+    }
+    Ok(())
+}
+
+/// A lost race (another pass or a report got there first) is not an error.
+fn settle(r: Result<Task, StoreError>) -> Result<(), ReconcileError> {
+    settle_task(r).map(drop)
+}
+
+fn settle_task(r: Result<Task, StoreError>) -> Result<Option<Task>, ReconcileError> {
+    match r {
+        Ok(t) => Ok(Some(t)),
+        Err(StoreError::Illegal(_) | StoreError::StaleAttempt { .. } | StoreError::NotFound(_)) => {
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Cleans up every container of ours whose attempt is over, and frees slots of tasks whose
+/// containers are gone.
+async fn collect(app: &Arc<App>) -> Result<(), ReconcileError> {
+    let names = app.runtime.list().await?;
+    for name in &names {
+        let Some((id, _)) = parse_container_name(name) else {
+            continue;
+        };
+        let task = app.tasks.store.get(&id).await?;
+        cleanup(app, name, task.as_ref()).await?;
+    }
+    for id in app.slots.holders() {
+        let task = app.tasks.store.get(&id).await?;
+        let container = task.as_ref().and_then(|t| t.container.clone());
+        let still = container.is_some_and(|c| names.contains(&c));
+        if !still && !task.is_some_and(|t| t.state.is_active()) {
+            app.slots.release(&id);
+        }
+    }
+    Ok(())
+}
+
+/// Removes `name` if its attempt is over (after capturing its logs and a last sample), killing
+/// it first if its task was cancelled or timed out.
+async fn cleanup(app: &Arc<App>, name: &str, task: Option<&Task>) -> Result<(), ReconcileError> {
+    let current = task.is_some_and(|t| t.container.as_deref() == Some(name));
+    let active = current && task.is_some_and(|t| t.state.is_active());
+    if active {
+        return Ok(());
+    }
+    let Some(st) = app.runtime.status(name).await? else {
+        return Ok(());
+    };
+    if st.phase != Phase::Exited {
+        app.runtime.kill(name).await?;
+        return Ok(()); // its exit event (or the next sweep) comes back here
+    }
+    if let (true, Some(t)) = (current, task) {
+        let logs = app.runtime.logs(name, limits::MAX_LOG_BYTES).await?;
+        app.tasks.store.put_logs(&t.id, &logs).await?;
+    }
+    app.runtime.remove(name).await?;
+    if let Some(t) = task.filter(|t| !t.state.is_active()) {
+        app.slots.release(&t.id);
+    }
+    tracing::debug!(container = name, "container removed");
+    Ok(())
+}
+
+/// Samples CPU and memory of every container holding a slot, about once a second.
+pub async fn sample(app: Arc<App>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = app.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        for id in app.slots.holders() {
+            if let Err(e) = sample_one(&app, &id).await {
+                tracing::debug!(task = %id, error = %e, "sample failed");
+            }
+        }
+    }
+}
+
+async fn sample_one(app: &Arc<App>, id: &TaskId) -> Result<(), ReconcileError> {
+    let Some(task) = app.tasks.store.get(id).await? else {
+        return Ok(());
+    };
+    let Some(name) = task.container.as_deref().filter(|_| task.state.is_active()) else {
+        return Ok(());
+    };
+    if let Some(s) = app.runtime.sample(name).await? {
+        app.tasks.store.add_metrics(id, &[s]).await?;
+    }
+    Ok(())
+}

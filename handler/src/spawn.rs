@@ -1,2 +1,297 @@
-//! stub
-pub struct Slots;
+//! THE one code path from a queue message to a running container, used by local mode's queue
+//! consumer and by the Service Bus trigger alike, and the slot cap on running containers.
+//!
+//! Idempotency: a message delivered twice (the handler died between creating the container and
+//! completing the message) finds its task already `Provisioning` with a container of the
+//! deterministic name, and stops there: one container per task attempt.
+
+use crate::app::App;
+use crate::clock::now_ms;
+use crate::runtime::{ContainerSpec, RuntimeError};
+use crate::store::{Change, StoreError};
+use crate::token;
+use model::naming::container_name;
+use model::{limits, Envelope, Task, TaskId, TaskState};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// A message as delivered by a queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    /// The queue's id of the message; a plain-text message's task id is derived from it.
+    pub message_id: String,
+    /// The message: an [`Envelope`] (JSON) from our API, or any text from another producer.
+    pub body: String,
+    /// 1 on the first delivery.
+    pub delivery_count: u32,
+}
+
+/// What [`handle`] did; every variant means "complete the message".
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// A container was created for the task (it holds a slot until it ends).
+    Started(TaskId),
+    /// The task's container already exists (redelivery): nothing was created.
+    AlreadyRunning(TaskId),
+    /// The task is finished or cancelled: nothing to do.
+    Finished(TaskId),
+}
+
+/// Why a message could not be spawned.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// The message can never become a task (empty, too large, NUL bytes).
+    #[error("invalid message: {0}")]
+    Invalid(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The runtime refused or could not be reached.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+impl SpawnError {
+    /// True when waiting may fix it (runtime down): the delivery should not count.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, SpawnError::Runtime(e) if e.is_transient())
+    }
+}
+
+/// Spawns the task a message names: creates the task if this is the first time it is seen,
+/// then starts its next attempt's container unless one exists.
+pub async fn handle(app: &Arc<App>, d: &Delivery) -> Result<Outcome, SpawnError> {
+    let task = ensure_task(app, d).await?;
+    match task.state {
+        s if s.is_terminal() => Ok(Outcome::Finished(task.id)),
+        TaskState::Pending => start_attempt(app, &task, task.attempt + 1).await,
+        _ => {
+            let name = container_name(&task.id, task.attempt);
+            if app.runtime.status(&name).await?.is_some() {
+                return Ok(Outcome::AlreadyRunning(task.id));
+            }
+            start_attempt(app, &task, task.attempt).await
+        }
+    }
+}
+
+/// Marks the message's task `DeadLettered` with `reason` (creating it for a plain message).
+pub async fn dead_letter(app: &Arc<App>, d: &Delivery, reason: &str) {
+    let result = match ensure_task(app, d).await {
+        Ok(t) if !t.state.is_terminal() => app
+            .tasks
+            .finish(&t.id, TaskState::DeadLettered, reason)
+            .await
+            .map(drop),
+        Ok(_) => Ok(()),
+        Err(e) => Err(StoreError::Backend(e.to_string())),
+    };
+    if let Err(e) = result {
+        tracing::error!(message = %d.message_id, error = %e, "could not record the dead letter");
+    }
+}
+
+/// The envelope of a message: ours (JSON), or plain text whose id comes from the message id.
+pub fn envelope(d: &Delivery) -> Result<Envelope, SpawnError> {
+    if let Ok(env) = serde_json::from_str::<Envelope>(&d.body) {
+        return Ok(env);
+    }
+    let work = d.body.clone();
+    check_work(&work).map_err(SpawnError::Invalid)?;
+    Ok(Envelope {
+        id: derived_id(&d.message_id),
+        work,
+        max_attempts: None,
+        timeout_secs: None,
+    })
+}
+
+/// The task id of a plain-text message: stable per queue message id, so a redelivery maps to
+/// the same task.
+pub fn derived_id(message_id: &str) -> TaskId {
+    let digest = hex::encode(Sha256::digest(message_id.as_bytes()));
+    TaskId::parse(&format!("m{}", &digest[..23])).expect("hex digits make a valid id")
+}
+
+/// Checks a message text against the limits; the error names the limit.
+pub fn check_work(work: &str) -> Result<(), String> {
+    if work.trim().is_empty() {
+        return Err("work is empty or only whitespace".into());
+    }
+    if work.len() > limits::MAX_WORK_BYTES {
+        return Err(format!(
+            "work is {} bytes; the limit is {} bytes (MAX_WORK_BYTES)",
+            work.len(),
+            limits::MAX_WORK_BYTES
+        ));
+    }
+    if work.contains('\0') {
+        return Err("work contains a NUL character, which cannot be passed to a container".into());
+    }
+    Ok(())
+}
+
+async fn ensure_task(app: &Arc<App>, d: &Delivery) -> Result<Task, SpawnError> {
+    let env = envelope(d)?;
+    if let Some(t) = app.tasks.store.get(&env.id).await? {
+        return Ok(t);
+    }
+    let s = &app.settings;
+    let task = Task::new(
+        env.id,
+        env.work,
+        s.resources,
+        env.max_attempts.unwrap_or(s.max_attempts),
+        env.timeout_secs.unwrap_or(s.timeout_secs),
+        now_ms(),
+    );
+    Ok(app.tasks.insert(&[task]).await?.remove(0))
+}
+
+/// Records the attempt (`Provisioning`, container name, token hash), then creates its
+/// container. The record comes first so that a crash in between is seen on redelivery.
+async fn start_attempt(app: &Arc<App>, task: &Task, attempt: u32) -> Result<Outcome, SpawnError> {
+    let name = container_name(&task.id, attempt);
+    let secret = token::new_token();
+    let mut c = Change::to(TaskState::Provisioning, now_ms());
+    c.expect_attempt = Some(task.attempt);
+    c.attempt = Some(attempt);
+    c.container = Some(name.clone());
+    c.token_hash = Some(token::hash(&secret));
+    c.reason = Some(String::new());
+    let task = app.tasks.change(&task.id, c).await?;
+    let spec = container_spec(app, &task, name, secret);
+    if let Err(e) = app.runtime.create(&spec).await {
+        note(app, &task, &e).await;
+        return Err(e.into());
+    }
+    tracing::info!(task = %task.id, container = %spec.name, "container started");
+    Ok(Outcome::Started(task.id))
+}
+
+/// Shows why a spawn is waiting on the task itself, so the dashboard tells the truth.
+async fn note(app: &Arc<App>, task: &Task, e: &RuntimeError) {
+    let mut c = Change::to(TaskState::Provisioning, now_ms());
+    c.expect_attempt = Some(task.attempt);
+    c.reason = Some(if e.is_transient() {
+        format!("waiting for the container runtime: {e}")
+    } else {
+        format!("spawn failed: {e}")
+    });
+    let _ = app.tasks.change(&task.id, c).await;
+}
+
+/// The container of one task attempt.
+fn container_spec(app: &App, task: &Task, name: String, secret: String) -> ContainerSpec {
+    let s = &app.settings;
+    let env = vec![
+        ("MESSAGE".to_string(), task.work.clone()),
+        ("TASK_ID".to_string(), task.id.to_string()),
+        (
+            "CALLBACK_URL".to_string(),
+            format!("{}/api/tasks/{}/state", s.public_url, task.id),
+        ),
+        ("CONTAINER_NAME".to_string(), name.clone()),
+        ("ATTEMPT".to_string(), task.attempt.to_string()),
+    ];
+    ContainerSpec {
+        name,
+        image: s.image.clone(),
+        args: s.worker_args.clone(),
+        env,
+        secret_env: vec![("TASK_TOKEN".to_string(), secret)],
+        resources: task.resources,
+    }
+}
+
+/// The cap on running containers. A slot is taken before a message is received and held by
+/// the task's id from spawn until its container is gone, so at most `n` containers exist.
+pub struct Slots {
+    /// The permits; `available_permits` is the free capacity.
+    sem: Arc<Semaphore>,
+    /// Which task holds which permit. Touched by the consumer (hold) and the reconciler (release).
+    held: Mutex<HashMap<TaskId, OwnedSemaphorePermit>>,
+}
+
+impl Slots {
+    /// `n` slots.
+    pub fn new(n: usize) -> Slots {
+        Slots {
+            sem: Arc::new(Semaphore::new(n)),
+            held: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Waits for a free slot.
+    pub async fn acquire(&self) -> OwnedSemaphorePermit {
+        self.sem
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed")
+    }
+
+    /// Gives the slot to task `id` (a second permit for the same task is returned at once).
+    pub fn hold(&self, id: TaskId, permit: OwnedSemaphorePermit) {
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id)
+            .or_insert(permit);
+    }
+
+    /// Takes a slot for a task found running at start-up, if one is free.
+    pub fn adopt(&self, id: TaskId) {
+        if let Ok(p) = self.sem.clone().try_acquire_owned() {
+            self.hold(id, p);
+        }
+    }
+
+    /// Frees the slot of task `id`, if it holds one.
+    pub fn release(&self, id: &TaskId) {
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+
+    /// Ids of the tasks holding slots.
+    pub fn holders(&self) -> Vec<TaskId> {
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_messages_get_a_stable_valid_id() {
+        let a = derived_id("msg-1");
+        assert_eq!(a, derived_id("msg-1"));
+        assert_ne!(a, derived_id("msg-2"));
+        assert!(container_name(&a, 10).len() <= model::naming::MAX_NAME);
+    }
+
+    #[test]
+    fn envelopes_and_plain_text_are_both_accepted() {
+        let d = |body: &str| Delivery {
+            message_id: "q1".into(),
+            body: body.into(),
+            delivery_count: 1,
+        };
+        let env = envelope(&d(r#"{"id":"abc","work":"x"}"#)).unwrap();
+        assert_eq!(env.id.as_str(), "abc");
+        let plain = envelope(&d("hello")).unwrap();
+        assert_eq!((plain.id, plain.work.as_str()), (derived_id("q1"), "hello"));
+        assert!(envelope(&d("  ")).is_err());
+        assert!(envelope(&d("a\0b")).is_err());
+    }
+}

@@ -4,7 +4,7 @@
 //! Pending -> Provisioning -> InProgress -> Done | Failed | Cancelled | TimedOut
 //!    |            |              |
 //!    |            +--------------+--> Pending (automatic retry, next attempt)
-//!    +--> DeadLettered (the message could not be spawned after N deliveries)
+//!    +-----------+--> DeadLettered (the message could not be spawned after N deliveries)
 //! Failed | TimedOut | Cancelled | DeadLettered --> Pending (retry asked for by a person)
 //! ```
 //!
@@ -98,7 +98,7 @@ impl TaskState {
         let ok = match (self, to) {
             (Pending, Provisioning | Cancelled | DeadLettered | Failed) => true,
             (Provisioning, Provisioning) => !new_attempt,
-            (Provisioning, InProgress) => true,
+            (Provisioning, InProgress | DeadLettered) => true,
             (Provisioning | InProgress, Done | Failed | Cancelled | TimedOut) => true,
             (Provisioning | InProgress, Pending) => new_attempt,
             (Failed | TimedOut | Cancelled | DeadLettered, Pending) => new_attempt,
@@ -164,6 +164,8 @@ mod tests {
         (Provisioning, Provisioning, false),
         (Provisioning, InProgress, false),
         (Provisioning, InProgress, true),
+        (Provisioning, DeadLettered, false),
+        (Provisioning, DeadLettered, true),
         (Provisioning, Pending, true),
         (InProgress, Pending, true),
         (Failed, Pending, true),

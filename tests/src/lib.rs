@@ -27,3 +27,206 @@ pub fn docker_available() -> bool {
         .status()
         .is_ok_and(|s| s.success())
 }
+
+pub mod store_conformance;
+
+use handler::local::Running;
+use model::{Task, TaskId, TaskState};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The static worker binary: `EDA_WORKER_MUSL` (set by `cargo xtask test`), else built here.
+pub fn worker_bin() -> PathBuf {
+    if let Some(p) = handler::config::env("EDA_WORKER_MUSL") {
+        return PathBuf::from(p);
+    }
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .unwrap()
+                .to_path_buf();
+            let target = root.join("target");
+            let status = std::process::Command::new(env!("CARGO"))
+                .current_dir(&root)
+                .args([
+                    "build",
+                    "-p",
+                    "worker",
+                    "--release",
+                    "--target",
+                    "x86_64-unknown-linux-musl",
+                ])
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "building the musl worker failed");
+            target.join("x86_64-unknown-linux-musl/release/worker")
+        })
+        .clone()
+}
+
+/// A fresh temporary folder, removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A new empty folder under the system temp dir.
+    pub fn new(tag: &str) -> TempDir {
+        let mut r = [0u8; 6];
+        getrandom_fill(&mut r);
+        let p = std::env::temp_dir().join(format!("eda-{tag}-{}", hex(&r)));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn getrandom_fill(buf: &mut [u8]) {
+    getrandom::fill(buf).expect("the OS random source is available");
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Worker arguments that run each task's message as a shell command (`sh -c "$MESSAGE"`):
+/// the tests' way to make a task print, fail, hang or crash on purpose.
+pub fn shell_worker_args() -> Vec<String> {
+    ["--", "/bin/sh", "-c", "eval \"$MESSAGE\""]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// Starts local mode in-process on 127.0.0.1:0 with `data` as its data dir and extra flags.
+pub async fn start_local(data: &Path, flags: &[&str]) -> Running {
+    let mut argv: Vec<String> = [
+        "handler",
+        "local",
+        "--bind",
+        "127.0.0.1:0",
+        "--sweep-ms",
+        "200",
+        "--retry-backoff-ms",
+        "100",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    argv.push("--data-dir".into());
+    argv.push(data.display().to_string());
+    argv.push("--worker-bin".into());
+    argv.push(worker_bin().display().to_string());
+    argv.extend(flags.iter().map(|s| s.to_string()));
+    let args = handler::config::local_args(&argv).expect("valid local flags");
+    handler::local::start(args)
+        .await
+        .expect("local mode starts")
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, or panics after `limit` with `what`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An HTTP client of a running handler.
+#[derive(Clone)]
+pub struct Api {
+    /// Base URL.
+    pub base: String,
+    /// The client.
+    pub http: reqwest::Client,
+}
+
+impl Api {
+    /// A client of `running`.
+    pub fn new(running: &Running) -> Api {
+        Api {
+            base: running.url(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// `POST /api/work` with a JSON body; returns status and body.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, serde_json::Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
+    }
+
+    /// Submits one piece of work with options; returns the new task.
+    pub async fn submit(&self, body: serde_json::Value) -> Task {
+        let (status, v) = self.post_raw("/api/work", body.to_string()).await;
+        assert_eq!(status, 202, "{v}");
+        serde_json::from_value(v["tasks"][0].clone()).unwrap()
+    }
+
+    /// `GET` a path as JSON.
+    pub async fn get(&self, path: &str) -> serde_json::Value {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// One task.
+    pub async fn task(&self, id: &TaskId) -> Task {
+        serde_json::from_value(self.get(&format!("/api/tasks/{id}")).await).unwrap()
+    }
+
+    /// Waits until task `id` is in `state` (or any terminal state other than it: then panics
+    /// with the task, so a wrong ending fails fast and readably).
+    pub async fn wait_state(&self, id: &TaskId, state: TaskState, limit: Duration) -> Task {
+        eventually(limit, &format!("task {id} to be {state}"), || async {
+            let t = self.task(id).await;
+            if t.state == state {
+                return Some(t);
+            }
+            assert!(
+                !t.state.is_terminal(),
+                "task ended {} instead of {state}: {t:#?}",
+                t.state
+            );
+            None
+        })
+        .await
+    }
+}

@@ -1,0 +1,266 @@
+//! The one conformance suite every [`TaskStore`] backend must pass (SQLite here; MongoDB when
+//! a server is given). Each check starts from tasks with fresh ids, so backends may be shared.
+
+use handler::store::{Change, ListFilter, StoreError, TaskStore};
+use model::{Logs, MetricSample, Resources, Task, TaskId, TaskState};
+use std::sync::Arc;
+
+fn id(prefix: &str, n: usize) -> TaskId {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    TaskId::parse(&format!("{prefix}-{:x}-{n}", nanos % 0xffff_ffff_ffff)).unwrap()
+}
+
+fn task(prefix: &str, n: usize) -> Task {
+    let r = Resources {
+        cpu: 1.0,
+        memory_mb: 256,
+    };
+    Task::new(
+        id(prefix, n),
+        format!("work {n}"),
+        r,
+        3,
+        60,
+        1_000 + n as i64,
+    )
+}
+
+fn provision(attempt: u32, at: i64) -> Change {
+    let mut c = Change::to(TaskState::Provisioning, at);
+    c.attempt = Some(attempt);
+    c.container = Some(format!("c-{attempt}"));
+    c.token_hash = Some(format!("hash-{attempt}"));
+    c
+}
+
+/// Runs every check against `store`.
+pub async fn run_all(store: Arc<dyn TaskStore>) {
+    insert_is_idempotent(&*store).await;
+    lifecycle_and_timeline(&*store).await;
+    illegal_and_stale_changes_leave_the_task_alone(&*store).await;
+    listing_pages_filters_and_counts(&*store).await;
+    logs_and_metrics(&*store).await;
+    concurrent_updates_lose_nothing(store.clone()).await;
+    remove_finished_keeps_the_rest(&*store).await;
+}
+
+async fn insert_is_idempotent(s: &dyn TaskStore) {
+    let t = task("ins", 0);
+    assert_eq!(
+        s.insert(std::slice::from_ref(&t)).await.unwrap(),
+        vec![t.clone()]
+    );
+    s.update(&t.id, &provision(1, 2_000)).await.unwrap();
+    let again = s.insert(std::slice::from_ref(&t)).await.unwrap();
+    assert_eq!(
+        again[0].state,
+        TaskState::Provisioning,
+        "a second insert must not reset the task"
+    );
+    assert!(s.get(&id("absent", 0)).await.unwrap().is_none());
+}
+
+async fn lifecycle_and_timeline(s: &dyn TaskStore) {
+    let t = task("life", 0);
+    s.insert(std::slice::from_ref(&t)).await.unwrap();
+    s.update(&t.id, &provision(1, 2_000)).await.unwrap();
+    assert_eq!(
+        s.token_hash(&t.id).await.unwrap().as_deref(),
+        Some("hash-1")
+    );
+    let mut run = Change::to(TaskState::InProgress, 3_000);
+    run.expect_attempt = Some(1);
+    s.update(&t.id, &run).await.unwrap();
+    let mut done = Change::to(TaskState::Done, 4_000);
+    done.exit_code = Some(0);
+    done.billed = Some((2, 0.5));
+    let got = s.update(&t.id, &done).await.unwrap();
+    assert_eq!(
+        got,
+        s.get(&t.id).await.unwrap().unwrap(),
+        "update returns what is stored"
+    );
+    let states: Vec<_> = got.transitions.iter().map(|t| (t.state, t.at_ms)).collect();
+    assert_eq!(
+        states,
+        [
+            (TaskState::Pending, 1_000),
+            (TaskState::Provisioning, 2_000),
+            (TaskState::InProgress, 3_000),
+            (TaskState::Done, 4_000)
+        ]
+    );
+    assert_eq!(
+        (
+            got.exit_code,
+            got.billed_seconds,
+            got.started_at_ms,
+            got.finished_at_ms
+        ),
+        (Some(0), 2, Some(3_000), Some(4_000))
+    );
+    assert!(!s.unfinished().await.unwrap().iter().any(|u| u.id == t.id));
+}
+
+async fn illegal_and_stale_changes_leave_the_task_alone(s: &dyn TaskStore) {
+    let t = task("bad", 0);
+    s.insert(std::slice::from_ref(&t)).await.unwrap();
+    let err = s
+        .update(&t.id, &Change::to(TaskState::Done, 2_000))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Illegal(_)), "{err}");
+    s.update(&t.id, &provision(1, 2_000)).await.unwrap();
+    let mut stale = Change::to(TaskState::InProgress, 3_000);
+    stale.expect_attempt = Some(7);
+    assert!(matches!(
+        s.update(&t.id, &stale).await,
+        Err(StoreError::StaleAttempt { .. })
+    ));
+    let now = s.get(&t.id).await.unwrap().unwrap();
+    assert_eq!(
+        (now.state, now.transitions.len()),
+        (TaskState::Provisioning, 2)
+    );
+    let missing = s
+        .update(&id("nope", 0), &Change::to(TaskState::Done, 1))
+        .await;
+    assert!(matches!(missing, Err(StoreError::NotFound(_))));
+    assert!(s.unfinished().await.unwrap().iter().any(|u| u.id == t.id));
+}
+
+async fn listing_pages_filters_and_counts(s: &dyn TaskStore) {
+    let tasks: Vec<Task> = (0..25).map(|n| task("list", n)).collect();
+    s.insert(&tasks).await.unwrap();
+    for t in tasks.iter().take(5) {
+        s.update(&t.id, &Change::to(TaskState::Cancelled, 5_000))
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = s
+            .list(&ListFilter {
+                states: vec![],
+                limit: 7,
+                cursor: cursor.clone(),
+            })
+            .await
+            .unwrap();
+        assert!(page.tasks.len() <= 7);
+        assert!(
+            page.tasks.iter().all(|t| t.transitions.is_empty()),
+            "pages carry no timelines"
+        );
+        seen.extend(page.tasks.iter().map(|t| t.id.clone()));
+        match page.next {
+            Some(n) => cursor = Some(n),
+            None => break,
+        }
+    }
+    let ours: Vec<_> = seen
+        .iter()
+        .filter(|i| i.as_str().starts_with("list-"))
+        .cloned()
+        .collect();
+    let expected: Vec<_> = tasks.iter().rev().map(|t| t.id.clone()).collect();
+    assert_eq!(ours, expected, "newest first, each once");
+    let cancelled = s
+        .list(&ListFilter {
+            states: vec![TaskState::Cancelled],
+            limit: 100,
+            cursor: None,
+        })
+        .await
+        .unwrap();
+    assert!(cancelled
+        .tasks
+        .iter()
+        .all(|t| t.state == TaskState::Cancelled));
+    assert!(cancelled.tasks.len() >= 5);
+    assert!(
+        cancelled.counts[&TaskState::Cancelled] >= 5 && cancelled.counts[&TaskState::Pending] >= 20
+    );
+    let bad = s
+        .list(&ListFilter {
+            states: vec![],
+            limit: 5,
+            cursor: Some("not-a-cursor".into()),
+        })
+        .await;
+    assert!(matches!(bad, Err(StoreError::BadCursor)));
+}
+
+async fn logs_and_metrics(s: &dyn TaskStore) {
+    let t = task("obs", 0);
+    s.insert(std::slice::from_ref(&t)).await.unwrap();
+    assert!(s.logs(&t.id).await.unwrap().is_none());
+    let logs = Logs {
+        text: "line 1\nline <b>2</b>\n".into(),
+        truncated: true,
+    };
+    s.put_logs(&t.id, &logs).await.unwrap();
+    s.put_logs(&t.id, &logs).await.unwrap();
+    assert_eq!(s.logs(&t.id).await.unwrap(), Some(logs));
+    let samples: Vec<_> = (0..5)
+        .map(|i| MetricSample {
+            at_ms: 10 + i,
+            cpu_percent: i as f64 * 1.5,
+            memory_bytes: 1 << 20,
+        })
+        .collect();
+    s.add_metrics(&t.id, &samples[..3]).await.unwrap();
+    s.add_metrics(&t.id, &samples[3..]).await.unwrap();
+    assert_eq!(s.metrics(&t.id).await.unwrap(), samples);
+}
+
+async fn concurrent_updates_lose_nothing(s: Arc<dyn TaskStore>) {
+    let tasks: Vec<Task> = (0..20).map(|n| task("conc", n)).collect();
+    s.insert(&tasks).await.unwrap();
+    let mut handles = Vec::new();
+    for t in &tasks {
+        for to in [TaskState::Provisioning, TaskState::Cancelled] {
+            let (s, id) = (s.clone(), t.id.clone());
+            handles.push(tokio::spawn(async move {
+                s.update(&id, &Change::to(to, 9_000)).await.is_ok()
+            }));
+        }
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    for t in &tasks {
+        let got = s.get(&t.id).await.unwrap().unwrap();
+        // Whatever order the two writes ran in, the timeline must hold every applied change.
+        let applied = got.transitions.len() - 1;
+        assert!(applied >= 1, "{got:?}");
+        assert_eq!(got.transitions.last().unwrap().state, got.state);
+    }
+}
+
+async fn remove_finished_keeps_the_rest(s: &dyn TaskStore) {
+    let (keep, gone) = (task("keep", 0), task("gone", 0));
+    s.insert(&[keep.clone(), gone.clone()]).await.unwrap();
+    s.update(&gone.id, &Change::to(TaskState::Cancelled, 2_000))
+        .await
+        .unwrap();
+    s.put_logs(
+        &gone.id,
+        &Logs {
+            text: "x".into(),
+            truncated: false,
+        },
+    )
+    .await
+    .unwrap();
+    let removed = s.remove_finished().await.unwrap();
+    assert!(removed.iter().any(|t| t.id == gone.id));
+    assert!(!removed.iter().any(|t| !t.state.is_terminal()));
+    assert!(s.get(&gone.id).await.unwrap().is_none());
+    assert!(s.logs(&gone.id).await.unwrap().is_none());
+    assert!(s.get(&keep.id).await.unwrap().is_some());
+}
