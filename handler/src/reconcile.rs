@@ -82,8 +82,10 @@ async fn on_exit(app: &Arc<App>, name: &str) -> Result<(), ReconcileError> {
             check(app, &task).await?;
         }
     }
-    let task = app.tasks.store.get(&id).await?;
-    cleanup(app, name, task.as_ref()).await
+    match app.tasks.store.get(&id).await? {
+        Some(task) => cleanup(app, name, Some(&task)).await,
+        None => Ok(()),
+    }
 }
 
 /// Compares one active task with its container.
@@ -236,8 +238,11 @@ async fn collect(app: &Arc<App>) -> Result<(), ReconcileError> {
         let Some((id, _)) = parse_container_name(name) else {
             continue;
         };
-        let task = app.tasks.store.get(&id).await?;
-        cleanup(app, name, task.as_ref()).await?;
+        // A container whose task this store does not know belongs to another handler (another
+        // data dir on the same engine): not ours to remove.
+        if let Some(task) = app.tasks.store.get(&id).await? {
+            cleanup(app, name, Some(&task)).await?;
+        }
     }
     for id in app.slots.holders() {
         let task = app.tasks.store.get(&id).await?;
