@@ -5,7 +5,12 @@ use model::limits;
 
 async fn count(api: &Api) -> u64 {
     let page = api.get("/api/tasks?limit=1000").await;
-    page["counts"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum()
+    page["counts"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -15,33 +20,120 @@ async fn bad_input_is_refused_clearly_and_nothing_is_stored() {
     let api = Api::new(&running);
     let big = "x".repeat(limits::MAX_WORK_BYTES + 1);
     let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
-    let many: Vec<_> = (0..=limits::MAX_BATCH).map(|_| serde_json::json!({"work": "w"})).collect();
+    let many: Vec<_> = (0..=limits::MAX_BATCH)
+        .map(|_| serde_json::json!({"work": "w"}))
+        .collect();
     let cases: Vec<(&str, Vec<u8>, u16, &str, &str)> = vec![
-        ("empty work", br#"{"work": ""}"#.to_vec(), 400, "invalid_work", "empty"),
-        ("blank work", br#"{"work": " \t\n "}"#.to_vec(), 400, "invalid_work", "whitespace"),
-        ("too large", serde_json::json!({"work": big}).to_string().into_bytes(), 413, "work_too_large", "65536"),
-        ("invalid json", b"{\"work\": ".to_vec(), 400, "invalid_json", "invalid JSON"),
-        ("unknown field", br#"{"work": "a", "colour": "red"}"#.to_vec(), 400, "invalid_body", "unknown field"),
-        ("not utf-8", b"{\"work\": \"\xff\xfe\"}".to_vec(), 400, "invalid_utf8", "UTF-8"),
-        ("nul byte", br#"{"work": "a\u0000b"}"#.to_vec(), 400, "invalid_work", "NUL"),
+        (
+            "empty work",
+            br#"{"work": ""}"#.to_vec(),
+            400,
+            "invalid_work",
+            "empty",
+        ),
+        (
+            "blank work",
+            br#"{"work": " \t\n "}"#.to_vec(),
+            400,
+            "invalid_work",
+            "whitespace",
+        ),
+        (
+            "too large",
+            serde_json::json!({"work": big}).to_string().into_bytes(),
+            413,
+            "work_too_large",
+            "65536",
+        ),
+        (
+            "invalid json",
+            b"{\"work\": ".to_vec(),
+            400,
+            "invalid_json",
+            "invalid JSON",
+        ),
+        (
+            "unknown field",
+            br#"{"work": "a", "colour": "red"}"#.to_vec(),
+            400,
+            "invalid_body",
+            "unknown field",
+        ),
+        (
+            "not utf-8",
+            b"{\"work\": \"\xff\xfe\"}".to_vec(),
+            400,
+            "invalid_utf8",
+            "UTF-8",
+        ),
+        (
+            "nul byte",
+            br#"{"work": "a\u0000b"}"#.to_vec(),
+            400,
+            "invalid_work",
+            "NUL",
+        ),
         ("deep nesting", deep.into_bytes(), 400, "too_deep", "32"),
-        ("empty batch", b"[]".to_vec(), 400, "empty_batch", "no items"),
-        ("batch too large", serde_json::to_vec(&many).unwrap(), 413, "batch_too_large", "1000"),
-        ("zero count", br#"{"work": "a", "count": 0}"#.to_vec(), 400, "invalid_count", "at least 1"),
-        ("bad attempts", br#"{"work": "a", "max_attempts": 99}"#.to_vec(), 400, "invalid_attempts", "1..=10"),
-        ("wrong type", br#"{"work": 5}"#.to_vec(), 400, "invalid_body", "invalid type"),
-        ("one bad item spoils the batch", br#"[{"work": "ok"}, {"work": ""}]"#.to_vec(), 400, "invalid_work", "item 1"),
+        (
+            "empty batch",
+            b"[]".to_vec(),
+            400,
+            "empty_batch",
+            "no items",
+        ),
+        (
+            "batch too large",
+            serde_json::to_vec(&many).unwrap(),
+            413,
+            "batch_too_large",
+            "1000",
+        ),
+        (
+            "zero count",
+            br#"{"work": "a", "count": 0}"#.to_vec(),
+            400,
+            "invalid_count",
+            "at least 1",
+        ),
+        (
+            "bad attempts",
+            br#"{"work": "a", "max_attempts": 99}"#.to_vec(),
+            400,
+            "invalid_attempts",
+            "1..=10",
+        ),
+        (
+            "wrong type",
+            br#"{"work": 5}"#.to_vec(),
+            400,
+            "invalid_body",
+            "invalid type",
+        ),
+        (
+            "one bad item spoils the batch",
+            br#"[{"work": "ok"}, {"work": ""}]"#.to_vec(),
+            400,
+            "invalid_work",
+            "item 1",
+        ),
     ];
     for (name, body, status, code, words) in cases {
         let (got, v) = api.post_raw("/api/work", body).await;
         assert_eq!(got, status, "{name}: {v}");
         assert_eq!(v["code"], code, "{name}: {v}");
         let msg = v["message"].as_str().unwrap();
-        assert!(msg.contains(words), "{name}: message {msg:?} should mention {words:?}");
+        assert!(
+            msg.contains(words),
+            "{name}: message {msg:?} should mention {words:?}"
+        );
     }
     let huge = vec![b' '; limits::MAX_BODY_BYTES + 10];
     let (got, v) = api.post_raw("/api/work", huge).await;
-    assert_eq!((got, v["code"].as_str()), (413, Some("body_too_large")), "{v}");
+    assert_eq!(
+        (got, v["code"].as_str()),
+        (413, Some("body_too_large")),
+        "{v}"
+    );
     assert_eq!(count(&api).await, 0, "nothing may be stored from bad input");
 
     for (path, status) in [
@@ -53,10 +145,18 @@ async fn bad_input_is_refused_clearly_and_nothing_is_stored() {
         ("/api/tasks?bogus=1", 400),
         ("/api/nothing-here", 404),
     ] {
-        let r = api.http.get(format!("{}{path}", api.base)).send().await.unwrap();
+        let r = api
+            .http
+            .get(format!("{}{path}", api.base))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status().as_u16(), status, "{path}");
         let v: serde_json::Value = r.json().await.unwrap();
-        assert!(v["code"].is_string() && v["message"].is_string(), "{path}: {v}");
+        assert!(
+            v["code"].is_string() && v["message"].is_string(),
+            "{path}: {v}"
+        );
     }
     running.stop().await;
 }
@@ -71,7 +171,14 @@ async fn worker_route_needs_the_tasks_own_token() {
     let body = r#"{"state":"Done"}"#;
     let none = api.http.post(&url).body(body).send().await.unwrap();
     assert_eq!(none.status().as_u16(), 401);
-    let wrong = api.http.post(&url).bearer_auth("0".repeat(64)).body(body).send().await.unwrap();
+    let wrong = api
+        .http
+        .post(&url)
+        .bearer_auth("0".repeat(64))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(wrong.status().as_u16(), 403);
     assert_ne!(api.task(&t.id).await.state, model::TaskState::Done);
     running.stop().await;
@@ -80,18 +187,38 @@ async fn worker_route_needs_the_tasks_own_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_bind_needs_an_api_key_and_the_key_is_enforced() {
     let dir = TempDir::new("key");
-    let argv: Vec<String> = ["handler", "local", "--bind", "0.0.0.0:0"].iter().map(|s| s.to_string()).collect();
+    let argv: Vec<String> = ["handler", "local", "--bind", "0.0.0.0:0"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let args = handler::config::local_args(&argv).unwrap();
     let err = args.settings().unwrap_err().to_string();
     assert!(err.contains("requires --api-key"), "{err}");
 
     let running = start_local(&dir.0, &["--runtime", "process", "--api-key", "sesame"]).await;
     let api = Api::new(&running);
-    let r = api.http.get(format!("{}/api/tasks", api.base)).send().await.unwrap();
+    let r = api
+        .http
+        .get(format!("{}/api/tasks", api.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 401);
-    let ok = api.http.get(format!("{}/api/tasks", api.base)).bearer_auth("sesame").send().await.unwrap();
+    let ok = api
+        .http
+        .get(format!("{}/api/tasks", api.base))
+        .bearer_auth("sesame")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ok.status().as_u16(), 200);
-    let ok = api.http.get(format!("{}/api/tasks", api.base)).header("x-api-key", "sesame").send().await.unwrap();
+    let ok = api
+        .http
+        .get(format!("{}/api/tasks", api.base))
+        .header("x-api-key", "sesame")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ok.status().as_u16(), 200);
     running.stop().await;
 }

@@ -17,7 +17,14 @@ async fn docker_local(dir: &TempDir, extra: &[&str]) -> Option<Running> {
         return None;
     }
     let image = e2e::test_image().await;
-    let mut flags = vec!["--runtime", "docker", "--image", image.as_str(), "--memory-mb", "128"];
+    let mut flags = vec![
+        "--runtime",
+        "docker",
+        "--image",
+        image.as_str(),
+        "--memory-mb",
+        "128",
+    ];
     let args = e2e::shell_worker_args();
     let args: Vec<String> = args.iter().map(|a| format!("--worker-arg={a}")).collect();
     flags.extend(args.iter().map(String::as_str));
@@ -27,19 +34,38 @@ async fn docker_local(dir: &TempDir, extra: &[&str]) -> Option<Running> {
 
 fn docker_names(task: &str) -> Vec<String> {
     let out = std::process::Command::new("docker")
-        .args(["ps", "-a", "--format", "{{.Names}}", "--filter", &format!("name=eda-{task}-")])
+        .args([
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}}",
+            "--filter",
+            &format!("name=eda-{task}-"),
+        ])
         .output()
         .unwrap();
-    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn happy_path_from_post_to_done_with_output_metrics_and_events() {
     let dir = TempDir::new("happy");
-    let Some(running) = docker_local(&dir, &[]).await else { return };
+    let Some(running) = docker_local(&dir, &[]).await else {
+        return;
+    };
     let api = Api::new(&running);
-    let mut events = api.http.get(format!("{}/api/events", api.base)).send().await.unwrap();
-    let t = api.submit(serde_json::json!({"work": "echo hello from $CONTAINER_NAME; sleep 2; echo bye"})).await;
+    let mut events = api
+        .http
+        .get(format!("{}/api/events", api.base))
+        .send()
+        .await
+        .unwrap();
+    let t = api
+        .submit(serde_json::json!({"work": "echo hello from $CONTAINER_NAME; sleep 2; echo bye"}))
+        .await;
     assert_eq!(t.state, Pending);
     let done = api.wait_state(&t.id, Done, LONG).await;
     let states: Vec<_> = done.transitions.iter().map(|t| t.state).collect();
@@ -56,14 +82,29 @@ async fn happy_path_from_post_to_done_with_output_metrics_and_events() {
     .await;
     assert!(logs.contains(&format!("hello from {name}")), "{logs}");
     let m = api.get(&format!("/api/tasks/{}/metrics", t.id)).await;
-    assert!(!m["samples"].as_array().unwrap().is_empty(), "samples while it ran: {m}");
-    eventually(LONG, "the container to be removed", || async { docker_names(t.id.as_str()).is_empty().then_some(()) }).await;
+    assert!(
+        !m["samples"].as_array().unwrap().is_empty(),
+        "samples while it ran: {m}"
+    );
+    eventually(LONG, "the container to be removed", || async {
+        docker_names(t.id.as_str()).is_empty().then_some(())
+    })
+    .await;
     let mut seen = String::new();
     while !seen.contains("\"Done\"") {
-        let chunk = tokio::time::timeout(LONG, events.chunk()).await.unwrap().unwrap().unwrap();
+        let chunk = tokio::time::timeout(LONG, events.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         seen.push_str(&String::from_utf8_lossy(&chunk));
     }
-    for s in ["\"Pending\"", "\"Provisioning\"", "\"InProgress\"", "event: task"] {
+    for s in [
+        "\"Pending\"",
+        "\"Provisioning\"",
+        "\"InProgress\"",
+        "event: task",
+    ] {
         assert!(seen.contains(s), "SSE stream should carry {s}: {seen}");
     }
     running.stop().await;
@@ -72,28 +113,51 @@ async fn happy_path_from_post_to_done_with_output_metrics_and_events() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_end_in_the_state_that_tells_the_truth() {
     let dir = TempDir::new("fail");
-    let Some(running) = docker_local(&dir, &[]).await else { return };
+    let Some(running) = docker_local(&dir, &[]).await else {
+        return;
+    };
     let api = Api::new(&running);
-    let exit3 = api.submit(serde_json::json!({"work": "echo failing; exit 3", "max_attempts": 1})).await;
-    let hang = api.submit(serde_json::json!({"work": "sleep 300", "max_attempts": 1})).await;
-    let slow = api.submit(serde_json::json!({"work": "sleep 300", "max_attempts": 1, "timeout_secs": 2})).await;
+    let exit3 = api
+        .submit(serde_json::json!({"work": "echo failing; exit 3", "max_attempts": 1}))
+        .await;
+    let hang = api
+        .submit(serde_json::json!({"work": "sleep 300", "max_attempts": 1}))
+        .await;
+    let slow = api
+        .submit(serde_json::json!({"work": "sleep 300", "max_attempts": 1, "timeout_secs": 2}))
+        .await;
 
     let failed = api.wait_state(&exit3.id, Failed, LONG).await;
     assert_eq!(failed.exit_code, Some(3));
-    assert!(failed.reason.as_deref().unwrap().contains('3'), "{failed:?}");
+    assert!(
+        failed.reason.as_deref().unwrap().contains('3'),
+        "{failed:?}"
+    );
 
     api.wait_state(&hang.id, InProgress, LONG).await;
     let name = format!("eda-{}-1", hang.id);
-    let killed = std::process::Command::new("docker").args(["kill", "-s", "KILL", &name]).status().unwrap();
+    let killed = std::process::Command::new("docker")
+        .args(["kill", "-s", "KILL", &name])
+        .status()
+        .unwrap();
     assert!(killed.success());
     let killed = api.wait_state(&hang.id, Failed, LONG).await;
     assert_eq!(killed.exit_code, Some(137));
-    assert!(killed.reason.as_deref().unwrap().contains("SIGKILL"), "{killed:?}");
+    assert!(
+        killed.reason.as_deref().unwrap().contains("SIGKILL"),
+        "{killed:?}"
+    );
 
     let timed = api.wait_state(&slow.id, TimedOut, LONG).await;
-    assert!(timed.reason.as_deref().unwrap().contains("timeout of 2 s"), "{timed:?}");
+    assert!(
+        timed.reason.as_deref().unwrap().contains("timeout of 2 s"),
+        "{timed:?}"
+    );
     for id in [&exit3.id, &hang.id, &slow.id] {
-        eventually(LONG, "containers removed", || async { docker_names(id.as_str()).is_empty().then_some(()) }).await;
+        eventually(LONG, "containers removed", || async {
+            docker_names(id.as_str()).is_empty().then_some(())
+        })
+        .await;
     }
     running.stop().await;
 }
@@ -101,28 +165,53 @@ async fn failures_end_in_the_state_that_tells_the_truth() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_attempt_is_retried_then_succeeds() {
     let dir = TempDir::new("retry");
-    let Some(running) = docker_local(&dir, &[]).await else { return };
+    let Some(running) = docker_local(&dir, &[]).await else {
+        return;
+    };
     let api = Api::new(&running);
     let t = api
         .submit(serde_json::json!({"work": "echo attempt $ATTEMPT; test \"$ATTEMPT\" -ge 2 || exit 5", "max_attempts": 3}))
         .await;
     let done = api.wait_state(&t.id, Done, LONG).await;
     assert_eq!(done.attempt, 2);
-    assert_eq!(done.container.as_deref(), Some(format!("eda-{}-2", t.id).as_str()));
-    let retry = done.transitions.iter().find(|tr| tr.state == Pending && tr.attempt == 1).expect("a retry entry");
-    assert!(retry.reason.as_deref().unwrap().contains("attempt 1/3 failed"), "{retry:?}");
+    assert_eq!(
+        done.container.as_deref(),
+        Some(format!("eda-{}-2", t.id).as_str())
+    );
+    let retry = done
+        .transitions
+        .iter()
+        .find(|tr| tr.state == Pending && tr.attempt == 1)
+        .expect("a retry entry");
+    assert!(
+        retry
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("attempt 1/3 failed"),
+        "{retry:?}"
+    );
     running.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_duplicate_delivery_makes_one_container() {
     let dir = TempDir::new("dup");
-    let Some(running) = docker_local(&dir, &["--concurrency", "1"]).await else { return };
+    let Some(running) = docker_local(&dir, &["--concurrency", "1"]).await else {
+        return;
+    };
     // Deliver the same plain-text message twice, as Service Bus does after a crash between
     // container create and message complete.
-    let d = Delivery { message_id: "external-42".into(), body: "sleep 2".into(), delivery_count: 1 };
+    let d = Delivery {
+        message_id: "external-42".into(),
+        body: "sleep 2".into(),
+        delivery_count: 1,
+    };
     let first = spawn::handle(&running.app, &d).await.unwrap();
-    let again = Delivery { delivery_count: 2, ..d.clone() };
+    let again = Delivery {
+        delivery_count: 2,
+        ..d.clone()
+    };
     let second = spawn::handle(&running.app, &again).await.unwrap();
     let id = spawn::derived_id("external-42");
     assert_eq!(first, Outcome::Started(id.clone()));
@@ -136,32 +225,72 @@ async fn a_duplicate_delivery_makes_one_container() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_only_works_for_its_own_task() {
     let dir = TempDir::new("iso");
-    let Some(running) = docker_local(&dir, &[]).await else { return };
+    let Some(running) = docker_local(&dir, &[]).await else {
+        return;
+    };
     let api = Api::new(&running);
-    let a = api.submit(serde_json::json!({"work": "sleep 300", "max_attempts": 1})).await;
-    let b = api.submit(serde_json::json!({"work": "sleep 300", "max_attempts": 1})).await;
+    let a = api
+        .submit(serde_json::json!({"work": "sleep 300", "max_attempts": 1}))
+        .await;
+    let b = api
+        .submit(serde_json::json!({"work": "sleep 300", "max_attempts": 1}))
+        .await;
     api.wait_state(&a.id, InProgress, LONG).await;
     api.wait_state(&b.id, InProgress, LONG).await;
     let out = std::process::Command::new("docker")
-        .args(["inspect", "--format", "{{range .Config.Env}}{{println .}}{{end}}", &format!("eda-{}-1", a.id)])
+        .args([
+            "inspect",
+            "--format",
+            "{{range .Config.Env}}{{println .}}{{end}}",
+            &format!("eda-{}-1", a.id),
+        ])
         .output()
         .unwrap();
     let env = String::from_utf8_lossy(&out.stdout);
-    let token_a = env.lines().find_map(|l| l.strip_prefix("TASK_TOKEN=")).expect("the container has its token").to_string();
-    assert!(!env.contains("DATABASE") && !env.contains("eda.db"), "no database credentials in containers");
+    let token_a = env
+        .lines()
+        .find_map(|l| l.strip_prefix("TASK_TOKEN="))
+        .expect("the container has its token")
+        .to_string();
+    assert!(
+        !env.contains("DATABASE") && !env.contains("eda.db"),
+        "no database credentials in containers"
+    );
     let report = |id: &model::TaskId| format!("{}/api/tasks/{id}/state", api.base);
-    let cross = api.http.post(report(&b.id)).bearer_auth(&token_a).body(r#"{"state":"Done"}"#).send().await.unwrap();
+    let cross = api
+        .http
+        .post(report(&b.id))
+        .bearer_auth(&token_a)
+        .body(r#"{"state":"Done"}"#)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(cross.status().as_u16(), 403, "A's token must not touch B");
     assert_eq!(api.task(&b.id).await.state, InProgress);
-    let own = api.http.post(report(&a.id)).bearer_auth(&token_a).body(r#"{"state":"Done"}"#).send().await.unwrap();
+    let own = api
+        .http
+        .post(report(&a.id))
+        .bearer_auth(&token_a)
+        .body(r#"{"state":"Done"}"#)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(own.status().as_u16(), 204);
     assert_eq!(api.task(&a.id).await.state, Done);
-    let cancel = api.http.post(format!("{}/api/tasks/{}/cancel", api.base, b.id)).send().await.unwrap();
+    let cancel = api
+        .http
+        .post(format!("{}/api/tasks/{}/cancel", api.base, b.id))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(cancel.status().as_u16(), 200);
     let b_now = api.task(&b.id).await;
     assert_eq!(b_now.state, Cancelled);
     for id in [&a.id, &b.id] {
-        eventually(LONG, "containers removed", || async { docker_names(id.as_str()).is_empty().then_some(()) }).await;
+        eventually(LONG, "containers removed", || async {
+            docker_names(id.as_str()).is_empty().then_some(())
+        })
+        .await;
     }
     running.stop().await;
 }
@@ -169,11 +298,19 @@ async fn a_token_only_works_for_its_own_task() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_mid_flight_loses_nothing() {
     let dir = TempDir::new("restart");
-    let Some(running) = docker_local(&dir, &["--concurrency", "2"]).await else { return };
+    let Some(running) = docker_local(&dir, &["--concurrency", "2"]).await else {
+        return;
+    };
     let api = Api::new(&running);
-    let first = api.submit(serde_json::json!({"work": "sleep 3; echo survived"})).await;
-    let queued: Vec<_> = (0..4).map(|n| serde_json::json!({"work": format!("echo queued {n}")})).collect();
-    let (status, v) = api.post_raw("/api/work", serde_json::to_vec(&queued).unwrap()).await;
+    let first = api
+        .submit(serde_json::json!({"work": "sleep 3; echo survived"}))
+        .await;
+    let queued: Vec<_> = (0..4)
+        .map(|n| serde_json::json!({"work": format!("echo queued {n}")}))
+        .collect();
+    let (status, v) = api
+        .post_raw("/api/work", serde_json::to_vec(&queued).unwrap())
+        .await;
     assert_eq!(status, 202, "{v}");
     api.wait_state(&first.id, InProgress, LONG).await;
     running.stop().await;
@@ -181,27 +318,51 @@ async fn a_restart_mid_flight_loses_nothing() {
     let running = docker_local(&dir, &["--concurrency", "2"]).await.unwrap();
     let api = Api::new(&running);
     let done = api.wait_state(&first.id, Done, LONG).await;
-    assert_eq!(done.attempt, 1, "the running container was adopted, not restarted");
+    assert_eq!(
+        done.attempt, 1,
+        "the running container was adopted, not restarted"
+    );
     for t in v["tasks"].as_array().unwrap() {
         let id = model::TaskId::parse(t["id"].as_str().unwrap()).unwrap();
         api.wait_state(&id, Done, LONG).await;
     }
-    let cleared = api.http.delete(format!("{}/api/tasks?state=finished", api.base)).send().await.unwrap();
+    let cleared = api
+        .http
+        .delete(format!("{}/api/tasks?state=finished", api.base))
+        .send()
+        .await
+        .unwrap();
     let cleared: serde_json::Value = cleared.json().await.unwrap();
     assert_eq!(cleared["removed"], 5);
-    assert_eq!(api.get("/api/tasks").await["tasks"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        api.get("/api/tasks").await["tasks"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
     running.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_concurrency_cap_is_a_real_cap_on_containers() {
     let dir = TempDir::new("cap");
-    let Some(running) = docker_local(&dir, &["--concurrency", "2"]).await else { return };
+    let Some(running) = docker_local(&dir, &["--concurrency", "2"]).await else {
+        return;
+    };
     let api = Api::new(&running);
-    let batch: Vec<_> = (0..6).map(|_| serde_json::json!({"work": "sleep 1"})).collect();
-    let (_, v) = api.post_raw("/api/work", serde_json::to_vec(&batch).unwrap()).await;
-    let ids: Vec<model::TaskId> =
-        v["tasks"].as_array().unwrap().iter().map(|t| model::TaskId::parse(t["id"].as_str().unwrap()).unwrap()).collect();
+    let batch: Vec<_> = (0..6)
+        .map(|_| serde_json::json!({"work": "sleep 1"}))
+        .collect();
+    let (_, v) = api
+        .post_raw("/api/work", serde_json::to_vec(&batch).unwrap())
+        .await;
+    let ids: Vec<model::TaskId> = v["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| model::TaskId::parse(t["id"].as_str().unwrap()).unwrap())
+        .collect();
     let mut most = 0;
     loop {
         let mut live = 0;
