@@ -27,3 +27,5 @@ pub fn docker_available() -> bool {
         .status()
         .is_ok_and(|s| s.success())
 }
+
+pub mod runtimes;

@@ -47,7 +47,9 @@ impl Args {
                 }
                 "-h" | "--help" => out.help = true,
                 "--seconds" => {
-                    let v = it.next().ok_or(ArgsError("--seconds needs a value".into()))?;
+                    let v = it
+                        .next()
+                        .ok_or(ArgsError("--seconds needs a value".into()))?;
                     out.seconds = Some(parse_seconds(&v)?);
                 }
                 other => match other.strip_prefix("--seconds=") {

@@ -117,11 +117,17 @@ impl Reporter {
             };
             match delays.next() {
                 Some(d) => {
-                    eprintln!("worker: {:?} report failed ({why}); retrying in {d:?}", report.state);
+                    eprintln!(
+                        "worker: {:?} report failed ({why}); retrying in {d:?}",
+                        report.state
+                    );
                     std::thread::sleep(d);
                 }
                 None => {
-                    eprintln!("worker: {:?} report failed ({why}); giving up", report.state);
+                    eprintln!(
+                        "worker: {:?} report failed ({why}); giving up",
+                        report.state
+                    );
                     return Outcome::GaveUp(why);
                 }
             }
@@ -173,7 +179,10 @@ mod tests {
 
     #[test]
     fn zero_budget_means_one_try() {
-        assert_eq!(Backoff::new(FIRST_DELAY, MAX_DELAY, Duration::ZERO).next(), None);
+        assert_eq!(
+            Backoff::new(FIRST_DELAY, MAX_DELAY, Duration::ZERO).next(),
+            None
+        );
     }
 
     #[test]

@@ -35,7 +35,11 @@ fn main() {
 
 /// Reports, works, reports; returns the work's exit code.
 fn run(args: &Args, env: Env) -> i32 {
-    let reporter = Reporter::new(env.callback_url.clone(), env.token.clone(), Backoff::default());
+    let reporter = Reporter::new(
+        env.callback_url.clone(),
+        env.token.clone(),
+        Backoff::default(),
+    );
     reporter.send(&StateReport {
         state: ReportedState::InProgress,
         container: env.container.clone(),
