@@ -9,6 +9,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The worker image local mode builds (and refreshes) itself.
+pub const DEFAULT_IMAGE: &str = "eda-worker:latest";
+
 /// Event-Driven ACI: one container per queue message, with a live dashboard.
 #[derive(Debug, Parser)]
 #[command(name = "handler", version, about)]
@@ -74,7 +77,7 @@ pub struct TaskArgs {
     #[arg(long, env = "EDA_RATE_GB_SECOND", default_value_t = 0.0000015)]
     pub rate_gb_second: f64,
     /// Worker image.
-    #[arg(long, env = "EDA_IMAGE", default_value = "eda-worker:latest")]
+    #[arg(long, env = "EDA_IMAGE", default_value = DEFAULT_IMAGE)]
     pub image: String,
     /// Arguments for the worker in each container (e.g. `--seconds 5`, or `-- my-cmd args`).
     #[arg(

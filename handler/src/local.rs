@@ -10,6 +10,7 @@ use crate::config::{LocalArgs, RuntimeChoice};
 use crate::events::Events;
 use crate::queue::{self, LocalQueue};
 use crate::runtime::docker::DockerRuntime;
+use crate::runtime::image;
 use crate::runtime::process::ProcessRuntime;
 use crate::runtime::ContainerRuntime;
 use crate::spawn::Slots;
@@ -59,16 +60,7 @@ async fn runtime(args: &LocalArgs) -> anyhow::Result<Arc<dyn ContainerRuntime>> 
     if args.runtime != RuntimeChoice::Process {
         match DockerRuntime::connect().await {
             Ok(docker) => {
-                docker
-                    .ensure_worker_image(&args.task.image, &worker)
-                    .await
-                    .with_context(|| {
-                        format!(
-                            "building the worker image {} from {}",
-                            args.task.image,
-                            worker.display()
-                        )
-                    })?;
+                worker_image(&docker, &args.task.image, &worker).await?;
                 return Ok(Arc::new(docker));
             }
             Err(e) if args.runtime == RuntimeChoice::Docker => {
@@ -82,6 +74,26 @@ async fn runtime(args: &LocalArgs) -> anyhow::Result<Arc<dyn ContainerRuntime>> 
     let logs = args.data_dir.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     Ok(Arc::new(ProcessRuntime::new(worker, logs)))
+}
+
+/// Builds the worker image when it is missing, or refreshes it when it is our default image and
+/// the worker binary changed. A user's own image (bring your own container) is never touched.
+async fn worker_image(
+    docker: &DockerRuntime,
+    tag: &str,
+    worker: &std::path::Path,
+) -> anyhow::Result<()> {
+    let exists = docker.client().inspect_image(tag).await.is_ok();
+    if exists && tag != crate::config::DEFAULT_IMAGE {
+        return Ok(());
+    }
+    let built = image::ensure_worker_image(docker.client(), tag, worker, None)
+        .await
+        .with_context(|| format!("building the worker image {tag} from {}", worker.display()))?;
+    if built {
+        tracing::info!(image = tag, "built the worker image");
+    }
+    Ok(())
 }
 
 /// Starts local mode and returns once it listens.

@@ -28,6 +28,7 @@ pub fn docker_available() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+pub mod runtimes;
 pub mod store_conformance;
 
 use handler::local::Running;
@@ -35,35 +36,17 @@ use model::{Task, TaskId, TaskState};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// The static worker binary: `EDA_WORKER_MUSL` (set by `cargo xtask test`), else built here.
+/// The static worker binary (see [`runtimes::musl_worker`]).
 pub fn worker_bin() -> PathBuf {
-    if let Some(p) = handler::config::env("EDA_WORKER_MUSL") {
-        return PathBuf::from(p);
-    }
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .unwrap()
-                .to_path_buf();
-            let target = root.join("target");
-            let status = std::process::Command::new(env!("CARGO"))
-                .current_dir(&root)
-                .args([
-                    "build",
-                    "-p",
-                    "worker",
-                    "--release",
-                    "--target",
-                    "x86_64-unknown-linux-musl",
-                ])
-                .status()
-                .expect("cargo runs");
-            assert!(status.success(), "building the musl worker failed");
-            target.join("x86_64-unknown-linux-musl/release/worker")
-        })
-        .clone()
+    runtimes::musl_worker().to_path_buf()
+}
+
+/// The Docker test image (worker + busybox, so tasks can run shell commands).
+pub async fn test_image() -> String {
+    let docker = handler::runtime::docker::DockerRuntime::connect()
+        .await
+        .expect("docker answers");
+    runtimes::docker_test_image(&docker).await.to_string()
 }
 
 /// A fresh temporary folder, removed when dropped.

@@ -1,1 +1,65 @@
-fn main() {}
+//! The worker: runs inside every task container.
+//!
+//! Reports `InProgress` to the handler, does the work (the built-in demo, or the command given
+//! after `--` with the message in `MESSAGE`), reports `Done` or `Failed` with the exit code, and
+//! exits with that code. It holds only its own task's token and never prints it.
+//!
+//! # Layout
+//!
+//! - `args`: the command line and the environment, read in one place.
+//! - `callback`: state reports with retries and backoff.
+//! - `work`: the demo and the user's command.
+
+mod args;
+mod callback;
+mod work;
+
+use args::{Args, Env, USAGE};
+use callback::{Backoff, Reporter};
+use model::{ReportedState, StateReport};
+
+fn main() {
+    let args = match Args::parse(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("worker: {e}");
+            std::process::exit(2);
+        }
+    };
+    if args.help {
+        println!("{USAGE}");
+        return;
+    }
+    std::process::exit(run(&args, Env::from_process()));
+}
+
+/// Reports, works, reports; returns the work's exit code.
+fn run(args: &Args, env: Env) -> i32 {
+    let reporter = Reporter::new(
+        env.callback_url.clone(),
+        env.token.clone(),
+        Backoff::default(),
+    );
+    reporter.send(&StateReport {
+        state: ReportedState::InProgress,
+        container: env.container.clone(),
+        exit_code: None,
+        reason: None,
+    });
+    let finished = if args.command.is_empty() {
+        work::demo(&env.message, env.demo_duration(args))
+    } else {
+        work::run(&args.command)
+    };
+    let state = match finished.exit_code {
+        0 => ReportedState::Done,
+        _ => ReportedState::Failed,
+    };
+    reporter.send(&StateReport {
+        state,
+        container: env.container.clone(),
+        exit_code: Some(i64::from(finished.exit_code)),
+        reason: finished.reason,
+    });
+    finished.exit_code.clamp(0, 255)
+}

@@ -1,55 +1,643 @@
-//! Docker Engine runtime (placeholder until the runtimes branch lands).
-use super::RuntimeError;
-use std::path::Path;
+//! The Docker Engine backend (bollard): local mode's default runtime.
+//!
+//! Each task attempt is one container named by the caller, labelled `eda.managed=true` and
+//! `eda.task=<id>` so [`ContainerRuntime::list`] and the `die` event filter find only ours. Containers
+//! use the host network, because local mode binds the handler to 127.0.0.1 and the worker calls
+//! back there. They are never auto-removed: the reconciler reads the exit code and logs first,
+//! then calls [`ContainerRuntime::remove`].
+//!
+//! Engine quirks this file works around (see MACHINE-NOTES): the engine here speaks API 1.41, so
+//! the client negotiates down at connect; `stats` with `one_shot` has no CPU delta, so the
+//! previous CPU totals are kept per container and the delta is computed here.
 
-/// Docker Engine runtime.
-pub struct DockerRuntime;
+use super::{ContainerRuntime, ContainerSpec, ContainerStatus, Created, Phase, RuntimeError};
+use async_trait::async_trait;
+use bollard::errors::Error as DockerError;
+use bollard::models::{ContainerCreateBody, ContainerState, ContainerStateStatusEnum, HostConfig};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, EventsOptionsBuilder, KillContainerOptionsBuilder,
+    ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    StatsOptionsBuilder,
+};
+use bollard::Docker;
+use futures::stream::{BoxStream, StreamExt};
+use model::{Logs, MetricSample};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Label on every container this system creates; the filter of `list` and of the exit events.
+pub const MANAGED_LABEL: &str = "eda.managed";
+/// Label carrying the task id (the container name's middle part), for people using `docker ps`.
+pub const TASK_LABEL: &str = "eda.task";
+
+/// First pause before reconnecting the event stream; doubles up to [`EVENTS_MAX_BACKOFF`].
+const EVENTS_FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// How long a taken name may stay uninspectable (a concurrent create registering it).
+const ADOPT_WAIT: Duration = Duration::from_secs(5);
+/// Poll interval while waiting for it.
+const ADOPT_POLL: Duration = Duration::from_millis(20);
+/// Longest pause between two reconnects of the event stream (the daemon restarting).
+const EVENTS_MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// A container's CPU counter at one moment: what the next sample's delta starts from.
+#[derive(Debug, Clone, Copy)]
+struct CpuMark {
+    /// Cumulated CPU time of the container, ns.
+    used_ns: u64,
+    /// When the counter was read, ns since the epoch (the daemon's clock).
+    at_ns: i128,
+}
+
+/// [`ContainerRuntime`] over the Docker Engine API.
+pub struct DockerRuntime {
+    /// The client; cheap to clone (the event stream takes its own copy).
+    docker: Docker,
+    /// The CPU counter seen by the previous [`ContainerRuntime::sample`] of each container, so a
+    /// sample is the average since the previous one. Entries are dropped on `remove`.
+    cpu_marks: Mutex<HashMap<String, CpuMark>>,
+}
 
 impl DockerRuntime {
-    /// Connects to the local engine.
+    /// Connects to the local engine (`DOCKER_HOST` or the default socket), negotiates the API
+    /// version and pings it, so a missing daemon is reported at start-up, not at the first task.
     pub async fn connect() -> Result<DockerRuntime, RuntimeError> {
-        Err(RuntimeError::Unavailable("not built yet".into()))
+        let docker = Docker::connect_with_local_defaults()
+            .map_err(|e| RuntimeError::Unavailable(e.to_string()))?
+            .negotiate_version()
+            .await
+            .map_err(|e| RuntimeError::Unavailable(e.to_string()))?;
+        docker
+            .ping()
+            .await
+            .map_err(|e| RuntimeError::Unavailable(e.to_string()))?;
+        Ok(DockerRuntime::with_client(docker))
     }
-    /// Builds the worker image when missing.
-    pub async fn ensure_worker_image(
-        &self,
-        _tag: &str,
-        _worker_bin: &Path,
-    ) -> Result<(), RuntimeError> {
-        Ok(())
+
+    /// Wraps an already connected client.
+    pub fn with_client(docker: Docker) -> DockerRuntime {
+        DockerRuntime {
+            docker,
+            cpu_marks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The client, for callers that need more of the API (building the worker image).
+    pub fn client(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// Starts an existing container; "already started" (304) is success.
+    async fn start(&self, name: &str) -> Result<(), RuntimeError> {
+        match self.docker.start_container(name, None).await {
+            Ok(()) => Ok(()),
+            Err(e) if status_of(&e) == Some(304) => Ok(()),
+            Err(e) => Err(map_err(e)),
+        }
+    }
+
+    /// A container that exists (409 on create): started if it never was, otherwise untouched.
+    async fn adopt(&self, name: &str) -> Result<Created, RuntimeError> {
+        let state = self.inspect_existing(name).await?;
+        let never_started = state.as_ref().is_some_and(|s| {
+            s.status == Some(ContainerStateStatusEnum::CREATED)
+                && s.error.as_deref().unwrap_or("").is_empty()
+        });
+        if never_started {
+            self.start(name).await?;
+        }
+        Ok(Created::AlreadyExisted)
+    }
+
+    /// The state of a container whose name is taken. While a concurrent create is still
+    /// registering it, the name is reserved but inspect answers 404 for a moment: poll briefly.
+    async fn inspect_existing(&self, name: &str) -> Result<Option<ContainerState>, RuntimeError> {
+        let deadline = tokio::time::Instant::now() + ADOPT_WAIT;
+        loop {
+            match self.docker.inspect_container(name, None).await {
+                Ok(info) => return Ok(info.state),
+                Err(e) if status_of(&e) == Some(404) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(RuntimeError::Unavailable(format!(
+                            "container {name} is taken but cannot be inspected"
+                        )));
+                    }
+                    tokio::time::sleep(ADOPT_POLL).await;
+                }
+                Err(e) => return Err(map_err(e)),
+            }
+        }
+    }
+
+    /// The CPU percentage since the previous mark of `name` (or since the container started).
+    fn cpu_percent(&self, name: &str, now: CpuMark, started_ns: Option<i128>) -> f64 {
+        let mut marks = self.cpu_marks.lock().expect("cpu marks lock");
+        let prev = marks
+            .insert(name.to_string(), now)
+            .or(started_ns.map(|at_ns| CpuMark { used_ns: 0, at_ns }));
+        prev.map_or(0.0, |p| cpu_between(p, now))
     }
 }
 
-#[async_trait::async_trait]
-impl super::ContainerRuntime for DockerRuntime {
+/// Percent of one core used between two marks.
+fn cpu_between(prev: CpuMark, now: CpuMark) -> f64 {
+    let wall = now.at_ns - prev.at_ns;
+    if wall <= 0 {
+        return 0.0;
+    }
+    now.used_ns.saturating_sub(prev.used_ns) as f64 * 100.0 / wall as f64
+}
+
+/// The HTTP status the daemon answered, if it answered.
+fn status_of(e: &DockerError) -> Option<u16> {
+    match e {
+        DockerError::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+/// Maps a client error to the trait's error: transport failures are transient, 404 on create is
+/// a missing image, other 4xx are refusals.
+fn map_err(e: DockerError) -> RuntimeError {
+    match e {
+        DockerError::DockerResponseServerError {
+            status_code,
+            message,
+        } => match status_code {
+            404 if message.to_ascii_lowercase().contains("image") => {
+                RuntimeError::ImageMissing(message)
+            }
+            400..=499 => RuntimeError::Rejected(message),
+            502..=504 => RuntimeError::Unavailable(message),
+            _ => RuntimeError::Other(format!("HTTP {status_code}: {message}")),
+        },
+        DockerError::HyperLegacyError { .. }
+        | DockerError::HyperResponseError { .. }
+        | DockerError::IOError { .. }
+        | DockerError::SocketNotFoundError(_)
+        | DockerError::RequestTimeoutError => RuntimeError::Unavailable(e.to_string()),
+        other => RuntimeError::Other(other.to_string()),
+    }
+}
+
+/// Ok(None) for "no such container", so idempotent calls can ignore it.
+fn absent_is_none<T>(r: Result<T, DockerError>) -> Result<Option<T>, RuntimeError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if status_of(&e) == Some(404) => Ok(None),
+        Err(e) => Err(map_err(e)),
+    }
+}
+
+/// The create body: the worker image with the spec's args, env, labels and limits.
+fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
+    let env = spec
+        .env
+        .iter()
+        .chain(&spec.secret_env)
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let task = model::naming::parse_container_name(&spec.name)
+        .map(|(id, _)| id.to_string())
+        .unwrap_or_default();
+    let labels = HashMap::from([
+        (MANAGED_LABEL.to_string(), "true".to_string()),
+        (TASK_LABEL.to_string(), task),
+    ]);
+    let memory = i64::from(spec.resources.memory_mb) * 1024 * 1024;
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        cmd: Some(spec.args.clone()),
+        env: Some(env),
+        labels: Some(labels),
+        host_config: Some(HostConfig {
+            memory: (memory > 0).then_some(memory),
+            // No swap: the memory asked for is a hard limit, as in ACI.
+            memory_swap: (memory > 0).then_some(memory),
+            nano_cpus: (spec.resources.cpu > 0.0).then_some((spec.resources.cpu * 1e9) as i64),
+            network_mode: Some("host".into()),
+            auto_remove: Some(false),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The trait's view of Docker's container state.
+fn to_status(state: ContainerState) -> ContainerStatus {
+    use ContainerStateStatusEnum as S;
+    let error = state.error.filter(|e| !e.is_empty());
+    let phase = match state.status {
+        Some(S::RUNNING | S::PAUSED | S::RESTARTING | S::STOPPING) => Phase::Running,
+        // A start that failed (bad command) leaves it "created" with an error: it will never run.
+        Some(S::CREATED) if error.is_some() => Phase::Exited,
+        Some(S::CREATED) | None | Some(S::EMPTY) => Phase::Starting,
+        Some(S::EXITED | S::DEAD | S::REMOVING) => Phase::Exited,
+    };
+    let exited = phase == Phase::Exited;
+    let exit_code = state.exit_code.filter(|_| exited);
+    let oom_killed = state.oom_killed.unwrap_or(false);
+    let detail = error.or_else(|| {
+        if !exited {
+            None
+        } else if oom_killed {
+            Some("out of memory (OOM killed)".into())
+        } else {
+            exit_code
+                .filter(|c| (129..=128 + 64).contains(c))
+                .map(|c| format!("killed by signal {}", c - 128))
+        }
+    });
+    ContainerStatus {
+        phase,
+        exit_code,
+        oom_killed,
+        detail,
+    }
+}
+
+/// Parses an RFC 3339 UTC time as Docker writes it (`2026-11-30T10:40:12.123456789Z`) into ns
+/// since the epoch. Hand-written to avoid a date crate for two timestamps.
+fn parse_rfc3339_ns(s: &str) -> Option<i128> {
+    let (date, time) = s.split_once('T')?;
+    let time = time.strip_suffix('Z')?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>());
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+    let mut t = hms.splitn(3, ':').map(|p| p.parse::<i64>());
+    let (hh, mm, ss) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
+    let nanos: i128 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<9}").get(..9)?.parse().ok()?
+    };
+    // Days from civil (H. Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    Some(i128::from(secs) * 1_000_000_000 + nanos)
+}
+
+/// Memory in use: the usage minus the page cache the kernel can drop (as `docker stats` shows).
+fn memory_in_use(m: &bollard::models::ContainerMemoryStats) -> u64 {
+    let usage = m.usage.unwrap_or(0);
+    let cache = m.stats.as_ref().and_then(|s| {
+        ["total_inactive_file", "inactive_file", "cache"]
+            .iter()
+            .find_map(|k| s.get(*k).copied())
+    });
+    usage.saturating_sub(cache.unwrap_or(0))
+}
+
+/// Appends `chunk` to `buf`, keeping only the last `max` bytes; true when something was cut.
+fn keep_tail(buf: &mut Vec<u8>, chunk: &[u8], max: usize) -> bool {
+    buf.extend_from_slice(chunk);
+    if buf.len() > max {
+        let cut = buf.len() - max;
+        buf.drain(..cut);
+        return true;
+    }
+    false
+}
+
+/// Turns a byte tail into text, dropping a partial UTF-8 character cut at its start.
+pub(crate) fn tail_text(buf: &[u8]) -> String {
+    let start = buf
+        .iter()
+        .take(4)
+        .position(|b| (*b as i8) >= -0x40)
+        .unwrap_or(0);
+    String::from_utf8_lossy(&buf[start..]).into_owned()
+}
+
+#[async_trait]
+impl ContainerRuntime for DockerRuntime {
     fn kind(&self) -> &'static str {
         "docker"
     }
-    async fn create(
-        &self,
-        _: &super::ContainerSpec,
-    ) -> Result<super::Created, super::RuntimeError> {
-        Err(super::RuntimeError::Unavailable("placeholder".into()))
+
+    async fn create(&self, spec: &ContainerSpec) -> Result<Created, RuntimeError> {
+        let options = CreateContainerOptionsBuilder::new()
+            .name(&spec.name)
+            .build();
+        match self
+            .docker
+            .create_container(Some(options), create_body(spec))
+            .await
+        {
+            Ok(_) => {
+                self.start(&spec.name).await?;
+                Ok(Created::New)
+            }
+            Err(e) if status_of(&e) == Some(409) => self.adopt(&spec.name).await,
+            Err(e) => Err(map_err(e)),
+        }
     }
-    async fn status(&self, _: &str) -> Result<Option<super::ContainerStatus>, super::RuntimeError> {
-        Ok(None)
+
+    async fn status(&self, name: &str) -> Result<Option<ContainerStatus>, RuntimeError> {
+        let info = absent_is_none(self.docker.inspect_container(name, None).await)?;
+        Ok(info.map(|i| to_status(i.state.unwrap_or_default())))
     }
-    async fn kill(&self, _: &str) -> Result<(), super::RuntimeError> {
-        Ok(())
+
+    async fn kill(&self, name: &str) -> Result<(), RuntimeError> {
+        let options = KillContainerOptionsBuilder::new().signal("SIGKILL").build();
+        match self.docker.kill_container(name, Some(options)).await {
+            // 404: gone; 409: not running. Both mean "it is not running", which is the goal.
+            Err(e) if matches!(status_of(&e), Some(404 | 409)) => Ok(()),
+            r => r.map_err(map_err),
+        }
     }
-    async fn remove(&self, _: &str) -> Result<(), super::RuntimeError> {
-        Ok(())
+
+    async fn remove(&self, name: &str) -> Result<(), RuntimeError> {
+        self.cpu_marks.lock().expect("cpu marks lock").remove(name);
+        let options = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        match self.docker.remove_container(name, Some(options)).await {
+            // 409: a removal is already in progress.
+            Err(e) if matches!(status_of(&e), Some(404 | 409)) => Ok(()),
+            r => r.map_err(map_err),
+        }
     }
-    async fn logs(&self, _: &str, _: usize) -> Result<model::Logs, super::RuntimeError> {
-        Ok(model::Logs {
-            text: String::new(),
-            truncated: false,
+
+    async fn logs(&self, name: &str, max_bytes: usize) -> Result<Logs, RuntimeError> {
+        let options = LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(true)
+            .tail("all")
+            .build();
+        let mut stream = self.docker.logs(name, Some(options));
+        let (mut buf, mut truncated) = (Vec::new(), false);
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(out) => truncated |= keep_tail(&mut buf, out.as_ref(), max_bytes),
+                Err(e) if status_of(&e) == Some(404) => {
+                    return Err(RuntimeError::Other(format!("no container {name}")))
+                }
+                Err(e) => return Err(map_err(e)),
+            }
+        }
+        Ok(Logs {
+            text: tail_text(&buf),
+            truncated,
         })
     }
-    async fn sample(&self, _: &str) -> Result<Option<model::MetricSample>, super::RuntimeError> {
-        Ok(None)
+
+    async fn sample(&self, name: &str) -> Result<Option<MetricSample>, RuntimeError> {
+        let Some(info) = absent_is_none(self.docker.inspect_container(name, None).await)? else {
+            return Ok(None);
+        };
+        let state = info.state.unwrap_or_default();
+        if state.status != Some(ContainerStateStatusEnum::RUNNING) {
+            return Ok(None);
+        }
+        let options = StatsOptionsBuilder::new()
+            .stream(false)
+            .one_shot(true)
+            .build();
+        let stats = match self.docker.stats(name, Some(options)).next().await {
+            Some(Ok(s)) => s,
+            Some(Err(e)) if status_of(&e) == Some(404) => return Ok(None),
+            Some(Err(e)) => return Err(map_err(e)),
+            None => return Ok(None),
+        };
+        let at_ns = stats.read.as_deref().and_then(parse_rfc3339_ns);
+        let used_ns = stats
+            .cpu_stats
+            .as_ref()
+            .and_then(|c| c.cpu_usage.as_ref())
+            .and_then(|u| u.total_usage);
+        let (Some(at_ns), Some(used_ns)) = (at_ns, used_ns) else {
+            // Stopped between inspect and stats: the daemon sends an empty sample.
+            return Ok(None);
+        };
+        let started = state.started_at.as_deref().and_then(parse_rfc3339_ns);
+        let cpu_percent = self.cpu_percent(name, CpuMark { used_ns, at_ns }, started);
+        let memory_bytes = stats.memory_stats.as_ref().map_or(0, memory_in_use);
+        Ok(Some(MetricSample {
+            at_ms: (at_ns / 1_000_000) as i64,
+            cpu_percent,
+            memory_bytes,
+        }))
     }
-    async fn list(&self) -> Result<Vec<String>, super::RuntimeError> {
-        Ok(vec![])
+
+    async fn list(&self) -> Result<Vec<String>, RuntimeError> {
+        let filters = HashMap::from([("label", vec![format!("{MANAGED_LABEL}=true")])]);
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let containers = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(map_err)?;
+        Ok(containers
+            .into_iter()
+            .filter_map(|c| c.names?.into_iter().next())
+            .map(|n| n.trim_start_matches('/').to_string())
+            .filter(|n| n.starts_with(model::naming::PREFIX))
+            .collect())
+    }
+
+    fn exits(&self) -> Option<BoxStream<'static, String>> {
+        Some(exit_events(self.docker.clone()))
+    }
+}
+
+/// Where the exit-event stream is: connected or waiting to reconnect.
+struct EventsState {
+    /// Client used to (re)subscribe.
+    docker: Docker,
+    /// The open subscription, if any.
+    events: Option<BoxStream<'static, Result<bollard::models::EventMessage, DockerError>>>,
+    /// Time (s since the epoch) of the last event seen, so a reconnect replays the gap.
+    since: Option<i64>,
+    /// Pause before the next reconnect.
+    backoff: Duration,
+}
+
+/// Names of our containers as they die, from Docker's event stream; resubscribes with backoff
+/// (replaying from the last event seen) when the daemon goes away and comes back.
+fn exit_events(docker: Docker) -> BoxStream<'static, String> {
+    let state = EventsState {
+        docker,
+        events: None,
+        // The subscription starts at the first poll; replaying from now covers the gap between
+        // this call and then (at worst an event of the same second twice: exits are idempotent).
+        since: Some(crate::clock::now_ms() / 1000),
+        backoff: EVENTS_FIRST_BACKOFF,
+    };
+    futures::stream::unfold(state, |mut st| async move {
+        loop {
+            let events = st
+                .events
+                .get_or_insert_with(|| subscribe(&st.docker, st.since));
+            match events.next().await {
+                Some(Ok(ev)) => {
+                    st.backoff = EVENTS_FIRST_BACKOFF;
+                    st.since = ev.time.or(st.since);
+                    let name = ev.actor.and_then(|a| a.attributes?.remove("name"));
+                    if let Some(name) = name {
+                        return Some((name, st));
+                    }
+                }
+                end => {
+                    if let Some(Err(e)) = end {
+                        tracing::debug!(error = %e, "docker event stream failed; reconnecting");
+                    }
+                    st.events = None;
+                    tokio::time::sleep(st.backoff).await;
+                    st.backoff = (st.backoff * 2).min(EVENTS_MAX_BACKOFF);
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
+/// One subscription to `die` events of managed containers, from `since` when reconnecting.
+fn subscribe(
+    docker: &Docker,
+    since: Option<i64>,
+) -> BoxStream<'static, Result<bollard::models::EventMessage, DockerError>> {
+    let filters = HashMap::from([
+        ("type", vec!["container".to_string()]),
+        ("event", vec!["die".to_string()]),
+        ("label", vec![format!("{MANAGED_LABEL}=true")]),
+    ]);
+    let mut options = EventsOptionsBuilder::new().filters(&filters);
+    if let Some(since) = since {
+        options = options.since(&since.to_string());
+    }
+    docker.events(Some(options.build())).boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::Resources;
+
+    #[test]
+    fn rfc3339_parses_to_epoch_nanos() {
+        assert_eq!(parse_rfc3339_ns("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_rfc3339_ns("2026-11-30T10:40:12.5Z"),
+            Some(1_796_035_212_500_000_000)
+        );
+        assert_eq!(
+            parse_rfc3339_ns("2000-03-01T00:00:01.000000001Z"),
+            Some(951_868_801_000_000_001)
+        );
+        assert_eq!(parse_rfc3339_ns("not a date"), None);
+        assert_eq!(parse_rfc3339_ns("2026-11-30T10:40:12+01:00"), None);
+    }
+
+    #[test]
+    fn cpu_is_percent_of_one_core() {
+        let a = CpuMark {
+            used_ns: 0,
+            at_ns: 0,
+        };
+        let b = CpuMark {
+            used_ns: 500_000_000,
+            at_ns: 1_000_000_000,
+        };
+        assert!((cpu_between(a, b) - 50.0).abs() < 1e-9);
+        assert_eq!(cpu_between(b, a), 0.0);
+    }
+
+    #[test]
+    fn the_first_sample_averages_since_start() {
+        let rt = DockerRuntime::with_client(Docker::connect_with_local_defaults().unwrap());
+        let now = CpuMark {
+            used_ns: 2_000_000_000,
+            at_ns: 4_000_000_000,
+        };
+        assert_eq!(rt.cpu_percent("c", now, Some(0)), 50.0);
+        let later = CpuMark {
+            used_ns: 3_000_000_000,
+            at_ns: 5_000_000_000,
+        };
+        assert_eq!(rt.cpu_percent("c", later, Some(0)), 100.0);
+    }
+
+    #[test]
+    fn memory_excludes_the_page_cache() {
+        let m = bollard::models::ContainerMemoryStats {
+            usage: Some(1000),
+            stats: Some(HashMap::from([("total_inactive_file".to_string(), 300)])),
+            ..Default::default()
+        };
+        assert_eq!(memory_in_use(&m), 700);
+    }
+
+    #[test]
+    fn tail_keeps_the_end_and_whole_characters() {
+        let mut buf = Vec::new();
+        assert!(!keep_tail(&mut buf, b"abc", 4));
+        assert!(keep_tail(&mut buf, "éf".as_bytes(), 4));
+        assert_eq!(buf.len(), 4);
+        assert_eq!(tail_text(&buf), "céf");
+        assert!(keep_tail(&mut buf, b"g", 4));
+        assert_eq!(tail_text(&buf), "éfg");
+        assert!(keep_tail(&mut buf, "xé".as_bytes(), 2));
+        assert_eq!(tail_text(&buf), "é");
+        let mut cut = Vec::new();
+        keep_tail(&mut cut, "é!".as_bytes(), 2);
+        assert_eq!(tail_text(&cut), "!");
+    }
+
+    #[test]
+    fn status_maps_docker_states() {
+        let exited = ContainerState {
+            status: Some(ContainerStateStatusEnum::EXITED),
+            exit_code: Some(137),
+            ..Default::default()
+        };
+        let s = to_status(exited);
+        assert_eq!(s.phase, Phase::Exited);
+        assert_eq!(s.exit_code, Some(137));
+        assert_eq!(s.detail.as_deref(), Some("killed by signal 9"));
+        let failed_start = ContainerState {
+            status: Some(ContainerStateStatusEnum::CREATED),
+            exit_code: Some(127),
+            error: Some("exec: \"nope\": not found".into()),
+            ..Default::default()
+        };
+        assert_eq!(to_status(failed_start).phase, Phase::Exited);
+        let running = ContainerState {
+            status: Some(ContainerStateStatusEnum::RUNNING),
+            exit_code: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(to_status(running).exit_code, None);
+    }
+
+    #[test]
+    fn create_body_has_limits_labels_and_host_network() {
+        let spec = ContainerSpec {
+            name: "eda-abc-1".into(),
+            image: "img".into(),
+            args: vec!["--seconds".into(), "1".into()],
+            env: vec![("MESSAGE".into(), "m".into())],
+            secret_env: vec![("TASK_TOKEN".into(), "t".into())],
+            resources: Resources {
+                cpu: 0.5,
+                memory_mb: 64,
+            },
+        };
+        let body = create_body(&spec);
+        let host = body.host_config.unwrap();
+        assert_eq!(host.memory, Some(64 << 20));
+        assert_eq!(host.nano_cpus, Some(500_000_000));
+        assert_eq!(host.network_mode.as_deref(), Some("host"));
+        assert_eq!(body.env.unwrap(), ["MESSAGE=m", "TASK_TOKEN=t"]);
+        assert_eq!(body.labels.unwrap()[TASK_LABEL], "abc");
     }
 }

@@ -1,6 +1,7 @@
 //! Where containers run: the [`ContainerRuntime`] trait and its backends.
 //!
 //! - [`docker`]: Docker Engine API (bollard), the local default.
+//! - [`image`]: builds the `FROM scratch` worker image for Docker from the static worker binary.
 //! - [`process`]: plain child processes of the handler, where no Docker Engine answers.
 //! - [`aci`]: Azure Container Instances over ARM, in Azure.
 //!
@@ -9,6 +10,7 @@
 
 pub mod aci;
 pub mod docker;
+pub mod image;
 pub mod process;
 
 use async_trait::async_trait;

@@ -1,46 +1,581 @@
-//! Process runtime (placeholder until the runtimes branch lands).
-use std::path::PathBuf;
+//! The child-process backend: where no Docker Engine answers, each "container" is a child
+//! process of the handler running the worker binary.
+//!
+//! It keeps the trait's promises the way a container engine would: one process per name, the
+//! exit code (a signal becomes 128 + its number), SIGKILL of the whole process group, stdout and
+//! stderr captured to `<logs_dir>/<name>.log`, CPU and RSS from `/proc`, and a memory limit from a
+//! cgroup v1 memory group per child where the handler may create one (nested under its own
+//! group); where it may not, the limit is skipped, quietly (debug log).
+//!
+//! Unlike Docker, it forgets its children when the handler exits: after a restart `list` is
+//! empty and the reconciler treats their tasks' containers as gone.
 
-/// Child-process runtime.
-pub struct ProcessRuntime;
+use super::{ContainerRuntime, ContainerSpec, ContainerStatus, Created, Phase, RuntimeError};
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use model::{Logs, MetricSample};
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::broadcast;
 
-impl ProcessRuntime {
-    /// A runtime running `worker_bin`, logging to `logs_dir`.
-    pub fn new(_worker_bin: PathBuf, _logs_dir: PathBuf) -> ProcessRuntime {
-        ProcessRuntime
+/// Where the kernel mounts the cgroup v1 memory controller.
+const MEMORY_CGROUP_MOUNT: &str = "/sys/fs/cgroup/memory";
+/// Most processes of one container walked when sampling (bounds the `/proc` reads).
+const MAX_TREE: usize = 64;
+/// The shell that moves a child into its cgroup before it becomes the worker.
+const SHELL: &str = "/bin/sh";
+/// `sh -c` script: `$0` is the cgroup's `cgroup.procs`, `$@` the worker and its arguments. A
+/// failed write only loses the limit (debug-level matter), never the task.
+const JOIN_CGROUP_THEN_EXEC: &str = r#"echo $$ > "$0" 2>/dev/null; exec "$@""#;
+/// How long `remove` waits for a killed child's cgroup to empty before leaving it behind.
+const CGROUP_EMPTY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// Poll interval of that wait.
+const CGROUP_EMPTY_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+/// `PATH` for children when the handler has none.
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// One child, as long as it is not removed.
+#[derive(Debug)]
+struct Child {
+    /// Tells this child from a later one of the same name (remove, then create again), so the
+    /// waiter of the old one does not write its exit into the new one.
+    generation: u64,
+    /// Its pid, which is also its process group id.
+    pid: u32,
+    /// Where its stdout and stderr go.
+    log: PathBuf,
+    /// Its memory cgroup, when limits apply.
+    cgroup: Option<PathBuf>,
+    /// When it was spawned: the base of its first CPU sample.
+    started: Instant,
+    /// Set once by its waiter when it exits.
+    exit: Option<ContainerStatus>,
+    /// CPU ticks and time of the previous sample.
+    cpu_mark: Option<(u64, Instant)>,
+}
+
+/// The children by name, and the generation counter. Touched by the trait methods and by each
+/// child's waiter task, always briefly and never across an await.
+#[derive(Debug, Default)]
+struct Children {
+    by_name: HashMap<String, Child>,
+    next_generation: u64,
+}
+
+/// [`ContainerRuntime`] over plain child processes.
+pub struct ProcessRuntime {
+    /// The worker binary every child runs (the spec's image is not used).
+    worker_bin: PathBuf,
+    /// Where each child's `<name>.log` is written.
+    logs_dir: PathBuf,
+    /// The memory cgroup under which each child gets its own group; `None`: no limits here.
+    cgroup_parent: Option<PathBuf>,
+    /// Shared with the waiter tasks.
+    children: Arc<Mutex<Children>>,
+    /// Names of children as they exit, for [`ContainerRuntime::exits`].
+    exits: broadcast::Sender<String>,
+}
+
+/// How a child ended, as the trait reports it.
+fn exit_status(status: std::io::Result<ExitStatus>, oom_killed: bool) -> ContainerStatus {
+    let (exit_code, mut detail) = match status {
+        Ok(s) => match (s.code(), s.signal()) {
+            (Some(code), _) => (i64::from(code), None),
+            (None, Some(sig)) => (
+                128 + i64::from(sig),
+                Some(format!("killed by signal {sig}")),
+            ),
+            (None, None) => (-1, Some("ended without an exit status".to_string())),
+        },
+        Err(e) => (-1, Some(format!("cannot wait for it: {e}"))),
+    };
+    if oom_killed {
+        detail = Some("out of memory (OOM killed)".into());
+    }
+    ContainerStatus {
+        phase: Phase::Exited,
+        exit_code: Some(exit_code),
+        oom_killed,
+        detail,
     }
 }
 
-#[async_trait::async_trait]
-impl super::ContainerRuntime for ProcessRuntime {
+impl ProcessRuntime {
+    /// A runtime running `worker_bin` for each container, logging to `logs_dir` (created if
+    /// missing). Probes once whether memory cgroups can be created here.
+    pub fn new(worker_bin: PathBuf, logs_dir: PathBuf) -> ProcessRuntime {
+        if let Err(e) = std::fs::create_dir_all(&logs_dir) {
+            tracing::warn!(dir = %logs_dir.display(), error = %e, "cannot create the logs dir");
+        }
+        let (exits, _) = broadcast::channel(1024);
+        ProcessRuntime {
+            worker_bin,
+            logs_dir,
+            cgroup_parent: probe_cgroup_parent(),
+            children: Arc::new(Mutex::new(Children::default())),
+            exits,
+        }
+    }
+
+    /// Whether memory limits are enforced (a cgroup v1 memory group could be created).
+    pub fn enforces_memory_limit(&self) -> bool {
+        self.cgroup_parent.is_some()
+    }
+
+    /// Creates the child's memory group with its limit; `None` (debug log) if that fails.
+    fn limited_cgroup(&self, name: &str, memory_mb: u32) -> Option<PathBuf> {
+        let parent = self.cgroup_parent.as_ref()?;
+        let dir = parent.join(name);
+        let bytes = (u64::from(memory_mb) * 1024 * 1024).to_string();
+        let made = std::fs::create_dir(&dir)
+            .or_else(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => Ok(()),
+                _ => Err(e),
+            })
+            .and_then(|()| std::fs::write(dir.join("memory.limit_in_bytes"), &bytes));
+        match made {
+            Ok(()) => {
+                // Also cap swap where the kernel accounts it, so the limit is hard.
+                let _ = std::fs::write(dir.join("memory.memsw.limit_in_bytes"), &bytes);
+                Some(dir)
+            }
+            Err(e) => {
+                tracing::debug!(cgroup = %dir.display(), error = %e, "no memory limit");
+                let _ = std::fs::remove_dir(&dir);
+                None
+            }
+        }
+    }
+
+    /// Spawns the worker for `spec`; the caller holds the children lock.
+    fn spawn(&self, spec: &ContainerSpec, generation: u64) -> Result<Child, RuntimeError> {
+        let log = self.logs_dir.join(format!("{}.log", spec.name));
+        let out = std::fs::File::create(&log)
+            .map_err(|e| RuntimeError::Other(format!("cannot create {}: {e}", log.display())))?;
+        let err = out
+            .try_clone()
+            .map_err(|e| RuntimeError::Other(e.to_string()))?;
+        if !self.worker_bin.is_file() {
+            let _ = std::fs::remove_file(&log);
+            return Err(RuntimeError::ImageMissing(format!(
+                "worker {} does not exist",
+                self.worker_bin.display()
+            )));
+        }
+        let cgroup = self.limited_cgroup(&spec.name, spec.resources.memory_mb);
+        let mut cmd = match &cgroup {
+            // The child joins its cgroup itself before exec'ing the worker, so nothing it starts
+            // can escape the limit (no pre_exec hook: unsafe code is denied here).
+            Some(dir) => {
+                let mut c = tokio::process::Command::new(SHELL);
+                c.args(["-c", JOIN_CGROUP_THEN_EXEC])
+                    .arg(dir.join("cgroup.procs"))
+                    .arg(&self.worker_bin);
+                c
+            }
+            None => tokio::process::Command::new(&self.worker_bin),
+        };
+        let path = crate::config::env("PATH").unwrap_or_else(|| DEFAULT_PATH.to_string());
+        cmd.args(&spec.args)
+            // Like a container: only what the spec gives (and PATH), none of the handler's secrets.
+            .env_clear()
+            .env("PATH", path)
+            .envs(spec.env.iter().chain(&spec.secret_env).map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            // Its own process group, so kill reaches the work it started too.
+            .process_group(0);
+        let child = match cmd.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                let _ = std::fs::remove_file(&log);
+                if let Some(dir) = &cgroup {
+                    let _ = std::fs::remove_dir(dir);
+                }
+                return Err(spawn_error(&self.worker_bin, e));
+            }
+        };
+        let pid = child.id().unwrap_or(0);
+        self.watch(spec.name.clone(), generation, child, cgroup.clone());
+        Ok(Child {
+            generation,
+            pid,
+            log,
+            cgroup,
+            started: Instant::now(),
+            exit: None,
+            cpu_mark: None,
+        })
+    }
+
+    /// A task that waits for the child, records how it ended, cleans up what it left (its
+    /// process group, its cgroup) and announces its name on the exit stream.
+    fn watch(
+        &self,
+        name: String,
+        generation: u64,
+        mut child: tokio::process::Child,
+        cgroup: Option<PathBuf>,
+    ) {
+        let children = self.children.clone();
+        let exits = self.exits.clone();
+        let pid = child.id();
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            let oom = cgroup.as_deref().is_some_and(oom_killed);
+            if let Some(pid) = pid {
+                kill_group(pid);
+            }
+            if let Some(dir) = &cgroup {
+                let _ = std::fs::remove_dir(dir);
+            }
+            {
+                let mut all = children.lock().expect("children lock");
+                match all.by_name.get_mut(&name) {
+                    Some(c) if c.generation == generation => {
+                        c.exit = Some(exit_status(status, oom))
+                    }
+                    _ => return,
+                }
+            }
+            let _ = exits.send(name);
+        });
+    }
+}
+
+/// A failed spawn: a missing worker binary is this runtime's "image not found".
+fn spawn_error(worker_bin: &Path, e: std::io::Error) -> RuntimeError {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            RuntimeError::ImageMissing(format!("worker {}: {e}", worker_bin.display()))
+        }
+        _ => RuntimeError::Other(format!("cannot start {}: {e}", worker_bin.display())),
+    }
+}
+
+/// The handler's own memory cgroup, if children can be created under it (a probe group is
+/// made and removed).
+fn probe_cgroup_parent() -> Option<PathBuf> {
+    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let rel = own.lines().find_map(|l| {
+        let mut parts = l.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        controllers
+            .split(',')
+            .any(|c| c == "memory")
+            .then(|| path.trim_start_matches('/').to_string())
+    })?;
+    if !Path::new(SHELL).exists() {
+        return None;
+    }
+    let parent = Path::new(MEMORY_CGROUP_MOUNT).join(rel);
+    let probe = parent.join(format!("eda-probe-{}", std::process::id()));
+    match std::fs::create_dir(&probe) {
+        Ok(()) => {
+            let _ = std::fs::remove_dir(&probe);
+            Some(parent)
+        }
+        Err(e) => {
+            tracing::debug!(cgroup = %parent.display(), error = %e, "memory limits unavailable");
+            None
+        }
+    }
+}
+
+/// Whether the kernel's OOM killer killed something in the cgroup `dir`.
+fn oom_killed(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("memory.oom_control")).is_ok_and(|s| {
+        s.lines()
+            .filter_map(|l| l.strip_prefix("oom_kill "))
+            .any(|n| n.trim().parse::<u64>().is_ok_and(|n| n > 0))
+    })
+}
+
+/// SIGKILL to the whole process group `pgid`; "no such process" is fine.
+fn kill_group(pgid: u32) {
+    let Some(pid) = i32::try_from(pgid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return;
+    };
+    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+}
+
+/// CPU ticks (user + system, including reaped children) and resident bytes of `pid` and its
+/// descendants, from `/proc`. `None` when `pid` is gone.
+fn proc_tree_usage(pid: u32) -> Option<(u64, u64)> {
+    let (mut ticks, mut rss) = (0u64, 0u64);
+    let mut todo = vec![pid];
+    let mut seen = 0;
+    while let Some(p) = todo.pop() {
+        seen += 1;
+        if seen > MAX_TREE {
+            break;
+        }
+        let Some(t) = stat_ticks(p) else {
+            if p == pid {
+                return None;
+            }
+            continue;
+        };
+        ticks += t;
+        rss += status_rss(p).unwrap_or(0);
+        todo.extend(children_of(p));
+    }
+    Some((ticks, rss))
+}
+
+/// utime + stime + cutime + cstime of one process.
+fn stat_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat_ticks(&stat)
+}
+
+/// The CPU fields of a `/proc/<pid>/stat` line (the name in parentheses may hold spaces).
+fn parse_stat_ticks(stat: &str) -> Option<u64> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Fields after the name start at field 3 (state): utime is field 14, cstime field 17.
+    (11..=14).map(|i| fields.get(i)?.parse::<u64>().ok()).sum()
+}
+
+/// VmRSS of one process, in bytes.
+fn status_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_status_rss(&status)
+}
+
+fn parse_status_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Direct children of `pid`, over all its threads.
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|s| {
+            s.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// The last `max_bytes` of the file at `path`, and whether earlier bytes were cut.
+fn read_tail(path: &Path, max_bytes: usize) -> std::io::Result<(Vec<u8>, bool)> {
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let start = len.saturating_sub(max_bytes as u64);
+    file.seek(SeekFrom::Start(start))?;
+    let mut buf = Vec::with_capacity((len - start) as usize);
+    file.take(max_bytes as u64).read_to_end(&mut buf)?;
+    Ok((buf, start > 0))
+}
+
+#[async_trait]
+impl ContainerRuntime for ProcessRuntime {
     fn kind(&self) -> &'static str {
         "process"
     }
-    async fn create(
-        &self,
-        _: &super::ContainerSpec,
-    ) -> Result<super::Created, super::RuntimeError> {
-        Err(super::RuntimeError::Unavailable("placeholder".into()))
+
+    async fn create(&self, spec: &ContainerSpec) -> Result<Created, RuntimeError> {
+        let mut all = self.children.lock().expect("children lock");
+        if all.by_name.contains_key(&spec.name) {
+            return Ok(Created::AlreadyExisted);
+        }
+        all.next_generation += 1;
+        let generation = all.next_generation;
+        let child = self.spawn(spec, generation)?;
+        all.by_name.insert(spec.name.clone(), child);
+        Ok(Created::New)
     }
-    async fn status(&self, _: &str) -> Result<Option<super::ContainerStatus>, super::RuntimeError> {
-        Ok(None)
+
+    async fn status(&self, name: &str) -> Result<Option<ContainerStatus>, RuntimeError> {
+        let all = self.children.lock().expect("children lock");
+        Ok(all.by_name.get(name).map(|c| {
+            c.exit.clone().unwrap_or(ContainerStatus {
+                phase: Phase::Running,
+                exit_code: None,
+                oom_killed: false,
+                detail: None,
+            })
+        }))
     }
-    async fn kill(&self, _: &str) -> Result<(), super::RuntimeError> {
+
+    async fn kill(&self, name: &str) -> Result<(), RuntimeError> {
+        let all = self.children.lock().expect("children lock");
+        if let Some(c) = all.by_name.get(name).filter(|c| c.exit.is_none()) {
+            kill_group(c.pid);
+        }
         Ok(())
     }
-    async fn remove(&self, _: &str) -> Result<(), super::RuntimeError> {
+
+    async fn remove(&self, name: &str) -> Result<(), RuntimeError> {
+        let removed = self
+            .children
+            .lock()
+            .expect("children lock")
+            .by_name
+            .remove(name);
+        if let Some(c) = removed {
+            if c.exit.is_none() {
+                kill_group(c.pid);
+            }
+            if let Err(e) = std::fs::remove_file(&c.log) {
+                tracing::debug!(log = %c.log.display(), error = %e, "cannot remove the log");
+            }
+            if let Some(dir) = c.cgroup {
+                // Empty once its processes have died (reaped or not): poll briefly.
+                let deadline = Instant::now() + CGROUP_EMPTY_WAIT;
+                while std::fs::remove_dir(&dir).is_err()
+                    && dir.exists()
+                    && Instant::now() < deadline
+                {
+                    tokio::time::sleep(CGROUP_EMPTY_POLL).await;
+                }
+            }
+        }
         Ok(())
     }
-    async fn logs(&self, _: &str, _: usize) -> Result<model::Logs, super::RuntimeError> {
-        Ok(model::Logs {
-            text: String::new(),
-            truncated: false,
+
+    async fn logs(&self, name: &str, max_bytes: usize) -> Result<Logs, RuntimeError> {
+        let log = {
+            let all = self.children.lock().expect("children lock");
+            all.by_name.get(name).map(|c| c.log.clone())
+        };
+        let log = log.ok_or_else(|| RuntimeError::Other(format!("no container {name}")))?;
+        let (buf, truncated) = read_tail(&log, max_bytes)
+            .map_err(|e| RuntimeError::Other(format!("cannot read {}: {e}", log.display())))?;
+        Ok(Logs {
+            text: super::docker::tail_text(&buf),
+            truncated,
         })
     }
-    async fn sample(&self, _: &str) -> Result<Option<model::MetricSample>, super::RuntimeError> {
-        Ok(None)
+
+    async fn sample(&self, name: &str) -> Result<Option<MetricSample>, RuntimeError> {
+        let mut all = self.children.lock().expect("children lock");
+        let Some(child) = all.by_name.get_mut(name).filter(|c| c.exit.is_none()) else {
+            return Ok(None);
+        };
+        let Some((ticks, rss)) = proc_tree_usage(child.pid) else {
+            return Ok(None);
+        };
+        let now = Instant::now();
+        let (prev_ticks, prev_at) = child.cpu_mark.unwrap_or((0, child.started));
+        child.cpu_mark = Some((ticks, now));
+        let hz = rustix::param::clock_ticks_per_second() as f64;
+        let wall = now.duration_since(prev_at).as_secs_f64();
+        let cpu_percent = if wall > 0.0 {
+            ticks.saturating_sub(prev_ticks) as f64 / hz / wall * 100.0
+        } else {
+            0.0
+        };
+        Ok(Some(MetricSample {
+            at_ms: crate::clock::now_ms(),
+            cpu_percent,
+            memory_bytes: rss,
+        }))
     }
-    async fn list(&self) -> Result<Vec<String>, super::RuntimeError> {
-        Ok(vec![])
+
+    async fn list(&self) -> Result<Vec<String>, RuntimeError> {
+        let all = self.children.lock().expect("children lock");
+        Ok(all.by_name.keys().cloned().collect())
+    }
+
+    fn exits(&self) -> Option<BoxStream<'static, String>> {
+        let rx = self.exits.subscribe();
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(name) => return Some((name, rx)),
+                    // Missed some: the reconciler's sweep catches those; keep going.
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        });
+        Some(Box::pin(stream))
+    }
+}
+
+impl Drop for ProcessRuntime {
+    /// Kills the children still running, as a stopped container engine would not leave
+    /// orphans behind.
+    fn drop(&mut self) {
+        let Ok(all) = self.children.lock() else {
+            return;
+        };
+        let running: Vec<&Child> = all.by_name.values().filter(|c| c.exit.is_none()).collect();
+        for c in &running {
+            kill_group(c.pid);
+        }
+        // Their waiters may not run again (the async runtime may be going away too): remove
+        // their cgroups here, once the killed processes are gone.
+        let deadline = Instant::now() + CGROUP_EMPTY_WAIT;
+        for dir in running.iter().filter_map(|c| c.cgroup.as_ref()) {
+            while std::fs::remove_dir(dir).is_err() && dir.exists() && Instant::now() < deadline {
+                std::thread::sleep(CGROUP_EMPTY_POLL);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_ticks_skip_a_name_with_spaces() {
+        let stat = "42 (my (odd) name) S 1 42 42 0 -1 4194560 100 0 0 0 7 3 2 1 20 0 1 0 \
+                    123 4096 100 18446744073709551615";
+        assert_eq!(parse_stat_ticks(stat), Some(13));
+    }
+
+    #[test]
+    fn rss_comes_from_vmrss() {
+        let status = "Name:\tsh\nVmPeak:\t  9000 kB\nVmRSS:\t    1500 kB\nThreads:\t1\n";
+        assert_eq!(parse_status_rss(status), Some(1500 * 1024));
+        assert_eq!(parse_status_rss("Name:\tkthread\n"), None);
+    }
+
+    #[test]
+    fn this_process_has_usage() {
+        let (_, rss) = proc_tree_usage(std::process::id()).unwrap();
+        assert!(rss > 0);
+    }
+
+    #[test]
+    fn signals_become_128_plus() {
+        let killed = exit_status(Ok(ExitStatus::from_raw(9)), false);
+        assert_eq!(killed.exit_code, Some(137));
+        assert_eq!(killed.detail.as_deref(), Some("killed by signal 9"));
+        let three = exit_status(Ok(ExitStatus::from_raw(3 << 8)), false);
+        assert_eq!((three.exit_code, three.detail), (Some(3), None));
+        assert!(exit_status(Ok(ExitStatus::from_raw(9)), true).oom_killed);
+    }
+
+    #[test]
+    fn tail_of_a_file() {
+        let path = std::env::temp_dir().join(format!("eda-tail-{}", std::process::id()));
+        std::fs::write(&path, "0123456789").unwrap();
+        assert_eq!(read_tail(&path, 4).unwrap(), (b"6789".to_vec(), true));
+        assert_eq!(
+            read_tail(&path, 40).unwrap(),
+            (b"0123456789".to_vec(), false)
+        );
+        std::fs::remove_file(&path).unwrap();
     }
 }
