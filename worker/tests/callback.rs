@@ -201,3 +201,35 @@ fn bad_arguments_exit_2_with_usage() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).1.contains("usage:"));
 }
+
+#[test]
+fn an_https_callback_speaks_tls_and_never_sends_the_token_in_clear() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "https://{}/api/tasks/t1/state",
+        listener.local_addr().unwrap()
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_worker"))
+        .env_clear()
+        .env("CALLBACK_URL", &url)
+        .env("TASK_TOKEN", TOKEN)
+        .args(["--seconds", "0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (mut conn, _) = listener.accept().unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut hello = vec![0u8; 5];
+    conn.read_exact(&mut hello).unwrap();
+    let len = u16::from_be_bytes([hello[3], hello[4]]) as usize;
+    let mut body = vec![0u8; len];
+    conn.read_exact(&mut body).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // A TLS record of type handshake (22) whose first message is a ClientHello (1).
+    assert_eq!((hello[0], hello[1], body[0]), (22, 3, 1), "{hello:?}");
+    let clear = String::from_utf8_lossy(&body);
+    assert!(!clear.contains(TOKEN));
+}
