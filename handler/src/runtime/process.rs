@@ -466,14 +466,26 @@ impl ContainerRuntime for ProcessRuntime {
     }
 
     async fn sample(&self, name: &str) -> Result<Option<MetricSample>, RuntimeError> {
-        let mut all = self.children.lock().expect("children lock");
-        let Some(child) = all.by_name.get_mut(name).filter(|c| c.exit.is_none()) else {
-            return Ok(None);
+        let (pid, generation) = {
+            let all = self.children.lock().expect("children lock");
+            match all.by_name.get(name).filter(|c| c.exit.is_none()) {
+                Some(c) => (c.pid, c.generation),
+                None => return Ok(None),
+            }
         };
-        let Some((ticks, rss)) = proc_tree_usage(child.pid) else {
+        // Read /proc without the lock: other containers' calls need not wait for it.
+        let Some((ticks, rss)) = proc_tree_usage(pid) else {
             return Ok(None);
         };
         let now = Instant::now();
+        let mut all = self.children.lock().expect("children lock");
+        let Some(child) = all
+            .by_name
+            .get_mut(name)
+            .filter(|c| c.generation == generation)
+        else {
+            return Ok(None);
+        };
         let (prev_ticks, prev_at) = child.cpu_mark.unwrap_or((0, child.started));
         child.cpu_mark = Some((ticks, now));
         let hz = rustix::param::clock_ticks_per_second() as f64;
