@@ -79,13 +79,9 @@ pub struct TaskArgs {
     /// Worker image.
     #[arg(long, env = "EDA_IMAGE", default_value = DEFAULT_IMAGE)]
     pub image: String,
-    /// Arguments for the worker in each container (e.g. `--seconds 5`, or `-- my-cmd args`).
-    #[arg(
-        long = "worker-arg",
-        env = "EDA_WORKER_ARGS",
-        value_delimiter = ' ',
-        allow_hyphen_values = true
-    )]
+    /// One argument for the worker in each container; repeat it (e.g. `--worker-arg=--seconds
+    /// --worker-arg=5`, or `--worker-arg=-- --worker-arg=my-cmd` to wrap a command).
+    #[arg(long = "worker-arg", allow_hyphen_values = true)]
     pub worker_args: Vec<String>,
     /// Milliseconds between the reconciler's sweeps (exits are also pushed by Docker events).
     #[arg(long, env = "EDA_SWEEP_MS", default_value_t = 2000)]

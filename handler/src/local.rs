@@ -98,7 +98,14 @@ async fn worker_image(
 
 /// Starts local mode and returns once it listens.
 pub async fn start(args: LocalArgs) -> anyhow::Result<Running> {
-    let settings = args.settings()?;
+    // Bind first: with port 0 the real port is only known now, and workers must call it back.
+    let listener =
+        std::net::TcpListener::bind(args.bind).with_context(|| format!("binding {}", args.bind))?;
+    let addr = listener.local_addr()?;
+    let mut settings = args.settings()?;
+    if args.public_url.is_none() {
+        settings.public_url = format!("http://{addr}");
+    }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let store = SqliteStore::open(&args.data_dir.join("eda.db"))?;
@@ -132,7 +139,7 @@ pub async fn start(args: LocalArgs) -> anyhow::Result<Running> {
     {
         app.slots.adopt(t.id);
     }
-    let (server, addr) = serve(&args, app.clone())?;
+    let server = serve(listener, args.dashboard_dir.clone(), app.clone())?;
     let tracker = TaskTracker::new();
     tracker.spawn(queue::consume(app.clone(), queue.clone(), tracker.clone()));
     tracker.spawn(reconcile::run(app.clone()));
@@ -148,11 +155,11 @@ pub async fn start(args: LocalArgs) -> anyhow::Result<Running> {
 }
 
 fn serve(
-    args: &LocalArgs,
+    listener: std::net::TcpListener,
+    dir: Option<std::path::PathBuf>,
     app: Arc<App>,
-) -> anyhow::Result<(actix_web::dev::ServerHandle, SocketAddr)> {
+) -> anyhow::Result<actix_web::dev::ServerHandle> {
     let data = actix_web::web::Data::new(app);
-    let dir = args.dashboard_dir.clone();
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(data.clone())
@@ -162,13 +169,11 @@ fn serve(
     .workers(2)
     .disable_signals()
     .shutdown_timeout(5)
-    .bind(args.bind)
-    .with_context(|| format!("binding {}", args.bind))?;
-    let addr = server.addrs()[0];
+    .listen(listener)?;
     let server = server.run();
     let handle = server.handle();
     tokio::spawn(server);
-    Ok((handle, addr))
+    Ok(handle)
 }
 
 /// Runs local mode until Ctrl-C (graceful) or a second Ctrl-C (immediate).

@@ -246,9 +246,17 @@ async fn collect(app: &Arc<App>) -> Result<(), ReconcileError> {
     }
     for id in app.slots.holders() {
         let task = app.tasks.store.get(&id).await?;
-        let container = task.as_ref().and_then(|t| t.container.clone());
-        let still = container.is_some_and(|c| names.contains(&c));
-        if !still && !task.is_some_and(|t| t.state.is_active()) {
+        if task.as_ref().is_some_and(|t| t.state.is_active()) {
+            continue;
+        }
+        // Ask again rather than trust `names`: the container may have been created after the
+        // list was taken, and a slot must not be freed while its container exists.
+        let container = task.and_then(|t| t.container);
+        let exists = match &container {
+            Some(c) => app.runtime.status(c).await?.is_some(),
+            None => false,
+        };
+        if !exists {
             app.slots.release(&id);
         }
     }

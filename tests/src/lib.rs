@@ -88,19 +88,18 @@ pub fn shell_worker_args() -> Vec<String> {
 
 /// Starts local mode in-process on 127.0.0.1:0 with `data` as its data dir and extra flags.
 pub async fn start_local(data: &Path, flags: &[&str]) -> Running {
-    let mut argv: Vec<String> = [
-        "handler",
-        "local",
-        "--bind",
-        "127.0.0.1:0",
-        "--sweep-ms",
-        "200",
-        "--retry-backoff-ms",
-        "100",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut argv: Vec<String> = vec!["handler".into(), "local".into()];
+    // Defaults for tests, unless the caller gives the flag itself.
+    for (flag, value) in [
+        ("--bind", "127.0.0.1:0"),
+        ("--sweep-ms", "200"),
+        ("--retry-backoff-ms", "100"),
+    ] {
+        if !flags.contains(&flag) {
+            argv.push(flag.into());
+            argv.push(value.into());
+        }
+    }
     argv.push("--data-dir".into());
     argv.push(data.display().to_string());
     argv.push("--worker-bin".into());

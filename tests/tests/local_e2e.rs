@@ -202,8 +202,10 @@ async fn a_duplicate_delivery_makes_one_container() {
     };
     // Deliver the same plain-text message twice, as Service Bus does after a crash between
     // container create and message complete.
+    // A fresh queue message id per run: the task id (and so the container name) derives from it.
+    let message_id = format!("external-{}", e2e::runtimes::unique("dup"));
     let d = Delivery {
-        message_id: "external-42".into(),
+        message_id: message_id.clone(),
         body: "sleep 2".into(),
         delivery_count: 1,
     };
@@ -213,7 +215,7 @@ async fn a_duplicate_delivery_makes_one_container() {
         ..d.clone()
     };
     let second = spawn::handle(&running.app, &again).await.unwrap();
-    let id = spawn::derived_id("external-42");
+    let id = spawn::derived_id(&message_id);
     assert_eq!(first, Outcome::Started(id.clone()));
     assert_eq!(second, Outcome::AlreadyRunning(id.clone()));
     assert_eq!(docker_names(id.as_str()), vec![format!("eda-{id}-1")]);
@@ -313,9 +315,13 @@ async fn a_restart_mid_flight_loses_nothing() {
         .await;
     assert_eq!(status, 202, "{v}");
     api.wait_state(&first.id, InProgress, LONG).await;
+    let addr = running.addr.to_string();
     running.stop().await;
 
-    let running = docker_local(&dir, &["--concurrency", "2"]).await.unwrap();
+    // Same port: the running worker's callbacks reach the new process.
+    let running = docker_local(&dir, &["--concurrency", "2", "--bind", &addr])
+        .await
+        .unwrap();
     let api = Api::new(&running);
     let done = api.wait_state(&first.id, Done, LONG).await;
     assert_eq!(
