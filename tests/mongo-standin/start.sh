@@ -4,6 +4,7 @@
 #   export EDA_TEST_MONGO_URI="$(bash tests/mongo-standin/start.sh)"        # a free port
 #   export EDA_TEST_MONGO_URI="$(bash tests/mongo-standin/start.sh 27999)"  # a given port
 #   bash tests/mongo-standin/start.sh --stop [PORT]                         # stop it again
+#   bash tests/mongo-standin/start.sh --selftest                            # test the stand-in
 #
 # Idempotent: a stand-in this script already started for the same PORT (or the same "free
 # port" instance) that still answers is reused. The Python venv is built once from the pinned
@@ -31,13 +32,20 @@ die() {
 say() { echo "mongo-standin/start.sh: $*" >&2; }
 
 stop=0
+selftest=0
 if [[ "${1:-}" == "--stop" ]]; then
     stop=1
     shift
+elif [[ "${1:-}" == "--selftest" ]]; then
+    selftest=1
+    shift
 fi
 port="${1:-0}"
-[[ "$port" =~ ^[0-9]+$ ]] && ((port <= 65535)) || die "PORT must be a number 0-65535, not '$port'"
-[[ $# -le 1 ]] || die "usage: start.sh [--stop] [PORT]"
+if ! [[ "$port" =~ ^[0-9]{1,5}$ ]] || ((10#$port > 65535)); then
+    die "PORT must be a number 0-65535, not '$port'"
+fi
+port=$((10#$port))
+[[ $# -le 1 ]] || die "usage: start.sh [--stop|--selftest] [PORT]"
 
 key="$port"
 ((port == 0)) && key="auto"
@@ -100,6 +108,11 @@ if [[ "$(cat "$venv/.standin-stamp" 2>/dev/null)" != "$stamp" ]] ||
         die "pip install -r $here/requirements.txt failed"
     "$venv/bin/python" -c 'import mongomock, pymongo, bson' || die "venv imports fail after install"
     echo "$stamp" >"$venv/.standin-stamp"
+fi
+
+if ((selftest)); then
+    "$venv/bin/python" "$here/selftest.py"
+    exit $?
 fi
 
 # --- reuse a running one ---------------------------------------------------------------------
