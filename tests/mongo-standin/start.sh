@@ -51,6 +51,9 @@ key="$port"
 ((port == 0)) && key="auto"
 state="$state_root/$key"
 mkdir -p "$state"
+# One start/stop per instance at a time (the lock is not passed on to the server).
+exec 8>"$state/lock"
+flock -w 900 8 || die "timed out waiting for another start.sh on port '$key'"
 pidfile="$state/pid"
 portfile="$state/port"
 logfile="$state/server.log"
@@ -99,16 +102,29 @@ stamp="$(
         "$python" -c 'import sys; print(sys.version)'
     } | sha256sum | cut -d' ' -f1
 )"
+# One builder at a time: concurrent callers wait here instead of racing on the same venv.
+mkdir -p "$(dirname "$venv")"
+exec 9>"$venv.lock"
+flock -w 600 9 || die "timed out waiting for another start.sh to build $venv"
 if [[ "$(cat "$venv/.standin-stamp" 2>/dev/null)" != "$stamp" ]] ||
     ! "$venv/bin/python" -c 'import mongomock, pymongo, bson' 2>/dev/null; then
     say "building venv $venv from requirements.txt"
     "$python" -m venv --clear "$venv" || die "python -m venv failed (is the venv module installed?)"
-    PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
-        "$venv/bin/python" -m pip install --quiet --timeout 60 -r "$here/requirements.txt" >&2 ||
-        die "pip install -r $here/requirements.txt failed"
+    installed=0
+    for attempt in 1 2 3; do
+        if PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+            "$venv/bin/python" -m pip install --quiet --timeout 60 -r "$here/requirements.txt" >&2; then
+            installed=1
+            break
+        fi
+        say "pip install failed (attempt $attempt of 3)"
+        sleep $((attempt * 5))
+    done
+    ((installed)) || die "pip install -r $here/requirements.txt failed 3 times"
     "$venv/bin/python" -c 'import mongomock, pymongo, bson' || die "venv imports fail after install"
     echo "$stamp" >"$venv/.standin-stamp"
 fi
+exec 9>&-
 
 if ((selftest)); then
     "$venv/bin/python" "$here/selftest.py"
@@ -140,7 +156,7 @@ fi
 args=(--host 127.0.0.1 --port "$port" --port-file "$portfile")
 [[ "${MONGO_STANDIN_QUIET:-}" == "1" ]] && args+=(--quiet)
 nohup "$venv/bin/python" -u "$here/server.py" "${args[@]}" \
-    </dev/null >"$logfile" 2>&1 &
+    </dev/null >"$logfile" 2>&1 8>&- 9>&- &
 echo $! >"$pidfile"
 pid="$(cat "$pidfile")"
 
