@@ -248,6 +248,19 @@ class StandIn(unittest.TestCase):
                             txnNumber=Int64(1))
         self.assertEqual(e.exception.code, 20)
 
+    def test_throttle_injection_fails_every_nth_data_command_like_cosmos(self):
+        engine = server.Engine(throttle_every=2)
+        run = lambda body: engine.run(dict(body, **{"$db": "d"}), 1)  # noqa: E731
+        self.assertEqual(run({"ping": 1})["ok"], 1.0)  # never throttled
+        self.assertEqual(run({"insert": "t", "documents": [{"_id": 0}]})["n"], 1)
+        err = run({"find": "t"})
+        self.assertEqual((err["ok"], err["code"], err["codeName"]), (0.0, 16500, "TooManyRequests"))
+        self.assertIn("RetryAfterMs=5", err["errmsg"])
+        self.assertEqual(run({"find": "t"})["cursor"]["firstBatch"], [{"_id": 0}])
+        part = run({"insert": "t", "ordered": False, "documents": [{"_id": i} for i in (1, 2, 3)]})
+        self.assertEqual(part["n"], 2)
+        self.assertEqual([(w["index"], w["code"]) for w in part["writeErrors"]], [(2, 16500)])
+
     def test_drop_and_list_collections(self):
         self.db.a.insert_one({})
         self.db.b.insert_one({})

@@ -222,11 +222,14 @@ def take_batch(docs, start, batch_size):
 class Engine:
     """All databases, cursors and the command implementations. One lock serialises commands."""
 
-    def __init__(self):
+    def __init__(self, throttle_every=0):
         self.client = mongomock.MongoClient()
         self.lock = threading.RLock()
         self.cursors = {}
         self.started = time.time()
+        # Fault injection: every Nth data command fails as Cosmos DB's throttling does.
+        self.throttle_every = throttle_every
+        self.data_commands = 0
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -356,9 +359,23 @@ class Engine:
         if body.get("startTransaction") or body.get("autocommit") is False:
             return CommandError(20, "Transaction numbers are only allowed on a replica set "
                                     "member or mongos (the MongoDB stand-in is standalone)").document()
+        kwargs = {}
+        if self.throttle_every and name in THROTTLED_COMMANDS:
+            with self.lock:
+                self.data_commands += 1
+                throttle = self.data_commands % self.throttle_every == 0
+            docs = body.get("documents")
+            if throttle and name == "insert" and isinstance(docs, list) and len(docs) > 1:
+                # Cosmos throttles a batch part-way: the first half is written, the rest fail.
+                kwargs["throttle_from"] = (len(docs) + 1) // 2
+                log(f"conn{conn_id} insert: injected throttling of documents "
+                    f"{kwargs['throttle_from']}..{len(docs) - 1}")
+            elif throttle:
+                log(f"conn{conn_id} {name}: injected throttling error 16500")
+                return throttled_error().document()
         try:
             with self.lock:
-                reply = handler(self, body, db, conn_id)
+                reply = handler(self, body, db, conn_id, **kwargs)
         except CommandError as e:
             return e.document()
         except DuplicateKeyError as e:
@@ -523,7 +540,7 @@ class Engine:
 
     # -- writes --------------------------------------------------------------------------------
 
-    def cmd_insert(self, body, db, conn_id):
+    def cmd_insert(self, body, db, conn_id, throttle_from=None):
         name = self.coll_name(body, "insert")
         docs = body.get("documents")
         if not isinstance(docs, list):
@@ -538,6 +555,8 @@ class Engine:
         errors = []
         for i, doc in enumerate(docs):
             try:
+                if throttle_from is not None and i >= throttle_from:
+                    raise throttled_error()
                 if not isinstance(doc, dict):
                     raise CommandError(14, "a document to insert must be a document")
                 for k in doc:
@@ -884,6 +903,21 @@ COMMANDS = {
     "deleteIndexes": Engine.cmd_drop_indexes,
 }
 
+def throttled_error():
+    """Cosmos DB's "request rate is large" answer (what --throttle-every injects)."""
+    return CommandError(
+        16500, "Error=16500, RetryAfterMs=5, Details='Response status code does not indicate "
+               "success: TooManyRequests (429); Request rate is large' (injected by the MongoDB "
+               "stand-in's --throttle-every)",
+        codeName="TooManyRequests")
+
+
+# What --throttle-every may fail: the data commands (not handshake, sessions or drops).
+THROTTLED_COMMANDS = {
+    "find", "getMore", "aggregate", "count", "distinct", "insert", "update", "delete",
+    "findAndModify", "findandmodify", "createIndexes",
+}
+
 
 # ---------------------------------------------------------------------------------------------
 # Wire protocol
@@ -1065,9 +1099,14 @@ def main(argv=None):
     ap.add_argument("--port", type=int, default=27017, help="port (0 picks a free one)")
     ap.add_argument("--port-file", help="write the bound port here once listening")
     ap.add_argument("--quiet", action="store_true", help="do not log every command")
+    ap.add_argument("--throttle-every", type=int, default=0, metavar="N",
+                    help="fail every Nth data command with Cosmos DB's throttling error 16500 "
+                         "(RetryAfterMs=5), to test retry paths; 0 = never (default)")
     args = ap.parse_args(argv)
+    if args.throttle_every < 0:
+        ap.error("--throttle-every must be >= 0")
     LOG_QUIET = args.quiet
-    server = Server((args.host, args.port), Engine())
+    server = Server((args.host, args.port), Engine(args.throttle_every))
     port = server.server_address[1]
     if args.port_file:
         tmp = f"{args.port_file}.tmp{os.getpid()}"

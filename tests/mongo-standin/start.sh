@@ -17,6 +17,8 @@
 #   MONGO_STANDIN_STATE    pid/port/log directory (default /tmp/eda-mongo-standin)
 #   MONGO_STANDIN_QUIET=1  do not log every command to the server log
 #   MONGO_STANDIN_WAIT     seconds to wait for the server to answer (default 30)
+#   MONGO_STANDIN_ARGS     extra server.py flags, e.g. "--throttle-every 3" (Cosmos-style 16500
+#                          errors); an instance started with other flags is restarted
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -57,6 +59,8 @@ flock -w 900 8 || die "timed out waiting for another start.sh on port '$key'"
 pidfile="$state/pid"
 portfile="$state/port"
 logfile="$state/server.log"
+argsfile="$state/args"
+extra="${MONGO_STANDIN_ARGS:-}"
 
 alive() { [[ -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
 
@@ -132,14 +136,15 @@ if ((selftest)); then
 fi
 
 # --- reuse a running one ---------------------------------------------------------------------
-if alive && [[ -s "$portfile" ]] && answers "$(cat "$portfile")"; then
+if alive && [[ -s "$portfile" ]] && [[ "$(cat "$argsfile" 2>/dev/null)" == "$extra" ]] &&
+    answers "$(cat "$portfile")"; then
     say "reusing stand-in pid $(cat "$pidfile") on port $(cat "$portfile")"
     uri_for "$(cat "$portfile")"
     exit 0
 fi
 if alive; then
     pid="$(cat "$pidfile")"
-    say "stand-in pid $pid does not answer; stopping it"
+    say "stand-in pid $pid does not answer or has other flags; stopping it"
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 50); do
         kill -0 "$pid" 2>/dev/null || break
@@ -155,6 +160,11 @@ fi
 # --- start -----------------------------------------------------------------------------------
 args=(--host 127.0.0.1 --port "$port" --port-file "$portfile")
 [[ "${MONGO_STANDIN_QUIET:-}" == "1" ]] && args+=(--quiet)
+if [[ -n "$extra" ]]; then
+    read -r -a extra_args <<<"$extra"
+    args+=("${extra_args[@]}")
+fi
+printf '%s' "$extra" >"$argsfile"
 nohup "$venv/bin/python" -u "$here/server.py" "${args[@]}" \
     </dev/null >"$logfile" 2>&1 8>&- 9>&- &
 echo $! >"$pidfile"
