@@ -344,7 +344,7 @@ class Engine:
 
     # -- dispatch ------------------------------------------------------------------------------
 
-    def run(self, body, conn_id):
+    def run(self, body, conn_id, via="OP_MSG"):
         """Runs one command document; returns the reply document (never raises)."""
         if not body:
             return CommandError(59, "empty command").document()
@@ -352,7 +352,8 @@ class Engine:
         db = body.get("$db", "admin")
         target = body.get(name)
         log(f"conn{conn_id} {name} db={db}"
-            + (f" coll={target}" if isinstance(target, str) else ""))
+            + (f" coll={target}" if isinstance(target, str) else "")
+            + ("" if via == "OP_MSG" else f" ({via})"))
         handler = COMMANDS.get(name)
         if handler is None:
             return CommandError(59, f"no such command: '{name}'").document()
@@ -1075,7 +1076,7 @@ class Handler(socketserver.BaseRequestHandler):
                 query = query["$query"]
             query = dict(query)
             query["$db"] = ns[: -len(".$cmd")]
-            return op_reply(request_id, engine.run(query, self.conn_id))
+            return op_reply(request_id, engine.run(query, self.conn_id, via="OP_QUERY"))
         if opcode == OP_COMPRESSED:
             raise ProtocolError("OP_COMPRESSED received, but no compressor was offered")
         raise ProtocolError(f"unsupported opcode {opcode}")

@@ -59,7 +59,7 @@ flock -w 900 8 || die "timed out waiting for another start.sh on port '$key'"
 pidfile="$state/pid"
 portfile="$state/port"
 logfile="$state/server.log"
-argsfile="$state/args"
+fpfile="$state/fingerprint"
 extra="${MONGO_STANDIN_ARGS:-}"
 
 alive() { [[ -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
@@ -135,8 +135,17 @@ if ((selftest)); then
     exit $?
 fi
 
+# What a running instance must match to be reused: this server.py, these deps, these flags.
+fingerprint="$(
+    {
+        cat "$here/server.py"
+        echo "$stamp"
+        echo "$extra"
+    } | sha256sum | cut -d' ' -f1
+)"
+
 # --- reuse a running one ---------------------------------------------------------------------
-if alive && [[ -s "$portfile" ]] && [[ "$(cat "$argsfile" 2>/dev/null)" == "$extra" ]] &&
+if alive && [[ -s "$portfile" ]] && [[ "$(cat "$fpfile" 2>/dev/null)" == "$fingerprint" ]] &&
     answers "$(cat "$portfile")"; then
     say "reusing stand-in pid $(cat "$pidfile") on port $(cat "$portfile")"
     uri_for "$(cat "$portfile")"
@@ -144,7 +153,7 @@ if alive && [[ -s "$portfile" ]] && [[ "$(cat "$argsfile" 2>/dev/null)" == "$ext
 fi
 if alive; then
     pid="$(cat "$pidfile")"
-    say "stand-in pid $pid does not answer or has other flags; stopping it"
+    say "stand-in pid $pid does not answer or is another version/flags; stopping it"
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 50); do
         kill -0 "$pid" 2>/dev/null || break
@@ -164,7 +173,7 @@ if [[ -n "$extra" ]]; then
     read -r -a extra_args <<<"$extra"
     args+=("${extra_args[@]}")
 fi
-printf '%s' "$extra" >"$argsfile"
+echo "$fingerprint" >"$fpfile"
 nohup "$venv/bin/python" -u "$here/server.py" "${args[@]}" \
     </dev/null >"$logfile" 2>&1 8>&- 9>&- &
 echo $! >"$pidfile"
