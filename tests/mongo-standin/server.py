@@ -1031,6 +1031,12 @@ class Handler(socketserver.BaseRequestHandler):
         return bytes(buf)
 
     def handle(self):
+        try:
+            self.serve()
+        except OSError as e:  # the client went away mid-message: just drop the connection
+            log(f"conn{self.conn_id}: {e!r}")
+
+    def serve(self):
         engine = self.server.engine
         while True:
             header = self.recv_exact(16)

@@ -113,7 +113,7 @@ flock -w 600 9 || die "timed out waiting for another start.sh to build $venv"
 if [[ "$(cat "$venv/.standin-stamp" 2>/dev/null)" != "$stamp" ]] ||
     ! "$venv/bin/python" -c 'import mongomock, pymongo, bson' 2>/dev/null; then
     say "building venv $venv from requirements.txt"
-    "$python" -m venv --clear "$venv" || die "python -m venv failed (is the venv module installed?)"
+    "$python" -m venv --clear "$venv" || die "python -m venv failed (Debian: apt-get install python3-venv)"
     installed=0
     for attempt in 1 2 3; do
         if PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
