@@ -1105,7 +1105,9 @@ def main(argv=None):
     ap.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     ap.add_argument("--port", type=int, default=27017, help="port (0 picks a free one)")
     ap.add_argument("--port-file", help="write the bound port here once listening")
-    ap.add_argument("--quiet", action="store_true", help="do not log every command")
+    ap.add_argument("--quiet", action="store_true",
+                    default=os.environ.get("MONGO_STANDIN_QUIET") == "1",
+                    help="do not log every command (also MONGO_STANDIN_QUIET=1)")
     ap.add_argument("--throttle-every", type=int, default=0, metavar="N",
                     help="fail every Nth data command with Cosmos DB's throttling error 16500 "
                          "(RetryAfterMs=5), to test retry paths; 0 = never (default)")
@@ -1122,6 +1124,9 @@ def main(argv=None):
         os.replace(tmp, args.port_file)
     warn(f"listening on {args.host}:{port} (pymongo {pymongo.version}, "
          f"mongomock {mongomock.__version__}, pid {os.getpid()})")
+    # The one stdout line, for a parent that starts this with --port 0 and reads where it
+    # listens (tests/tests/mongo_store.rs takes the last word): "... listening on HOST:PORT".
+    print(f"mongo stand-in listening on {args.host}:{port}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
