@@ -130,6 +130,76 @@ pub struct FunctionsArgs {
     /// Task settings.
     #[command(flatten)]
     pub task: TaskArgs,
+    /// Azure resources and endpoints.
+    #[command(flatten)]
+    pub azure: AzureArgs,
+}
+
+/// Azure-only settings of `handler functions` (docs/AZURE.md lists them with the app settings
+/// the Bicep template writes). Endpoints are flags so tests can point them at local stand-ins.
+#[derive(Debug, Clone, Args)]
+pub struct AzureArgs {
+    /// Base URL workers call back, e.g. `https://<app>.azurewebsites.net`.
+    /// Default: `https://$WEBSITE_HOSTNAME` (App Service sets it).
+    #[arg(long, env = "EDA_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Host name App Service gives the Function App (set by the platform).
+    #[arg(long, env = "WEBSITE_HOSTNAME", hide = true)]
+    pub website_hostname: Option<String>,
+    /// API key required on /api routes (the HTTP functions are anonymous; see docs/AZURE.md).
+    #[arg(long, env = "EDA_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Subscription that holds the container groups.
+    #[arg(long, env = "EDA_SUBSCRIPTION_ID")]
+    pub subscription_id: String,
+    /// Resource group the container groups are created in.
+    #[arg(long, env = "EDA_RESOURCE_GROUP")]
+    pub resource_group: String,
+    /// Azure region of the container groups, e.g. `westeurope`.
+    #[arg(long, env = "EDA_LOCATION")]
+    pub location: String,
+    /// Registry server of the worker image, e.g. `myacr.azurecr.io` (none: a public image).
+    #[arg(long, env = "EDA_REGISTRY_SERVER")]
+    pub registry_server: Option<String>,
+    /// Resource id of the user-assigned identity that has AcrPull on the registry; the
+    /// container groups pull with it (no registry password anywhere).
+    #[arg(long, env = "EDA_REGISTRY_IDENTITY")]
+    pub registry_identity: Option<String>,
+    /// Path of the worker inside the image: ACI's `command` replaces the entrypoint, so worker
+    /// arguments are passed as `[entrypoint, args...]`.
+    #[arg(long, env = "EDA_ACI_ENTRYPOINT", default_value = "/worker")]
+    pub aci_entrypoint: String,
+    /// Azure Resource Manager base URL (also serves Azure Monitor metrics).
+    #[arg(long, env = "EDA_ARM_ENDPOINT", default_value = "https://management.azure.com")]
+    pub arm_endpoint: String,
+    /// Audience of the managed-identity token for ARM.
+    #[arg(long, env = "EDA_ARM_RESOURCE", default_value = "https://management.azure.com/")]
+    pub arm_resource: String,
+    /// Managed-identity token endpoint (App Service sets it when an identity is assigned).
+    #[arg(long, env = "IDENTITY_ENDPOINT")]
+    pub identity_endpoint: Option<String>,
+    /// Secret App Service gives this process for the identity endpoint (`X-IDENTITY-HEADER`).
+    #[arg(long, env = "IDENTITY_HEADER", hide_env_values = true)]
+    pub identity_header: Option<String>,
+    /// Milliseconds between polls of a container group's creation (ARM long-running operation).
+    #[arg(long, env = "EDA_ACI_POLL_MS", default_value_t = 2000)]
+    pub aci_poll_ms: u64,
+    /// Seconds to wait for a container group's creation before leaving it to the reconciler.
+    #[arg(long, env = "EDA_ACI_CREATE_WAIT_SECS", default_value_t = 300)]
+    pub aci_create_wait_secs: u64,
+    /// MongoDB / Cosmos DB for MongoDB connection string (`retryWrites=false` is added for Cosmos).
+    #[arg(long, env = "EDA_MONGO_URI", hide_env_values = true)]
+    pub mongo_uri: String,
+    /// Database name.
+    #[arg(long, env = "EDA_MONGO_DB", default_value = "eda")]
+    pub mongo_db: String,
+    /// Tasks collection; logs and metrics go to `<name>_logs` and `<name>_metrics`.
+    #[arg(long, env = "EDA_MONGO_COLLECTION", default_value = "tasks")]
+    pub mongo_collection: String,
+    /// Service Bus queue the functions read and write (used by function.json as `%EDA_QUEUE_NAME%`;
+    /// logged at start so a misrouted deployment is visible).
+    #[arg(long, env = "EDA_QUEUE_NAME", default_value = "work")]
+    pub queue_name: String,
 }
 
 /// `handler submit`.
@@ -286,6 +356,22 @@ impl LocalArgs {
                 .and_then(|p| p.parent().map(|d| d.join("worker")))
                 .unwrap_or_else(|| PathBuf::from("worker"))
         })
+    }
+}
+
+impl FunctionsArgs {
+    /// Resolves functions mode's settings: workers call back on the Function App's own host name.
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        let url = self
+            .azure
+            .public_url
+            .clone()
+            .or_else(|| {
+                let host = self.azure.website_hostname.as_deref()?;
+                Some(format!("https://{host}"))
+            })
+            .unwrap_or_else(|| format!("http://127.0.0.1:{}", self.port));
+        Settings::resolve(&self.task, url, self.azure.api_key.clone())
     }
 }
 

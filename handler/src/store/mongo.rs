@@ -1,1 +1,575 @@
-//! stub
+//! The MongoDB backend of [`TaskStore`]: Cosmos DB for MongoDB in Azure, or any MongoDB server.
+//!
+//! # Documents
+//!
+//! - `<tasks>`: one document per task: the `model::Task` fields, plus `_id` (the task id, so
+//!   ids are unique without another index), `seq` (insertion order for "newest first"), `rev`
+//!   (compare-and-set counter) and `token_hash` (the worker token's SHA-256; never returned by
+//!   [`TaskStore::get`] or [`TaskStore::list`]: they project it away).
+//! - `<tasks>_logs`: `{_id: task id, text, truncated}`, at most `MAX_LOG_BYTES` of text.
+//! - `<tasks>_metrics`: `{_id: task id, samples: [...]}`, capped with `$push`/`$slice`.
+//! - `<tasks>_meta`: `{_id: "seq", n}`, the sequence counter (one `findAndModify` per batch).
+//!
+//! Every change is read, passed through [`apply`], and written back with a filter on the `rev`
+//! it was read at; a concurrent writer makes the filter miss and the change is re-applied to the
+//! fresh document. So no change is ever lost and no multi-document transaction is needed.
+//!
+//! # Cosmos DB quirks handled
+//!
+//! - Cosmos does not support retryable writes: [`normalize_uri`] adds `retryWrites=false` when
+//!   the connection string does not say. Our writes are idempotent CAS writes anyway.
+//! - Cosmos only sorts on indexed fields and indexes only `_id` by default: the indexes
+//!   `{seq: -1}` and `{state: 1, seq: -1}` are created at start ([`MongoStore::connect`]).
+//! - Request-unit throttling answers error 16500 (`TooManyRequests`): every operation is retried
+//!   with exponential backoff ([`with_retry`]), honouring the `RetryAfterMs` Cosmos puts in the
+//!   message.
+//! - Documents are limited to 16 MB (2 MB on some Cosmos tiers): logs are cut to
+//!   `MAX_LOG_BYTES`, metrics to `MAX_METRIC_SAMPLES`, reasons to `MAX_REASON_BYTES`.
+
+use super::{apply, Change, ListFilter, StoreError, TaskStore};
+use async_trait::async_trait;
+use futures::TryStreamExt;
+use model::{Logs, MetricSample, Task, TaskId, TaskPage, TaskState};
+use mongodb::bson::{self, doc, Bson, Document};
+use mongodb::options::{FindOneAndUpdateOptions, IndexOptions, ReturnDocument};
+use mongodb::{Collection, IndexModel};
+use std::collections::{BTreeMap, HashMap};
+use std::future::IntoFuture;
+use std::time::Duration;
+
+/// Cosmos DB's "request rate is large" error code.
+const THROTTLED: i32 = 16500;
+/// MongoDB's duplicate-key error code.
+const DUPLICATE: i32 = 11000;
+/// Attempts of one operation while throttled.
+const THROTTLE_ATTEMPTS: u32 = 8;
+/// Attempts of one compare-and-set while other writers keep winning.
+const CAS_ATTEMPTS: u32 = 100;
+
+/// The MongoDB store. Cheap to share: the driver's `Client` is a connection pool.
+pub struct MongoStore {
+    /// Task documents.
+    tasks: Collection<Document>,
+    /// Captured output, one document per task.
+    logs: Collection<Document>,
+    /// Metric samples, one document per task.
+    metrics: Collection<Document>,
+    /// The insertion-order counter.
+    meta: Collection<Document>,
+}
+
+/// Adds `retryWrites=false` unless the URI already says (Cosmos DB refuses retryable writes).
+pub fn normalize_uri(uri: &str) -> String {
+    let lower = uri.to_ascii_lowercase();
+    if lower.contains("retrywrites=") {
+        return uri.to_string();
+    }
+    if uri.contains('?') {
+        let sep = if uri.ends_with('?') || uri.ends_with('&') {
+            ""
+        } else {
+            "&"
+        };
+        return format!("{uri}{sep}retryWrites=false");
+    }
+    let hosts_start = uri.find("://").map(|i| i + 3).unwrap_or(0);
+    if uri[hosts_start..].contains('/') {
+        format!("{uri}?retryWrites=false")
+    } else {
+        format!("{uri}/?retryWrites=false")
+    }
+}
+
+/// Error codes carried by a driver error (command, write and bulk write errors).
+fn codes(e: &mongodb::error::Error) -> Vec<i32> {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    match e.kind.as_ref() {
+        ErrorKind::Command(c) => vec![c.code],
+        ErrorKind::Write(WriteFailure::WriteError(w)) => vec![w.code],
+        ErrorKind::Write(WriteFailure::WriteConcernError(w)) => vec![w.code],
+        ErrorKind::InsertMany(m) => m
+            .write_errors
+            .iter()
+            .flatten()
+            .map(|w| w.code)
+            .chain(m.write_concern_error.iter().map(|w| w.code))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// True when Cosmos throttled the request (error 16500, or its "TooManyRequests" text).
+pub fn is_throttled(e: &mongodb::error::Error) -> bool {
+    codes(e).contains(&THROTTLED) || e.to_string().contains("TooManyRequests")
+}
+
+/// The wait Cosmos asks for in a throttling message (`RetryAfterMs=123`), if any.
+fn retry_after_ms(message: &str) -> Option<u64> {
+    let rest = &message[message.find("RetryAfterMs=")? + "RetryAfterMs=".len()..];
+    let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().ok()
+}
+
+/// Runs `op` again while Cosmos throttles it, backing off exponentially from 50 ms.
+pub async fn with_retry<T, F, Fut>(mut op: F) -> Result<T, mongodb::error::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: IntoFuture<Output = Result<T, mongodb::error::Error>>,
+{
+    let mut backoff = Duration::from_millis(50);
+    let mut attempt = 1;
+    loop {
+        match op().into_future().await {
+            Err(e) if attempt < THROTTLE_ATTEMPTS && is_throttled(&e) => {
+                let asked = retry_after_ms(&e.to_string()).map(Duration::from_millis);
+                tokio::time::sleep(asked.unwrap_or(backoff).max(backoff)).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// The task document: the task's fields plus `_id`, `seq`, `rev` and `token_hash`.
+pub fn to_doc(
+    task: &Task,
+    seq: i64,
+    rev: i64,
+    token_hash: Option<&str>,
+) -> Result<Document, StoreError> {
+    let mut d = bson::to_document(task).map_err(backend)?;
+    d.insert("_id", task.id.as_str());
+    d.insert("seq", seq);
+    d.insert("rev", rev);
+    d.insert(
+        "token_hash",
+        token_hash.map_or(Bson::Null, |h| Bson::String(h.to_string())),
+    );
+    Ok(d)
+}
+
+/// The task in a document (extra fields such as `token_hash` are ignored).
+pub fn from_doc(d: Document) -> Result<Task, StoreError> {
+    bson::from_document(d).map_err(backend)
+}
+
+/// The `(seq, rev, token_hash)` bookkeeping of a document.
+fn meta_of(d: &Document) -> (i64, i64, Option<String>) {
+    let num = |k: &str| match d.get(k) {
+        Some(Bson::Int64(n)) => *n,
+        Some(Bson::Int32(n)) => i64::from(*n),
+        Some(Bson::Double(n)) => *n as i64,
+        _ => 0,
+    };
+    let hash = d.get_str("token_hash").ok().map(str::to_string);
+    (num("seq"), num("rev"), hash)
+}
+
+/// State names for a `$in` filter.
+fn state_names(states: impl IntoIterator<Item = TaskState>) -> Vec<Bson> {
+    states
+        .into_iter()
+        .map(|s| Bson::String(s.as_str().to_string()))
+        .collect()
+}
+
+impl MongoStore {
+    /// Connects to `uri` (normalised by [`normalize_uri`]) and creates the indexes.
+    pub async fn connect(uri: &str, db: &str, collection: &str) -> Result<MongoStore, StoreError> {
+        let client = mongodb::Client::with_uri_str(normalize_uri(uri))
+            .await
+            .map_err(backend)?;
+        let db = client.database(db);
+        let store = MongoStore {
+            tasks: db.collection(collection),
+            logs: db.collection(&format!("{collection}_logs")),
+            metrics: db.collection(&format!("{collection}_metrics")),
+            meta: db.collection(&format!("{collection}_meta")),
+        };
+        store.create_indexes().await?;
+        Ok(store)
+    }
+
+    /// `{seq: -1}` for the board, `{state: 1, seq: -1}` for filtered pages and the reconciler.
+    async fn create_indexes(&self) -> Result<(), StoreError> {
+        let named = |keys: Document, name: &str| {
+            IndexModel::builder()
+                .keys(keys)
+                .options(IndexOptions::builder().name(name.to_string()).build())
+                .build()
+        };
+        let models = vec![
+            named(doc! { "seq": -1 }, "seq_desc"),
+            named(doc! { "state": 1, "seq": -1 }, "state_seq"),
+        ];
+        with_retry(|| self.tasks.create_indexes(models.clone()))
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    /// Reserves `n` sequence numbers; returns the last one.
+    async fn reserve_seq(&self, n: usize) -> Result<i64, StoreError> {
+        let opts = FindOneAndUpdateOptions::builder()
+            .upsert(true)
+            .return_document(ReturnDocument::After)
+            .build();
+        let d = with_retry(|| {
+            self.meta
+                .find_one_and_update(doc! { "_id": "seq" }, doc! { "$inc": { "n": n as i64 } })
+                .with_options(opts.clone())
+        })
+        .await
+        .map_err(backend)?
+        .ok_or_else(|| backend("sequence counter missing after upsert"))?;
+        Ok(meta_of(&doc! { "seq": d.get("n").cloned().unwrap_or(Bson::Null) }).0)
+    }
+
+    /// The raw document of a task.
+    async fn raw(&self, id: &TaskId) -> Result<Option<Document>, StoreError> {
+        with_retry(|| self.tasks.find_one(doc! { "_id": id.as_str() }))
+            .await
+            .map_err(backend)
+    }
+
+    /// Tasks matching `filter`, without token hashes, in `sort` order.
+    async fn find_tasks(
+        &self,
+        filter: Document,
+        sort: Document,
+        limit: Option<i64>,
+        timelines: bool,
+    ) -> Result<Vec<(i64, Task)>, StoreError> {
+        let mut projection = doc! { "token_hash": 0 };
+        if !timelines {
+            projection.insert("transitions", 0);
+        }
+        let docs: Vec<Document> = with_retry(|| async {
+            let mut find = self
+                .tasks
+                .find(filter.clone())
+                .sort(sort.clone())
+                .projection(projection.clone());
+            if let Some(l) = limit {
+                find = find.limit(l);
+            }
+            find.await?.try_collect().await
+        })
+        .await
+        .map_err(backend)?;
+        docs.into_iter()
+            .map(|d| Ok((meta_of(&d).0, from_doc(d)?)))
+            .collect()
+    }
+
+    /// Counts per state over the whole board.
+    async fn counts(&self) -> Result<BTreeMap<TaskState, u64>, StoreError> {
+        let pipeline = vec![doc! { "$group": { "_id": "$state", "n": { "$sum": 1 } } }];
+        let groups: Vec<Document> = with_retry(|| async {
+            self.tasks
+                .aggregate(pipeline.clone())
+                .await?
+                .try_collect()
+                .await
+        })
+        .await
+        .map_err(backend)?;
+        let mut counts = BTreeMap::new();
+        for g in groups {
+            let Ok(state) = g.get_str("_id").unwrap_or_default().parse::<TaskState>() else {
+                continue;
+            };
+            let (n, ..) = meta_of(&doc! { "seq": g.get("n").cloned().unwrap_or(Bson::Null) });
+            counts.insert(state, n as u64);
+        }
+        Ok(counts)
+    }
+}
+
+#[async_trait]
+impl TaskStore for MongoStore {
+    fn kind(&self) -> &'static str {
+        "mongo"
+    }
+
+    async fn insert(&self, tasks: &[Task]) -> Result<Vec<Task>, StoreError> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let last = self.reserve_seq(tasks.len()).await?;
+        let first = last - tasks.len() as i64 + 1;
+        let docs = tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| to_doc(t, first + i as i64, 0, None))
+            .collect::<Result<Vec<_>, _>>()?;
+        let inserted = with_retry(|| self.tasks.insert_many(docs.clone()).ordered(false)).await;
+        if let Err(e) = inserted {
+            // Ids already stored are left alone (a redelivered message never resets a task).
+            if codes(&e).iter().any(|c| *c != DUPLICATE) || codes(&e).is_empty() {
+                return Err(backend(e));
+            }
+        }
+        let ids: Vec<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
+        let stored = self
+            .find_tasks(doc! { "_id": { "$in": &ids } }, doc! {}, None, true)
+            .await?;
+        let mut by_id: HashMap<TaskId, Task> =
+            stored.into_iter().map(|(_, t)| (t.id.clone(), t)).collect();
+        tasks
+            .iter()
+            .map(|t| {
+                by_id
+                    .remove(&t.id)
+                    .ok_or_else(|| backend(format!("task {} vanished after insert", t.id)))
+            })
+            .collect()
+    }
+
+    async fn get(&self, id: &TaskId) -> Result<Option<Task>, StoreError> {
+        let found = self
+            .find_tasks(doc! { "_id": id.as_str() }, doc! {}, Some(1), true)
+            .await?;
+        Ok(found.into_iter().next().map(|(_, t)| t))
+    }
+
+    async fn list(&self, f: &ListFilter) -> Result<TaskPage, StoreError> {
+        let mut filter = Document::new();
+        if !f.states.is_empty() {
+            filter.insert("state", doc! { "$in": state_names(f.states.iter().copied()) });
+        }
+        if let Some(c) = &f.cursor {
+            let before: i64 = c.parse().map_err(|_| StoreError::BadCursor)?;
+            filter.insert("seq", doc! { "$lt": before });
+        }
+        let limit = f.limit.max(1);
+        let mut rows = self
+            .find_tasks(filter, doc! { "seq": -1 }, Some(limit as i64 + 1), false)
+            .await?;
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let next = more
+            .then(|| rows.last().map(|(seq, _)| seq.to_string()))
+            .flatten();
+        Ok(TaskPage {
+            tasks: rows.into_iter().map(|(_, t)| t).collect(),
+            next,
+            counts: self.counts().await?,
+        })
+    }
+
+    async fn update(&self, id: &TaskId, change: &Change) -> Result<Task, StoreError> {
+        for _ in 0..CAS_ATTEMPTS {
+            let current = self
+                .raw(id)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(id.clone()))?;
+            let (seq, rev, hash) = meta_of(&current);
+            let next = apply(&from_doc(current)?, change)?;
+            let hash = change.token_hash.clone().or(hash);
+            let doc = to_doc(&next, seq, rev + 1, hash.as_deref())?;
+            let filter = doc! { "_id": id.as_str(), "rev": rev };
+            let res = with_retry(|| self.tasks.replace_one(filter.clone(), doc.clone()))
+                .await
+                .map_err(backend)?;
+            if res.matched_count == 1 {
+                return Ok(next);
+            }
+            tokio::task::yield_now().await;
+        }
+        Err(backend(format!(
+            "task {id}: {CAS_ATTEMPTS} concurrent updates in a row"
+        )))
+    }
+
+    async fn token_hash(&self, id: &TaskId) -> Result<Option<String>, StoreError> {
+        Ok(self.raw(id).await?.and_then(|d| meta_of(&d).2))
+    }
+
+    async fn unfinished(&self) -> Result<Vec<Task>, StoreError> {
+        let active = TaskState::ALL.into_iter().filter(|s| !s.is_terminal());
+        let filter = doc! { "state": { "$in": state_names(active) } };
+        let rows = self.find_tasks(filter, doc! { "seq": 1 }, None, true).await?;
+        Ok(rows.into_iter().map(|(_, t)| t).collect())
+    }
+
+    async fn put_logs(&self, id: &TaskId, logs: &Logs) -> Result<(), StoreError> {
+        let max = model::limits::MAX_LOG_BYTES;
+        let mut start = logs.text.len().saturating_sub(max);
+        while !logs.text.is_char_boundary(start) {
+            start += 1;
+        }
+        let d = doc! {
+            "_id": id.as_str(),
+            "text": &logs.text[start..],
+            "truncated": logs.truncated || start > 0,
+        };
+        with_retry(|| {
+            self.logs
+                .replace_one(doc! { "_id": id.as_str() }, d.clone())
+                .upsert(true)
+        })
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn logs(&self, id: &TaskId) -> Result<Option<Logs>, StoreError> {
+        let d = with_retry(|| self.logs.find_one(doc! { "_id": id.as_str() }))
+            .await
+            .map_err(backend)?;
+        Ok(d.map(|d| Logs {
+            text: d.get_str("text").unwrap_or_default().to_string(),
+            truncated: d.get_bool("truncated").unwrap_or(false),
+        }))
+    }
+
+    async fn add_metrics(&self, id: &TaskId, samples: &[MetricSample]) -> Result<(), StoreError> {
+        if samples.is_empty() {
+            return Ok(());
+        }
+        let each = samples
+            .iter()
+            .map(|s| bson::to_bson(s).map_err(backend))
+            .collect::<Result<Vec<_>, _>>()?;
+        let cap = -(model::limits::MAX_METRIC_SAMPLES as i64);
+        let update = doc! { "$push": { "samples": { "$each": each, "$slice": cap } } };
+        with_retry(|| {
+            self.metrics
+                .update_one(doc! { "_id": id.as_str() }, update.clone())
+                .upsert(true)
+        })
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn metrics(&self, id: &TaskId) -> Result<Vec<MetricSample>, StoreError> {
+        let d = with_retry(|| self.metrics.find_one(doc! { "_id": id.as_str() }))
+            .await
+            .map_err(backend)?;
+        let Some(Ok(samples)) = d.map(|d| d.get_array("samples").cloned()) else {
+            return Ok(Vec::new());
+        };
+        samples
+            .into_iter()
+            .map(|s| bson::from_bson(s).map_err(backend))
+            .collect()
+    }
+
+    async fn remove_finished(&self) -> Result<Vec<Task>, StoreError> {
+        let done = TaskState::ALL.into_iter().filter(|s| s.is_terminal());
+        let filter = doc! { "state": { "$in": state_names(done) } };
+        let docs: Vec<Document> = with_retry(|| async {
+            self.tasks
+                .find(filter.clone())
+                .projection(doc! { "token_hash": 0 })
+                .await?
+                .try_collect()
+                .await
+        })
+        .await
+        .map_err(backend)?;
+        let mut removed = Vec::new();
+        for chunk in docs.chunks(200) {
+            removed.extend(self.remove_chunk(chunk).await?);
+        }
+        Ok(removed)
+    }
+}
+
+impl MongoStore {
+    /// Deletes the tasks of `chunk` that are unchanged since they were read (a task retried in
+    /// between stays), with their logs and metrics; returns the deleted ones.
+    async fn remove_chunk(&self, chunk: &[Document]) -> Result<Vec<Task>, StoreError> {
+        let pairs: Vec<Document> = chunk
+            .iter()
+            .map(|d| doc! { "_id": d.get("_id").cloned().unwrap_or(Bson::Null), "rev": meta_of(d).1 })
+            .collect();
+        let ids: Vec<Bson> = chunk
+            .iter()
+            .filter_map(|d| d.get("_id").cloned())
+            .collect();
+        with_retry(|| self.tasks.delete_many(doc! { "$or": pairs.clone() }))
+            .await
+            .map_err(backend)?;
+        let left: Vec<Document> = with_retry(|| async {
+            self.tasks
+                .find(doc! { "_id": { "$in": ids.clone() } })
+                .projection(doc! { "_id": 1 })
+                .await?
+                .try_collect()
+                .await
+        })
+        .await
+        .map_err(backend)?;
+        let left: Vec<&Bson> = left.iter().filter_map(|d| d.get("_id")).collect();
+        let gone: Vec<Bson> = ids.into_iter().filter(|i| !left.contains(&i)).collect();
+        for c in [&self.logs, &self.metrics] {
+            with_retry(|| c.delete_many(doc! { "_id": { "$in": gone.clone() } }))
+                .await
+                .map_err(backend)?;
+        }
+        chunk
+            .iter()
+            .filter(|d| d.get("_id").is_some_and(|i| gone.contains(i)))
+            .map(|d| from_doc(d.clone()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::Resources;
+
+    #[test]
+    fn retry_writes_is_added_only_when_absent() {
+        let cases = [
+            ("mongodb://h:1", "mongodb://h:1/?retryWrites=false"),
+            ("mongodb://h:1/", "mongodb://h:1/?retryWrites=false"),
+            ("mongodb://h/db", "mongodb://h/db?retryWrites=false"),
+            (
+                "mongodb://u:p@a.mongo.cosmos.azure.com:10255/?ssl=true&replicaSet=globaldb",
+                "mongodb://u:p@a.mongo.cosmos.azure.com:10255/?ssl=true&replicaSet=globaldb&retryWrites=false",
+            ),
+            ("mongodb://h/?retrywrites=true", "mongodb://h/?retrywrites=true"),
+            ("mongodb://h/?RetryWrites=false&x=1", "mongodb://h/?RetryWrites=false&x=1"),
+        ];
+        for (given, want) in cases {
+            assert_eq!(normalize_uri(given), want, "{given}");
+        }
+    }
+
+    #[test]
+    fn tasks_round_trip_through_documents_with_bookkeeping() {
+        let r = Resources {
+            cpu: 0.5,
+            memory_mb: 1536,
+        };
+        let mut t = Task::new(TaskId::parse("t-1").unwrap(), "héllo".into(), r, 3, 60, 7);
+        t.billed_seconds = 12;
+        t.cost = 0.25;
+        t.exit_code = Some(-1);
+        let d = to_doc(&t, 42, 3, Some("abc")).unwrap();
+        assert_eq!(d.get_str("_id").unwrap(), "t-1");
+        assert_eq!(d.get_str("state").unwrap(), "Pending");
+        assert_eq!(d.get_str("token_hash").unwrap(), "abc");
+        assert_eq!(meta_of(&d), (42, 3, Some("abc".to_string())));
+        assert_eq!(from_doc(d).unwrap(), t);
+        let none = to_doc(&t, 1, 0, None).unwrap();
+        assert_eq!(meta_of(&none).2, None);
+    }
+
+    #[test]
+    fn cosmos_retry_after_is_read_from_the_message() {
+        let m = "Command failed: Error=16500, RetryAfterMs=120, Details='Request rate is large'";
+        assert_eq!(retry_after_ms(m), Some(120));
+        assert_eq!(retry_after_ms("nothing"), None);
+    }
+}
