@@ -196,6 +196,9 @@ pub struct AzureArgs {
     /// Tasks collection; logs and metrics go to `<name>_logs` and `<name>_metrics`.
     #[arg(long, env = "EDA_MONGO_COLLECTION", default_value = "tasks")]
     pub mongo_collection: String,
+    /// Folder of the built dashboard to serve instead of the embedded one.
+    #[arg(long, env = "EDA_DASHBOARD_DIR")]
+    pub dashboard_dir: Option<PathBuf>,
     /// Service Bus queue the functions read and write (used by function.json as `%EDA_QUEUE_NAME%`;
     /// logged at start so a misrouted deployment is visible).
     #[arg(long, env = "EDA_QUEUE_NAME", default_value = "work")]

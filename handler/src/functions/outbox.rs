@@ -1,0 +1,129 @@
+//! How work reaches Service Bus in Azure: through the invoking function's output binding.
+//!
+//! A custom handler cannot send to Service Bus itself without a connection string or an SDK;
+//! the Functions host sends whatever the handler puts in `Outputs.<binding>`. So the
+//! [`ServiceBusIntake`] writes the store and collects the envelopes in a per-invocation outbox
+//! (a tokio task-local set by [`collect`] around the invocation), and the adapter puts them in
+//! the response. Outside an invocation there is no outbox and queueing fails loudly.
+//!
+//! Service Bus output bindings cannot schedule a message for later, so a retry whose backoff is
+//! not over yet is not sent now: the `ReconcileTimer` sends it once it is due ([`due_retries`]).
+
+use crate::app::{Intake, IntakeError};
+use crate::clock::now_ms;
+use crate::tasks::Tasks;
+use async_trait::async_trait;
+use model::{Envelope, Task, TaskState};
+use std::cell::RefCell;
+use std::future::Future;
+
+tokio::task_local! {
+    /// The envelopes queued during the current invocation. Only the invocation's own task
+    /// touches it (task-local), so a `RefCell` is enough.
+    static OUTBOX: RefCell<Vec<String>>;
+}
+
+/// Runs `fut` with a fresh outbox and returns its output with the messages it queued.
+pub async fn collect<F: Future>(fut: F) -> (F::Output, Vec<String>) {
+    OUTBOX
+        .scope(RefCell::new(Vec::new()), async {
+            let out = fut.await;
+            let queued = OUTBOX.with(|o| o.take());
+            (out, queued)
+        })
+        .await
+}
+
+/// Queues `task`'s envelope in the current invocation's outbox.
+fn push(task: &Task) -> Result<(), IntakeError> {
+    let env = Envelope {
+        id: task.id.clone(),
+        work: task.work.clone(),
+        max_attempts: Some(task.max_attempts),
+        timeout_secs: Some(task.timeout_secs),
+    };
+    let json = serde_json::to_string(&env).map_err(|e| IntakeError::Queue(e.to_string()))?;
+    OUTBOX
+        .try_with(|o| o.borrow_mut().push(json))
+        .map_err(|_| IntakeError::Queue("no Service Bus output binding in this invocation".into()))
+}
+
+/// The Azure [`Intake`]: store first, then the invocation's Service Bus output binding.
+pub struct ServiceBusIntake {
+    /// The task service (store + events).
+    pub tasks: Tasks,
+}
+
+#[async_trait]
+impl Intake for ServiceBusIntake {
+    async fn submit(&self, tasks: Vec<Task>) -> Result<Vec<Task>, IntakeError> {
+        let stored = self.tasks.insert(&tasks).await?;
+        for t in stored.iter().filter(|t| t.state == TaskState::Pending) {
+            push(t)?;
+        }
+        Ok(stored)
+    }
+
+    async fn requeue(&self, task: &Task, at_ms: i64) -> Result<(), IntakeError> {
+        if at_ms <= now_ms() {
+            push(task)?;
+        }
+        Ok(())
+    }
+}
+
+/// Tasks waiting for a retry whose backoff is over: the timer sends their envelopes. A retry
+/// sent twice is harmless (the spawn path finds the attempt already started).
+pub fn due_retries(unfinished: &[Task], now_ms: i64) -> Vec<&Task> {
+    unfinished
+        .iter()
+        .filter(|t| t.state == TaskState::Pending && t.attempt >= 1)
+        .filter(|t| t.retry_at_ms.unwrap_or(0) <= now_ms)
+        .collect()
+}
+
+/// Sends the envelopes of `tasks` through the current invocation's outbox.
+pub fn send(tasks: &[&Task]) -> Result<(), IntakeError> {
+    tasks.iter().try_for_each(|t| push(t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::{Resources, TaskId};
+
+    fn task(id: &str) -> Task {
+        let r = Resources {
+            cpu: 1.0,
+            memory_mb: 256,
+        };
+        Task::new(TaskId::parse(id).unwrap(), "w".into(), r, 3, 60, 1)
+    }
+
+    #[tokio::test]
+    async fn the_outbox_exists_only_inside_an_invocation() {
+        let t = task("a");
+        assert!(push(&t).is_err());
+        let (r, queued) = collect(async { push(&t) }).await;
+        assert!(r.is_ok());
+        let env: Envelope = serde_json::from_str(&queued[0]).unwrap();
+        assert_eq!((env.id.as_str(), env.work.as_str()), ("a", "w"));
+    }
+
+    #[test]
+    fn only_due_retries_are_resent() {
+        let fresh = task("fresh");
+        let mut due = task("due");
+        due.attempt = 1;
+        due.retry_at_ms = Some(100);
+        let mut later = task("later");
+        later.attempt = 1;
+        later.retry_at_ms = Some(10_000);
+        let all = [fresh, due, later];
+        let ids: Vec<&str> = due_retries(&all, 5_000)
+            .iter()
+            .map(|t| t.id.as_str())
+            .collect();
+        assert_eq!(ids, vec!["due"]);
+    }
+}
