@@ -33,7 +33,7 @@ use crate::store::mongo::MongoStore;
 use crate::store::TaskStore;
 use crate::tasks::{Rates, Tasks};
 use crate::{api, dashboard, events::Events, reconcile};
-use actix_web::body::{BoxBody, MessageBody};
+use actix_web::body::BoxBody;
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::test::TestRequest;

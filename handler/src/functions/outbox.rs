@@ -34,7 +34,8 @@ pub async fn collect<F: Future>(fut: F) -> (F::Output, Vec<String>) {
         .await
 }
 
-/// Queues `task`'s envelope in the current invocation's outbox.
+/// Queues `task`'s envelope in the current invocation's outbox (once: a retry queued by the
+/// sweep and found due by the timer in the same invocation is sent once).
 fn push(task: &Task) -> Result<(), IntakeError> {
     let env = Envelope {
         id: task.id.clone(),
@@ -44,7 +45,12 @@ fn push(task: &Task) -> Result<(), IntakeError> {
     };
     let json = serde_json::to_string(&env).map_err(|e| IntakeError::Queue(e.to_string()))?;
     OUTBOX
-        .try_with(|o| o.borrow_mut().push(json))
+        .try_with(|o| {
+            let mut o = o.borrow_mut();
+            if !o.contains(&json) {
+                o.push(json);
+            }
+        })
         .map_err(|_| IntakeError::Queue("no Service Bus output binding in this invocation".into()))
 }
 
