@@ -195,6 +195,14 @@ impl MongoStore {
         Ok(store)
     }
 
+    /// Drops database `db` (tests clean up the fresh database they made).
+    pub async fn drop_database(uri: &str, db: &str) -> Result<(), StoreError> {
+        let client = mongodb::Client::with_uri_str(normalize_uri(uri))
+            .await
+            .map_err(backend)?;
+        client.database(db).drop().await.map_err(backend)
+    }
+
     /// `{seq: -1}` for the board, `{state: 1, seq: -1}` for filtered pages and the reconciler.
     async fn create_indexes(&self) -> Result<(), StoreError> {
         let named = |keys: Document, name: &str| {
