@@ -4,10 +4,13 @@
 //!   local mode (the worker image is built by the handler itself when Docker answers).
 //! - `test [cargo test args]`: build what the tests need, then run every test in the workspace.
 //! - `worker`: build the static (musl) worker only.
+//! - `package`: build the Azure Function App zip, `dist/functionapp.zip` (see [`package`]).
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+mod package;
 
 /// The musl target the worker is built for: a static binary for `FROM scratch` images.
 const MUSL: &str = "x86_64-unknown-linux-musl";
@@ -20,7 +23,8 @@ fn main() -> Result<()> {
         "start" => start(&rest),
         "test" => test(&rest),
         "worker" => worker().map(drop),
-        _ => bail!("usage: cargo xtask <start|test|worker> [args]"),
+        "package" => package::package().map(drop),
+        _ => bail!("usage: cargo xtask <start|test|worker|package> [args]"),
     }
 }
 
