@@ -36,6 +36,11 @@ struct World {
     throttle: bool,
     /// The create operation ends Failed with this code.
     fail_op: Option<String>,
+    /// The operation URL answers 403 (it is at subscription scope); the group itself finishes
+    /// provisioning on its second read.
+    op_forbidden: bool,
+    /// Reads of a group while it was `Creating`.
+    creating_reads: u32,
     /// Seconds the identity endpoint's tokens live.
     token_ttl: i64,
     tokens_issued: u32,
@@ -102,6 +107,10 @@ async fn arm(req: HttpRequest, body: web::Bytes, w: web::Data<Shared>) -> HttpRe
     }
     let path = req.path().to_string();
     if let Some(name) = path.strip_prefix("/ops/") {
+        if w.op_forbidden {
+            return HttpResponse::Forbidden()
+                .json(json!({"error": {"code": "AuthorizationFailed", "message": "no"}}));
+        }
         return poll_op(&mut w, name);
     }
     let prefix = format!(
@@ -117,10 +126,20 @@ async fn arm(req: HttpRequest, body: web::Bytes, w: web::Data<Shared>) -> HttpRe
             let value: Vec<Value> = w.groups.values().cloned().collect();
             HttpResponse::Ok().json(json!({ "value": value }))
         }
-        ("GET", [name]) => match w.groups.get(*name) {
-            Some(g) => HttpResponse::Ok().json(g),
-            None => not_found(),
-        },
+        ("GET", [name]) => {
+            let creating = match w.groups.get(*name) {
+                None => return not_found(),
+                Some(g) => g["properties"]["provisioningState"] == "Creating",
+            };
+            if creating {
+                w.creating_reads += 1;
+                if w.creating_reads >= 2 {
+                    w.groups.get_mut(*name).unwrap()["properties"]["provisioningState"] =
+                        json!("Succeeded");
+                }
+            }
+            HttpResponse::Ok().json(&w.groups[*name])
+        }
         ("PUT", [name]) => {
             let mut g = json_body;
             g["name"] = json!(name);
@@ -421,4 +440,30 @@ async fn a_token_near_expiry_is_renewed() {
         auths,
         vec![Some("Bearer tok-1".into()), Some("Bearer tok-2".into())]
     );
+}
+
+#[actix_web::test]
+async fn an_unreadable_operation_falls_back_to_polling_the_group() {
+    let s = stand_in(3600).await;
+    s.world.lock().unwrap().op_forbidden = true;
+    let rt = runtime(&s);
+    assert_eq!(rt.create(&spec("eda-t1-1")).await.unwrap(), Created::New);
+    let calls: Vec<(String, String)> = seen(&s)
+        .into_iter()
+        .filter(|r| r.path != "/identity")
+        .map(|r| (r.method, r.path))
+        .collect();
+    let get = ("GET".to_string(), GROUP_PATH.to_string());
+    assert_eq!(
+        calls,
+        vec![
+            get.clone(),
+            ("PUT".into(), GROUP_PATH.into()),
+            ("GET".into(), "/ops/eda-t1-1".into()),
+            get.clone(),
+            get
+        ]
+    );
+    let g = &s.world.lock().unwrap().groups["eda-t1-1"];
+    assert_eq!(g["properties"]["provisioningState"], "Succeeded");
 }

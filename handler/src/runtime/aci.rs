@@ -456,32 +456,61 @@ impl AciRuntime {
     }
 
     /// Polls the create operation until it ends or the wait is over (then the reconciler
-    /// watches the group like any other).
-    async fn wait_for(&self, op_url: &str, first_delay: Duration) -> Result<(), AciError> {
+    /// watches the group like any other). When the operation URL cannot be read (it lives at
+    /// subscription scope, outside a role assigned on the resource group) or was not given,
+    /// the group's own `provisioningState` is polled instead.
+    async fn wait_for(
+        &self,
+        name: &str,
+        mut op_url: Option<String>,
+        first_delay: Duration,
+    ) -> Result<(), AciError> {
         let deadline = Instant::now() + self.cfg.create_wait;
         let mut delay = first_delay;
         loop {
             if Instant::now() + delay > deadline {
-                tracing::warn!(op_url, "container group still provisioning; reconciler takes over");
+                tracing::warn!(name, "container group still provisioning; reconciler takes over");
                 return Ok(());
             }
             tokio::time::sleep(delay).await;
-            let a = self.call(Method::GET, op_url, None).await?;
-            if !a.status.is_success() {
-                return Err(a.into_error());
-            }
-            let op: OperationStatus = a.json()?;
-            match op.status.as_str() {
+            delay = self.cfg.poll;
+            let (status, error) = match &op_url {
+                Some(url) => {
+                    let a = self.call(Method::GET, url, None).await?;
+                    if matches!(a.status.as_u16(), 401 | 403 | 404) {
+                        tracing::info!(name, status = %a.status, "operation status unreadable; polling the group");
+                        op_url = None;
+                        delay = Duration::ZERO;
+                        continue;
+                    }
+                    if !a.status.is_success() {
+                        return Err(a.into_error());
+                    }
+                    delay = retry_after(&a.headers).unwrap_or(self.cfg.poll);
+                    let op: OperationStatus = a.json()?;
+                    (op.status, op.error.unwrap_or_default())
+                }
+                None => match self.get_group(name).await? {
+                    Some(g) => {
+                        let p = g.container_group_properties.properties;
+                        let state = p.provisioning_state.unwrap_or_default();
+                        let message = last_event(&p.containers);
+                        let code = "ProvisioningFailed".to_string();
+                        (state, CloudErrorBody { code, message })
+                    }
+                    None => return Err(AciError::Decode(format!("group {name} vanished while being created"))),
+                },
+            };
+            match status.as_str() {
                 "Succeeded" => return Ok(()),
                 "Failed" | "Canceled" => {
-                    let e = op.error.unwrap_or_default();
                     return Err(AciError::OperationFailed {
-                        status: op.status,
-                        code: e.code,
-                        message: e.message,
-                    });
+                        status,
+                        code: error.code,
+                        message: error.message,
+                    })
                 }
-                _ => delay = retry_after(&a.headers).unwrap_or(self.cfg.poll),
+                _ => {}
             }
         }
     }
@@ -518,6 +547,16 @@ impl AciRuntime {
         names.retain(|n| n.starts_with(model::naming::PREFIX));
         Ok(names)
     }
+}
+
+/// The newest event message of the group's container (why provisioning failed).
+fn last_event(containers: &[Container]) -> String {
+    containers
+        .first()
+        .and_then(|c| c.properties.instance_view.as_ref())
+        .and_then(|v| v.events.last())
+        .and_then(|e| e.message.clone())
+        .unwrap_or_default()
 }
 
 /// The `Retry-After` header in seconds, capped at a minute.
@@ -652,14 +691,18 @@ impl ContainerRuntime for AciRuntime {
         if !a.status.is_success() {
             return Err(a.into_error().into());
         }
-        let op = a
-            .headers
-            .get("azure-asyncoperation")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        if let Some(op) = op {
+        let created: Option<ContainerGroup> = a.json().ok();
+        let done = created
+            .and_then(|g| g.container_group_properties.properties.provisioning_state)
+            .is_some_and(|s| s == "Succeeded");
+        if !done {
+            let op = a
+                .headers
+                .get("azure-asyncoperation")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
             let first = retry_after(&a.headers).unwrap_or(self.cfg.poll);
-            self.wait_for(&op, first).await?;
+            self.wait_for(&spec.name, op, first).await?;
         }
         Ok(Created::New)
     }
