@@ -327,7 +327,6 @@ resource containerGroupsRole 'Microsoft.Authorization/roleDefinitions@2022-04-01
           'Microsoft.ContainerInstance/locations/*/read'
           'Microsoft.Insights/metrics/read'
           'Microsoft.Insights/metricDefinitions/read'
-          'Microsoft.Resources/deployments/operationstatuses/read'
         ]
         notActions: []
       }
