@@ -130,9 +130,9 @@ pub struct FunctionsArgs {
     /// Task settings.
     #[command(flatten)]
     pub task: TaskArgs,
-    /// Azure resources and endpoints.
+    /// Azure resources and endpoints (boxed: they would make every `Command` as large).
     #[command(flatten)]
-    pub azure: AzureArgs,
+    pub azure: Box<AzureArgs>,
 }
 
 /// Azure-only settings of `handler functions` (docs/AZURE.md lists them with the app settings
@@ -170,10 +170,18 @@ pub struct AzureArgs {
     #[arg(long, env = "EDA_ACI_ENTRYPOINT", default_value = "/worker")]
     pub aci_entrypoint: String,
     /// Azure Resource Manager base URL (also serves Azure Monitor metrics).
-    #[arg(long, env = "EDA_ARM_ENDPOINT", default_value = "https://management.azure.com")]
+    #[arg(
+        long,
+        env = "EDA_ARM_ENDPOINT",
+        default_value = "https://management.azure.com"
+    )]
     pub arm_endpoint: String,
     /// Audience of the managed-identity token for ARM.
-    #[arg(long, env = "EDA_ARM_RESOURCE", default_value = "https://management.azure.com/")]
+    #[arg(
+        long,
+        env = "EDA_ARM_RESOURCE",
+        default_value = "https://management.azure.com/"
+    )]
     pub arm_resource: String,
     /// Managed-identity token endpoint (App Service sets it when an identity is assigned).
     #[arg(long, env = "IDENTITY_ENDPOINT")]

@@ -157,7 +157,11 @@ async fn arm(req: HttpRequest, body: web::Bytes, w: web::Data<Shared>) -> HttpRe
             None => HttpResponse::NoContent().finish(),
         },
         ("POST", [name, "stop"]) if w.groups.contains_key(*name) => {
-            set_state(&mut w, name, json!({"state": "Terminated", "exitCode": 137, "detailStatus": "Killed"}));
+            set_state(
+                &mut w,
+                name,
+                json!({"state": "Terminated", "exitCode": 137, "detailStatus": "Killed"}),
+            );
             HttpResponse::NoContent().finish()
         }
         ("GET", [name, "containers", _, "logs"]) if w.groups.contains_key(*name) => {
@@ -195,9 +199,8 @@ fn poll_op(w: &mut World, name: &str) -> HttpResponse {
         if let Some(g) = w.groups.get_mut(name) {
             g["properties"]["provisioningState"] = json!("Failed");
         }
-        return HttpResponse::Ok().json(
-            json!({"status": "Failed", "error": {"code": code, "message": "cannot pull"}}),
-        );
+        return HttpResponse::Ok()
+            .json(json!({"status": "Failed", "error": {"code": code, "message": "cannot pull"}}));
     }
     if let Some(g) = w.groups.get_mut(name) {
         g["properties"]["provisioningState"] = json!("Succeeded");
@@ -292,7 +295,10 @@ async fn create_is_one_put_polled_to_success_with_the_documented_body() {
 
     let all = seen(&s);
     let token_req = &all[0];
-    assert_eq!((token_req.method.as_str(), token_req.path.as_str()), ("GET", "/identity"));
+    assert_eq!(
+        (token_req.method.as_str(), token_req.path.as_str()),
+        ("GET", "/identity")
+    );
     assert_eq!(token_req.query["resource"], "https://management.azure.com/");
     assert_eq!(token_req.query["api-version"], "2019-08-01");
     assert_eq!(token_req.identity_header.as_deref(), Some(IDENTITY_SECRET));
@@ -312,7 +318,13 @@ async fn create_is_one_put_polled_to_success_with_the_documented_body() {
         ]
     );
     for r in &arm {
-        assert_eq!(r.auth.as_deref(), Some("Bearer tok-1"), "{} {}", r.method, r.path);
+        assert_eq!(
+            r.auth.as_deref(),
+            Some("Bearer tok-1"),
+            "{} {}",
+            r.method,
+            r.path
+        );
     }
     for r in &arm[..2] {
         assert_eq!(r.query["api-version"], "2024-05-01-preview");
@@ -331,12 +343,17 @@ async fn create_is_one_put_polled_to_success_with_the_documented_body() {
         .as_str()
         .unwrap()
         .ends_with("/userAssignedIdentities/pull"));
-    assert!(props["imageRegistryCredentials"][0].get("password").is_none());
+    assert!(props["imageRegistryCredentials"][0]
+        .get("password")
+        .is_none());
     assert_eq!(body["identity"]["type"], "UserAssigned");
     let c = &props["containers"][0];
     assert_eq!(c["name"], "eda-t1-1");
     assert_eq!(c["properties"]["image"], "myacr.azurecr.io/eda-worker:1");
-    assert_eq!(c["properties"]["command"], json!(["/worker", "--seconds", "5"]));
+    assert_eq!(
+        c["properties"]["command"],
+        json!(["/worker", "--seconds", "5"])
+    );
     assert_eq!(
         c["properties"]["resources"]["requests"],
         json!({"cpu": 0.5, "memoryInGB": 1.5})
@@ -345,7 +362,8 @@ async fn create_is_one_put_polled_to_success_with_the_documented_body() {
     assert!(env.contains(&json!({"name": "MESSAGE", "value": "hello"})));
     assert!(env.contains(&json!({"name": "TASK_TOKEN", "secureValue": "s3cret"})));
     assert!(
-        !env.iter().any(|e| e["name"] == "TASK_TOKEN" && e.get("value").is_some()),
+        !env.iter()
+            .any(|e| e["name"] == "TASK_TOKEN" && e.get("value").is_some()),
         "the token must only travel as a secureValue"
     );
 }
@@ -361,7 +379,11 @@ async fn re_create_finds_the_group_and_does_not_put_again() {
     );
     let puts = seen(&s).iter().filter(|r| r.method == "PUT").count();
     assert_eq!(puts, 1);
-    assert_eq!(s.world.lock().unwrap().tokens_issued, 1, "the token is cached");
+    assert_eq!(
+        s.world.lock().unwrap().tokens_issued,
+        1,
+        "the token is cached"
+    );
 }
 
 #[actix_web::test]
@@ -380,14 +402,26 @@ async fn status_logs_metrics_list_kill_and_delete() {
     assert!(!logs.truncated);
     let short = rt.logs("eda-t1-1", 5).await.unwrap();
     assert_eq!((short.text.as_str(), short.truncated), ("done\n", true));
-    let log_req = seen(&s).into_iter().rfind(|r| r.path.ends_with("/logs")).unwrap();
-    assert_eq!(log_req.path, format!("{GROUP_PATH}/containers/eda-t1-1/logs"));
+    let log_req = seen(&s)
+        .into_iter()
+        .rfind(|r| r.path.ends_with("/logs"))
+        .unwrap();
+    assert_eq!(
+        log_req.path,
+        format!("{GROUP_PATH}/containers/eda-t1-1/logs")
+    );
     assert!(log_req.query["tail"].parse::<u32>().unwrap() > 0);
 
     let sample = rt.sample("eda-t1-1").await.unwrap().unwrap();
     assert_eq!((sample.cpu_percent, sample.memory_bytes), (50.0, 2_097_152));
-    let m = seen(&s).into_iter().rfind(|r| r.path.ends_with("/metrics")).unwrap();
-    assert_eq!(m.path, format!("{GROUP_PATH}/providers/Microsoft.Insights/metrics"));
+    let m = seen(&s)
+        .into_iter()
+        .rfind(|r| r.path.ends_with("/metrics"))
+        .unwrap();
+    assert_eq!(
+        m.path,
+        format!("{GROUP_PATH}/providers/Microsoft.Insights/metrics")
+    );
     assert_eq!(m.query["api-version"], "2018-01-01");
     assert_eq!(m.query["metricnames"], "CpuUsage,MemoryUsage");
     assert_eq!(m.query["interval"], "PT1M");

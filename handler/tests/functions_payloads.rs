@@ -69,12 +69,17 @@ impl ContainerRuntime for FakeRuntime {
         Ok(Created::New)
     }
     async fn status(&self, name: &str) -> Result<Option<ContainerStatus>, RuntimeError> {
-        Ok(self.boxes.lock().unwrap().get(name).map(|b| ContainerStatus {
-            phase: b.phase,
-            exit_code: b.exit,
-            oom_killed: false,
-            detail: None,
-        }))
+        Ok(self
+            .boxes
+            .lock()
+            .unwrap()
+            .get(name)
+            .map(|b| ContainerStatus {
+                phase: b.phase,
+                exit_code: b.exit,
+                oom_killed: false,
+                detail: None,
+            }))
     }
     async fn kill(&self, name: &str) -> Result<(), RuntimeError> {
         if let Some(b) = self.boxes.lock().unwrap().get_mut(name) {
@@ -199,7 +204,13 @@ impl Harness {
     }
 
     /// An HttpApi invocation as the host sends it when the request is not forwarded.
-    async fn api(&self, method: &str, path: &str, headers: Value, body: Option<&str>) -> (Value, Value) {
+    async fn api(
+        &self,
+        method: &str,
+        path: &str,
+        headers: Value,
+        body: Option<&str>,
+    ) -> (Value, Value) {
         let (status, r) = self
             .invoke(
                 "HttpApi",
@@ -227,7 +238,9 @@ fn sb(message: Value, id: &str, count: u32) -> Value {
 #[tokio::test]
 async fn a_plain_string_message_spawns_once_and_a_redelivery_does_not_spawn_again() {
     let h = harness("plain", &[]).await;
-    let (status, r) = h.invoke("ServiceBusTrigger", sb(json!("hello world"), "mid-1", 1)).await;
+    let (status, r) = h
+        .invoke("ServiceBusTrigger", sb(json!("hello world"), "mid-1", 1))
+        .await;
     assert_eq!(status, 200, "{r}");
     assert_eq!(r["Outputs"], json!({}));
     assert_eq!(r["ReturnValue"], Value::Null);
@@ -235,17 +248,28 @@ async fn a_plain_string_message_spawns_once_and_a_redelivery_does_not_spawn_agai
 
     let id = derived_id("mid-1");
     let t = h.task(&id).await;
-    assert_eq!((t.state, t.attempt, t.work.as_str()), (TaskState::Provisioning, 1, "hello world"));
+    assert_eq!(
+        (t.state, t.attempt, t.work.as_str()),
+        (TaskState::Provisioning, 1, "hello world")
+    );
     let name = model::naming::container_name(&id, 1);
     let spec = h.runtime.boxes.lock().unwrap()[&name].spec.clone();
     let env: HashMap<_, _> = spec.env.iter().cloned().collect();
     assert_eq!(env["MESSAGE"], "hello world");
-    assert_eq!(env["CALLBACK_URL"], format!("https://app.example/api/tasks/{id}/state"));
+    assert_eq!(
+        env["CALLBACK_URL"],
+        format!("https://app.example/api/tasks/{id}/state")
+    );
     assert_eq!(spec.secret_env[0].0, "TASK_TOKEN");
 
-    let (status, r) = h.invoke("ServiceBusTrigger", sb(json!("hello world"), "mid-1", 2)).await;
+    let (status, r) = h
+        .invoke("ServiceBusTrigger", sb(json!("hello world"), "mid-1", 2))
+        .await;
     assert_eq!(status, 200);
-    assert!(r["Logs"][0].as_str().unwrap().contains("AlreadyRunning"), "{r}");
+    assert!(
+        r["Logs"][0].as_str().unwrap().contains("AlreadyRunning"),
+        "{r}"
+    );
     assert_eq!(*h.runtime.creates.lock().unwrap(), 1);
     h.running.stop().await;
 }
@@ -254,18 +278,25 @@ async fn a_plain_string_message_spawns_once_and_a_redelivery_does_not_spawn_agai
 async fn json_envelopes_are_read_as_objects_and_as_strings() {
     let h = harness("envelope", &[]).await;
     let (status, _) = h
-        .invoke("ServiceBusTrigger", sb(json!({"id": "env-1", "work": "obj"}), "m-a", 1))
+        .invoke(
+            "ServiceBusTrigger",
+            sb(json!({"id": "env-1", "work": "obj"}), "m-a", 1),
+        )
         .await;
     assert_eq!(status, 200);
     let text = json!({"id": "env-2", "work": "str", "max_attempts": 1}).to_string();
-    let (status, _) = h.invoke("ServiceBusTrigger", sb(json!(text), "m-b", 1)).await;
+    let (status, _) = h
+        .invoke("ServiceBusTrigger", sb(json!(text), "m-b", 1))
+        .await;
     assert_eq!(status, 200);
     let a = h.task(&TaskId::parse("env-1").unwrap()).await;
     let b = h.task(&TaskId::parse("env-2").unwrap()).await;
     assert_eq!((a.work.as_str(), a.state), ("obj", TaskState::Provisioning));
     assert_eq!((b.work.as_str(), b.max_attempts), ("str", 1));
 
-    let (status, r) = h.invoke("ServiceBusTrigger", json!({"Data": {}, "Metadata": {}})).await;
+    let (status, r) = h
+        .invoke("ServiceBusTrigger", json!({"Data": {}, "Metadata": {}}))
+        .await;
     assert_eq!(status, 400);
     assert!(r["Logs"][0].as_str().unwrap().contains("message"));
     h.running.stop().await;
@@ -275,17 +306,27 @@ async fn json_envelopes_are_read_as_objects_and_as_strings() {
 async fn spawn_errors_fail_the_invocation_and_the_last_delivery_dead_letters() {
     let h = harness("dead", &[]).await;
     *h.runtime.reject.lock().unwrap() = true;
-    let (status, r) = h.invoke("ServiceBusTrigger", sb(json!("doomed"), "m-d", 1)).await;
+    let (status, r) = h
+        .invoke("ServiceBusTrigger", sb(json!("doomed"), "m-d", 1))
+        .await;
     assert_eq!(status, 500, "Service Bus must redeliver: {r}");
     assert!(r["Logs"][0].as_str().unwrap().contains("quota exceeded"));
     let id = derived_id("m-d");
     assert_ne!(h.task(&id).await.state, TaskState::DeadLettered);
 
-    let (status, _) = h.invoke("ServiceBusTrigger", sb(json!("doomed"), "m-d", 3)).await;
-    assert_eq!(status, 500, "the last delivery still fails, so it lands in the DLQ");
+    let (status, _) = h
+        .invoke("ServiceBusTrigger", sb(json!("doomed"), "m-d", 3))
+        .await;
+    assert_eq!(
+        status, 500,
+        "the last delivery still fails, so it lands in the DLQ"
+    );
     let t = h.task(&id).await;
     assert_eq!(t.state, TaskState::DeadLettered);
-    assert!(t.reason.unwrap().contains("dead-lettered after 3 deliveries"));
+    assert!(t
+        .reason
+        .unwrap()
+        .contains("dead-lettered after 3 deliveries"));
     h.running.stop().await;
 }
 
@@ -294,7 +335,12 @@ async fn the_http_api_answers_through_res_and_enqueues_through_message() {
     let h = harness("http", &["--api-key", "k3y"]).await;
     let key = json!({"x-api-key": ["k3y"], "Content-Type": ["application/json"]});
     let (res, outputs) = h
-        .api("POST", "/api/work", key.clone(), Some(r#"{"work": "compute 42"}"#))
+        .api(
+            "POST",
+            "/api/work",
+            key.clone(),
+            Some(r#"{"work": "compute 42"}"#),
+        )
         .await;
     assert_eq!(res["statusCode"], 202, "{res}");
     assert!(res["headers"]["content-type"]
@@ -303,13 +349,18 @@ async fn the_http_api_answers_through_res_and_enqueues_through_message() {
         .starts_with("application/json"));
     let submitted: SubmitResponse = serde_json::from_str(res["body"].as_str().unwrap()).unwrap();
     let task = &submitted.tasks[0];
-    assert_eq!((task.state, task.work.as_str()), (TaskState::Pending, "compute 42"));
+    assert_eq!(
+        (task.state, task.work.as_str()),
+        (TaskState::Pending, "compute 42")
+    );
     let messages = outputs["message"].as_array().unwrap();
     assert_eq!(messages.len(), 1);
     let env: Envelope = serde_json::from_str(messages[0].as_str().unwrap()).unwrap();
     assert_eq!((&env.id, env.work.as_str()), (&task.id, "compute 42"));
 
-    let (res, outputs) = h.api("GET", "/api/tasks?state=active", key.clone(), None).await;
+    let (res, outputs) = h
+        .api("GET", "/api/tasks?state=active", key.clone(), None)
+        .await;
     assert_eq!(res["statusCode"], 200);
     assert!(outputs.get("message").is_none(), "reads enqueue nothing");
     let page: TaskPage = serde_json::from_str(res["body"].as_str().unwrap()).unwrap();
@@ -324,7 +375,9 @@ async fn the_http_api_answers_through_res_and_enqueues_through_message() {
     assert!(res["body"].as_str().unwrap().starts_with("retry: 5000\n"));
 
     // The enqueued envelope, delivered back by Service Bus, spawns the task.
-    let (status, _) = h.invoke("ServiceBusTrigger", sb(messages[0].clone(), "m-env", 1)).await;
+    let (status, _) = h
+        .invoke("ServiceBusTrigger", sb(messages[0].clone(), "m-env", 1))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(h.task(&task.id).await.state, TaskState::Provisioning);
     h.running.stop().await;
@@ -337,7 +390,11 @@ async fn the_timer_settles_exits_sends_due_retries_and_samples() {
         let (status, _) = h.invoke("ServiceBusTrigger", sb(json!(msg), id, 1)).await;
         assert_eq!(status, 200);
     }
-    let (ok, bad, busy) = (derived_id("m-ok"), derived_id("m-bad"), derived_id("m-busy"));
+    let (ok, bad, busy) = (
+        derived_id("m-ok"),
+        derived_id("m-bad"),
+        derived_id("m-busy"),
+    );
     h.runtime.finish(&model::naming::container_name(&ok, 1), 0);
     h.runtime.finish(&model::naming::container_name(&bad, 1), 3);
 
@@ -349,12 +406,21 @@ async fn the_timer_settles_exits_sends_due_retries_and_samples() {
     assert_eq!(h.task(&ok).await.state, TaskState::Done);
     let retried = h.task(&bad).await;
     assert_eq!((retried.state, retried.attempt), (TaskState::Pending, 1));
-    let messages = r["Outputs"]["message"].as_array().expect("the retry is sent");
+    let messages = r["Outputs"]["message"]
+        .as_array()
+        .expect("the retry is sent");
     assert_eq!(messages.len(), 1, "sent once: {messages:?}");
     let env: Envelope = serde_json::from_str(messages[0].as_str().unwrap()).unwrap();
     assert_eq!(env.id, bad);
     assert_eq!(
-        h.running.app.tasks.store.metrics(&busy).await.unwrap().len(),
+        h.running
+            .app
+            .tasks
+            .store
+            .metrics(&busy)
+            .await
+            .unwrap()
+            .len(),
         1
     );
     let logs = h.running.app.tasks.store.logs(&ok).await.unwrap().unwrap();
@@ -363,10 +429,21 @@ async fn the_timer_settles_exits_sends_due_retries_and_samples() {
     let (status, r) = h.invoke("ReconcileTimer", timer).await;
     assert_eq!(status, 200);
     assert_eq!(
-        h.running.app.tasks.store.metrics(&busy).await.unwrap().len(),
+        h.running
+            .app
+            .tasks
+            .store
+            .metrics(&busy)
+            .await
+            .unwrap()
+            .len(),
         1,
         "a point already stored is not stored twice"
     );
-    assert_eq!(r["Outputs"]["message"].as_array().map(Vec::len), Some(1), "still due: {r}");
+    assert_eq!(
+        r["Outputs"]["message"].as_array().map(Vec::len),
+        Some(1),
+        "still due: {r}"
+    );
     h.running.stop().await;
 }

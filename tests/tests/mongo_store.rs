@@ -47,7 +47,9 @@ fn start_stand_in() -> Option<(StandIn, String)> {
         .spawn()
         .ok()?;
     let mut line = String::new();
-    BufReader::new(child.stdout.take()?).read_line(&mut line).ok()?;
+    BufReader::new(child.stdout.take()?)
+        .read_line(&mut line)
+        .ok()?;
     let addr = line.trim().rsplit(' ').next()?.to_string();
     Some((StandIn(child), format!("mongodb://{addr}/")))
 }

@@ -34,7 +34,14 @@ pub const FUNCTIONS: [&str; 4] = [
 pub fn package() -> Result<PathBuf> {
     super::targets()?;
     let mut c = super::cargo();
-    c.args(["build", "-p", "handler", "--release", "--target", super::MUSL]);
+    c.args([
+        "build",
+        "-p",
+        "handler",
+        "--release",
+        "--target",
+        super::MUSL,
+    ]);
     super::run(c)?;
     let handler = super::target_dir()
         .join(super::MUSL)
@@ -56,7 +63,12 @@ pub fn package() -> Result<PathBuf> {
 
 /// Writes the Function App zip from the repository at `root`, the `handler` binary and the
 /// dashboard folder `www`; returns the entry names in order.
-pub fn write_zip(root: &Path, handler: &Path, www: Option<&Path>, out: &Path) -> Result<Vec<String>> {
+pub fn write_zip(
+    root: &Path,
+    handler: &Path,
+    www: Option<&Path>,
+    out: &Path,
+) -> Result<Vec<String>> {
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -66,7 +78,13 @@ pub fn write_zip(root: &Path, handler: &Path, www: Option<&Path>, out: &Path) ->
     let text = SimpleFileOptions::default()
         .compression_method(CompressionMethod::Deflated)
         .unix_permissions(0o644);
-    add(&mut zip, &mut names, "host.json", &root.join("host.json"), text)?;
+    add(
+        &mut zip,
+        &mut names,
+        "host.json",
+        &root.join("host.json"),
+        text,
+    )?;
     for f in FUNCTIONS {
         let name = format!("{f}/function.json");
         add(&mut zip, &mut names, &name, &root.join(&name), text)?;
@@ -74,7 +92,13 @@ pub fn write_zip(root: &Path, handler: &Path, www: Option<&Path>, out: &Path) ->
     if !handler.is_file() {
         bail!("no handler binary at {}", handler.display());
     }
-    add(&mut zip, &mut names, "handler", handler, text.unix_permissions(0o755))?;
+    add(
+        &mut zip,
+        &mut names,
+        "handler",
+        handler,
+        text.unix_permissions(0o755),
+    )?;
     if let Some(www) = www {
         for path in files_under(www)? {
             let rel = path.strip_prefix(www)?.to_string_lossy().replace('\\', "/");
@@ -165,19 +189,36 @@ mod tests {
         );
 
         let mut zip = zip::ZipArchive::new(std::fs::File::open(&out).unwrap()).unwrap();
-        assert_eq!(zip.by_name("handler").unwrap().unix_mode().unwrap() & 0o777, 0o755);
-        assert_eq!(zip.by_name("host.json").unwrap().unix_mode().unwrap() & 0o777, 0o644);
+        assert_eq!(
+            zip.by_name("handler").unwrap().unix_mode().unwrap() & 0o777,
+            0o755
+        );
+        assert_eq!(
+            zip.by_name("host.json").unwrap().unix_mode().unwrap() & 0o777,
+            0o644
+        );
 
         let host = json(&mut zip, "host.json");
         assert_eq!(host["version"], "2.0");
-        assert_eq!(host["extensionBundle"]["id"], "Microsoft.Azure.Functions.ExtensionBundle");
+        assert_eq!(
+            host["extensionBundle"]["id"],
+            "Microsoft.Azure.Functions.ExtensionBundle"
+        );
         assert_eq!(host["extensionBundle"]["version"], "[4.*, 5.0.0)");
         let desc = &host["customHandler"]["description"];
         assert_eq!(desc["defaultExecutablePath"], "handler");
         assert_eq!(desc["arguments"], serde_json::json!(["functions"]));
         assert_eq!(host["extensions"]["http"]["routePrefix"], "");
-        assert_eq!(host["extensions"]["serviceBus"]["autoCompleteMessages"], true);
-        assert!(host["extensions"]["serviceBus"]["maxConcurrentCalls"].as_u64().unwrap() >= 1);
+        assert_eq!(
+            host["extensions"]["serviceBus"]["autoCompleteMessages"],
+            true
+        );
+        assert!(
+            host["extensions"]["serviceBus"]["maxConcurrentCalls"]
+                .as_u64()
+                .unwrap()
+                >= 1
+        );
 
         let sb = json(&mut zip, "ServiceBusTrigger/function.json");
         let trigger = &sb["bindings"][0];
@@ -196,7 +237,10 @@ mod tests {
         let timer = json(&mut zip, "ReconcileTimer/function.json");
         assert_eq!(timer["bindings"][0]["type"], "timerTrigger");
         let mut wasm = Vec::new();
-        zip.by_name("www/pkg/app_bg.wasm").unwrap().read_to_end(&mut wasm).unwrap();
+        zip.by_name("www/pkg/app_bg.wasm")
+            .unwrap()
+            .read_to_end(&mut wasm)
+            .unwrap();
         assert_eq!(wasm, b"\0asm");
         std::fs::remove_dir_all(&tmp).unwrap();
     }
@@ -204,8 +248,13 @@ mod tests {
     #[test]
     fn a_missing_handler_binary_is_an_error() {
         let tmp = temp("missing");
-        let err = write_zip(&super::super::root(), &tmp.join("nope"), None, &tmp.join("o.zip"))
-            .unwrap_err();
+        let err = write_zip(
+            &super::super::root(),
+            &tmp.join("nope"),
+            None,
+            &tmp.join("o.zip"),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("no handler binary"));
         std::fs::remove_dir_all(&tmp).unwrap();
     }

@@ -28,7 +28,7 @@ use crate::clock::now_ms;
 use crate::config::{FunctionsArgs, Settings};
 use crate::runtime::aci::AciRuntime;
 use crate::runtime::ContainerRuntime;
-use crate::spawn::{self, Delivery, Outcome, SpawnError, Slots};
+use crate::spawn::{self, Delivery, Outcome, Slots, SpawnError};
 use crate::store::mongo::MongoStore;
 use crate::store::TaskStore;
 use crate::tasks::{Rates, Tasks};
@@ -193,22 +193,27 @@ fn answer(status: StatusCode, body: &InvocationResponse) -> HttpResponse {
     HttpResponse::build(status).json(body)
 }
 
-fn parse(body: &[u8]) -> Result<InvocationRequest, HttpResponse> {
-    serde_json::from_slice(body).map_err(|e| {
-        let msg = format!("not a custom-handler invocation: {e}");
-        answer(StatusCode::BAD_REQUEST, &InvocationResponse::log(msg))
-    })
+fn parse(body: &[u8]) -> Result<InvocationRequest, payload::PayloadError> {
+    serde_json::from_slice(body).map_err(|e| payload::PayloadError::Body(e.to_string()))
+}
+
+/// The 400 answer to an invocation the handler cannot read.
+fn unreadable(e: payload::PayloadError) -> HttpResponse {
+    answer(
+        StatusCode::BAD_REQUEST,
+        &InvocationResponse::log(e.to_string()),
+    )
 }
 
 /// `ServiceBusTrigger`: spawn the message's task.
 async fn service_bus(app: Data, body: web::Bytes) -> HttpResponse {
     let inv = match parse(&body) {
         Ok(i) => i,
-        Err(r) => return r,
+        Err(e) => return unreadable(e),
     };
     let d = match payload::delivery(&inv, MESSAGE_BINDING) {
         Ok(d) => d,
-        Err(e) => return answer(StatusCode::BAD_REQUEST, &InvocationResponse::log(e.to_string())),
+        Err(e) => return unreadable(e),
     };
     let (result, queued) = outbox::collect(spawn_patiently(&app, &d)).await;
     match result {
@@ -220,10 +225,7 @@ async fn service_bus(app: Data, body: web::Bytes) -> HttpResponse {
         Err(e) => {
             let last = d.delivery_count >= app.settings.max_deliveries;
             if last {
-                let reason = format!(
-                    "dead-lettered after {} deliveries: {e}",
-                    d.delivery_count
-                );
+                let reason = format!("dead-lettered after {} deliveries: {e}", d.delivery_count);
                 spawn::dead_letter(&app, &d, &reason).await;
             }
             tracing::warn!(message = %d.message_id, delivery = d.delivery_count, last, error = %e, "spawn failed");
@@ -231,7 +233,10 @@ async fn service_bus(app: Data, body: web::Bytes) -> HttpResponse {
                 "message {} delivery {}: spawn failed: {e}",
                 d.message_id, d.delivery_count
             );
-            answer(StatusCode::INTERNAL_SERVER_ERROR, &InvocationResponse::log(line))
+            answer(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &InvocationResponse::log(line),
+            )
         }
     }
 }
@@ -256,11 +261,11 @@ async fn spawn_patiently(app: &Arc<App>, d: &Delivery) -> Result<Outcome, SpawnE
 async fn http_api(app: Data, body: web::Bytes) -> HttpResponse {
     let inv = match parse(&body) {
         Ok(i) => i,
-        Err(r) => return r,
+        Err(e) => return unreadable(e),
     };
     let call = match payload::http_call(&inv, REQUEST_BINDING) {
         Ok(c) => c,
-        Err(e) => return answer(StatusCode::BAD_REQUEST, &InvocationResponse::log(e.to_string())),
+        Err(e) => return unreadable(e),
     };
     let (res, queued) = if call.path_and_query.split('?').next() == Some("/api/events") {
         (events_hint(), Vec::new())
@@ -272,7 +277,10 @@ async fn http_api(app: Data, body: web::Bytes) -> HttpResponse {
             Err(e) => {
                 tracing::error!(error = %e, "API replay failed");
                 let line = format!("API replay failed: {e}");
-                return answer(StatusCode::INTERNAL_SERVER_ERROR, &InvocationResponse::log(line));
+                return answer(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &InvocationResponse::log(line),
+                );
             }
         }
     };
@@ -323,8 +331,10 @@ async fn replay(inner: &Inner, call: payload::HttpCall) -> Result<HttpResult, ac
     })
 }
 
-type CallFn =
-    dyn Fn(TestRequest) -> LocalBoxFuture<'static, Result<ServiceResponse<BoxBody>, actix_web::Error>>;
+type CallFn = dyn Fn(
+    TestRequest,
+)
+    -> LocalBoxFuture<'static, Result<ServiceResponse<BoxBody>, actix_web::Error>>;
 
 /// The API routes as an in-process service, built once per worker thread (actix services are
 /// not `Send`) and per app.
@@ -367,8 +377,8 @@ async fn inner_service(app: &Data) -> Inner {
 
 /// `ReconcileTimer`: one sweep, due retries, one metrics sample per running container.
 async fn timer(app: Data, body: web::Bytes) -> HttpResponse {
-    if let Err(r) = parse(&body) {
-        return r;
+    if let Err(e) = parse(&body) {
+        return unreadable(e);
     }
     let (result, queued) = outbox::collect(reconcile_once(&app)).await;
     match result {
@@ -379,7 +389,10 @@ async fn timer(app: Data, body: web::Bytes) -> HttpResponse {
         Err(e) => {
             tracing::warn!(error = %e, "reconcile pass failed");
             let line = format!("reconcile pass failed: {e}");
-            answer(StatusCode::INTERNAL_SERVER_ERROR, &InvocationResponse::log(line))
+            answer(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &InvocationResponse::log(line),
+            )
         }
     }
 }
@@ -409,7 +422,11 @@ async fn sample(app: &Arc<App>, tasks: &[Task]) -> usize {
             continue;
         };
         let store = &app.tasks.store;
-        let last = store.metrics(&t.id).await.ok().and_then(|m| m.last().copied());
+        let last = store
+            .metrics(&t.id)
+            .await
+            .ok()
+            .and_then(|m| m.last().copied());
         if last.is_some_and(|l| l.at_ms >= s.at_ms) {
             continue;
         }

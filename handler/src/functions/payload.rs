@@ -132,7 +132,9 @@ pub fn http_call(inv: &InvocationRequest, binding: &str) -> Result<HttpCall, Pay
     let req = meta(&inv.data, binding)
         .ok_or_else(|| PayloadError::MissingBinding(binding.to_string()))?;
     let req = match req {
-        Value::String(s) => serde_json::from_str(s).map_err(|e| PayloadError::Http(e.to_string()))?,
+        Value::String(s) => {
+            serde_json::from_str(s).map_err(|e| PayloadError::Http(e.to_string()))?
+        }
         v => v.clone(),
     };
     let obj = req
@@ -206,18 +208,27 @@ mod tests {
         let plain = inv(json!({"Data": {"message": "hello"},
             "Metadata": {"MessageId": "m-1", "DeliveryCount": 2}}));
         let d = delivery(&plain, "message").unwrap();
-        assert_eq!((d.message_id.as_str(), d.body.as_str(), d.delivery_count), ("m-1", "hello", 2));
+        assert_eq!(
+            (d.message_id.as_str(), d.body.as_str(), d.delivery_count),
+            ("m-1", "hello", 2)
+        );
         let object = inv(json!({"Data": {"message": {"id": "a", "work": "x"}},
             "Metadata": {"messageId": "\"m-2\"", "deliveryCount": "1"}}));
         let d = delivery(&object, "message").unwrap();
-        assert_eq!(serde_json::from_str::<Value>(&d.body).unwrap(), json!({"id": "a", "work": "x"}));
+        assert_eq!(
+            serde_json::from_str::<Value>(&d.body).unwrap(),
+            json!({"id": "a", "work": "x"})
+        );
         assert_eq!((d.message_id.as_str(), d.delivery_count), ("m-2", 1));
         assert!(matches!(
             delivery(&inv(json!({"Data": {}, "Metadata": {}})), "message"),
             Err(PayloadError::MissingBinding(_))
         ));
         assert!(matches!(
-            delivery(&inv(json!({"Data": {"message": "x"}, "Metadata": {"MessageId": "m"}})), "message"),
+            delivery(
+                &inv(json!({"Data": {"message": "x"}, "Metadata": {"MessageId": "m"}})),
+                "message"
+            ),
             Err(PayloadError::Metadata("DeliveryCount"))
         ));
     }
@@ -232,13 +243,20 @@ mod tests {
         let c = http_call(&i, "req").unwrap();
         assert_eq!(c.method, "GET");
         assert_eq!(c.path_and_query, "/api/tasks?state=active&limit=5");
-        assert!(c.headers.contains(&("Accept".into(), "application/json".into())));
+        assert!(c
+            .headers
+            .contains(&("Accept".into(), "application/json".into())));
         assert!(c.headers.contains(&("x-api-key".into(), "k".into())));
         assert!(c.body.is_empty());
-        let post = inv(json!({"Data": {"req": {"Url": "http://localhost:7071/api/work",
-            "Method": "POST", "Body": {"work": "w"}}}}));
+        let post = inv(
+            json!({"Data": {"req": {"Url": "http://localhost:7071/api/work",
+            "Method": "POST", "Body": {"work": "w"}}}}),
+        );
         let c = http_call(&post, "req").unwrap();
-        assert_eq!(serde_json::from_slice::<Value>(&c.body).unwrap(), json!({"work": "w"}));
+        assert_eq!(
+            serde_json::from_slice::<Value>(&c.body).unwrap(),
+            json!({"work": "w"})
+        );
     }
 
     #[test]

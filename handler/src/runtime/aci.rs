@@ -119,18 +119,20 @@ impl From<AciError> for RuntimeError {
             AciError::NoIdentity
             | AciError::Identity(_)
             | AciError::Status { .. }
-            | AciError::Decode(_) => {
-                RuntimeError::Other(text)
-            }
+            | AciError::Decode(_) => RuntimeError::Other(text),
         }
     }
 }
 
 /// ARM error codes that mean the image cannot be had (wrong name, no pull permission).
 fn is_image_error(code: &str) -> bool {
-    ["InaccessibleImage", "ImageNotFound", "RegistryErrorResponse"]
-        .iter()
-        .any(|c| code.eq_ignore_ascii_case(c))
+    [
+        "InaccessibleImage",
+        "ImageNotFound",
+        "RegistryErrorResponse",
+    ]
+    .iter()
+    .any(|c| code.eq_ignore_ascii_case(c))
 }
 
 /// The resolved settings of the ACI runtime.
@@ -362,10 +364,7 @@ impl AciRuntime {
 
     /// Full URL of `path` (a resource id plus suffix) at `api_version`.
     fn url(&self, path: &str, api_version: &str) -> String {
-        format!(
-            "{}{path}?api-version={api_version}",
-            self.cfg.arm_endpoint
-        )
+        format!("{}{path}?api-version={api_version}", self.cfg.arm_endpoint)
     }
 
     /// Sends one authenticated request; answers every status (callers decide what is fine).
@@ -469,7 +468,10 @@ impl AciRuntime {
         let mut delay = first_delay;
         loop {
             if Instant::now() + delay > deadline {
-                tracing::warn!(name, "container group still provisioning; reconciler takes over");
+                tracing::warn!(
+                    name,
+                    "container group still provisioning; reconciler takes over"
+                );
                 return Ok(());
             }
             tokio::time::sleep(delay).await;
@@ -498,7 +500,11 @@ impl AciRuntime {
                         let code = "ProvisioningFailed".to_string();
                         (state, CloudErrorBody { code, message })
                     }
-                    None => return Err(AciError::Decode(format!("group {name} vanished while being created"))),
+                    None => {
+                        return Err(AciError::Decode(format!(
+                            "group {name} vanished while being created"
+                        )))
+                    }
                 },
             };
             match status.as_str() {
@@ -763,7 +769,10 @@ impl ContainerRuntime for AciRuntime {
         let url = format!(
             "{}&metricnames=CpuUsage,MemoryUsage&interval=PT1M&aggregation=Average",
             self.url(
-                &format!("{}/providers/Microsoft.Insights/metrics", self.group_id(name)),
+                &format!(
+                    "{}/providers/Microsoft.Insights/metrics",
+                    self.group_id(name)
+                ),
                 METRICS_API_VERSION
             )
         );
@@ -804,19 +813,25 @@ mod tests {
 
     #[test]
     fn instance_view_maps_to_phases() {
-        let terminated = group(serde_json::json!({"properties": {"provisioningState": "Succeeded",
+        let terminated = group(
+            serde_json::json!({"properties": {"provisioningState": "Succeeded",
             "containers": [{"name": "c", "properties": {"image": "i", "instanceView": {"currentState":
-            {"state": "Terminated", "exitCode": 3, "detailStatus": "Error"}}}}]}}));
+            {"state": "Terminated", "exitCode": 3, "detailStatus": "Error"}}}}]}}),
+        );
         let s = status_of(&terminated);
         assert_eq!(
             (s.phase, s.exit_code, s.detail.as_deref()),
             (Phase::Exited, Some(3), Some("Error"))
         );
-        let creating = group(serde_json::json!({"properties": {"provisioningState": "Creating",
-            "containers": [{"name": "c", "properties": {"image": "i"}}]}}));
+        let creating = group(
+            serde_json::json!({"properties": {"provisioningState": "Creating",
+            "containers": [{"name": "c", "properties": {"image": "i"}}]}}),
+        );
         assert_eq!(status_of(&creating).phase, Phase::Starting);
-        let failed = group(serde_json::json!({"properties": {"provisioningState": "Failed",
-            "containers": [{"name": "c", "properties": {"image": "i"}}]}}));
+        let failed = group(
+            serde_json::json!({"properties": {"provisioningState": "Failed",
+            "containers": [{"name": "c", "properties": {"image": "i"}}]}}),
+        );
         assert_eq!(status_of(&failed).phase, Phase::Exited);
     }
 

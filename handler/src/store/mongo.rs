@@ -349,7 +349,10 @@ impl TaskStore for MongoStore {
     async fn list(&self, f: &ListFilter) -> Result<TaskPage, StoreError> {
         let mut filter = Document::new();
         if !f.states.is_empty() {
-            filter.insert("state", doc! { "$in": state_names(f.states.iter().copied()) });
+            filter.insert(
+                "state",
+                doc! { "$in": state_names(f.states.iter().copied()) },
+            );
         }
         if let Some(c) = &f.cursor {
             let before: i64 = c.parse().map_err(|_| StoreError::BadCursor)?;
@@ -402,7 +405,9 @@ impl TaskStore for MongoStore {
     async fn unfinished(&self) -> Result<Vec<Task>, StoreError> {
         let active = TaskState::ALL.into_iter().filter(|s| !s.is_terminal());
         let filter = doc! { "state": { "$in": state_names(active) } };
-        let rows = self.find_tasks(filter, doc! { "seq": 1 }, None, true).await?;
+        let rows = self
+            .find_tasks(filter, doc! { "seq": 1 }, None, true)
+            .await?;
         Ok(rows.into_iter().map(|(_, t)| t).collect())
     }
 
@@ -499,10 +504,7 @@ impl MongoStore {
             .iter()
             .map(|d| doc! { "_id": d.get("_id").cloned().unwrap_or(Bson::Null), "rev": meta_of(d).1 })
             .collect();
-        let ids: Vec<Bson> = chunk
-            .iter()
-            .filter_map(|d| d.get("_id").cloned())
-            .collect();
+        let ids: Vec<Bson> = chunk.iter().filter_map(|d| d.get("_id").cloned()).collect();
         with_retry(|| self.tasks.delete_many(doc! { "$or": pairs.clone() }))
             .await
             .map_err(backend)?;
