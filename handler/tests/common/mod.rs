@@ -1,0 +1,4 @@
+//! Helpers shared by the handler's integration tests.
+
+pub mod arm;
+pub mod mongo;

@@ -1,0 +1,54 @@
+//! Starts the MongoDB wire-protocol stand-in (`tests/mongo-standin/server.py`, mongomock behind
+//! the MongoDB wire protocol) when its Python modules are installed.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+/// The stand-in server process, killed on drop.
+pub struct MongoStandIn {
+    child: Child,
+    /// `mongodb://127.0.0.1:<port>/`.
+    pub uri: String,
+}
+
+impl Drop for MongoStandIn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the stand-in on a free port if the Python named by `EDA_MONGO_STANDIN_PYTHON`
+/// (default `python3`) can import `pymongo` and `mongomock`; `None` otherwise.
+pub fn start() -> Option<MongoStandIn> {
+    let python = handler::config::env("EDA_MONGO_STANDIN_PYTHON").unwrap_or("python3".into());
+    let importable = Command::new(&python)
+        .args(["-c", "import pymongo, mongomock"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !importable {
+        return None;
+    }
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/mongo-standin/server.py"
+    );
+    let mut child = Command::new(&python)
+        .args([script, "--port", "0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .ok()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take()?)
+        .read_line(&mut line)
+        .ok()?;
+    let addr = line.trim().rsplit(' ').next()?.to_string();
+    Some(MongoStandIn {
+        child,
+        uri: format!("mongodb://{addr}/"),
+    })
+}
