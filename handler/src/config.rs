@@ -372,7 +372,15 @@ impl LocalArgs {
 
 impl FunctionsArgs {
     /// Resolves functions mode's settings: workers call back on the Function App's own host name.
+    /// The HTTP functions are anonymous (the worker's report carries its task token, not a
+    /// function key), so the API key is required here.
     pub fn settings(&self) -> Result<Settings, ConfigError> {
+        if self.azure.api_key.as_deref().unwrap_or("").is_empty() {
+            return Err(ConfigError::OutOfRange(
+                "functions mode requires --api-key / EDA_API_KEY: the HTTP functions are anonymous"
+                    .into(),
+            ));
+        }
         let url = self
             .azure
             .public_url

@@ -134,6 +134,8 @@ fn args(extra: &[&str]) -> FunctionsArgs {
         "3",
         "--retry-backoff-ms",
         "0",
+        "--api-key",
+        "k3y",
     ];
     argv.extend_from_slice(extra);
     match Cli::try_parse_from(argv).unwrap().command {
@@ -235,6 +237,27 @@ fn sb(message: Value, id: &str, count: u32) -> Value {
            "Metadata": {"MessageId": id, "DeliveryCount": count, "EnqueuedTimeUtc": "2026-11-30T10:00:00Z"}})
 }
 
+#[test]
+fn functions_mode_refuses_to_start_without_an_api_key() {
+    let argv = [
+        "handler",
+        "functions",
+        "--subscription-id",
+        "s",
+        "--resource-group",
+        "r",
+        "--location",
+        "l",
+        "--mongo-uri",
+        "mongodb://x",
+    ];
+    let Some(Command::Functions(a)) = Cli::try_parse_from(argv).unwrap().command else {
+        unreachable!()
+    };
+    let err = a.settings().unwrap_err().to_string();
+    assert!(err.contains("EDA_API_KEY"), "{err}");
+}
+
 #[tokio::test]
 async fn a_plain_string_message_spawns_once_and_a_redelivery_does_not_spawn_again() {
     let h = harness("plain", &[]).await;
@@ -332,7 +355,7 @@ async fn spawn_errors_fail_the_invocation_and_the_last_delivery_dead_letters() {
 
 #[tokio::test]
 async fn the_http_api_answers_through_res_and_enqueues_through_message() {
-    let h = harness("http", &["--api-key", "k3y"]).await;
+    let h = harness("http", &[]).await;
     let key = json!({"x-api-key": ["k3y"], "Content-Type": ["application/json"]});
     let (res, outputs) = h
         .api(
