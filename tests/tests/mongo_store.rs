@@ -6,7 +6,8 @@
 //!    account).
 //! 2. The wire-protocol stand-in `tests/mongo-standin/server.py` (mongomock behind the MongoDB
 //!    wire protocol), started here when the Python named by `EDA_MONGO_STANDIN_PYTHON`
-//!    (default `python3`) can import `pymongo` and `mongomock`.
+//!    (default `python3`) can import `pymongo` and `mongomock`. (CI starts it with
+//!    `tests/mongo-standin/start.sh` and passes its URI as `EDA_TEST_MONGO_URI`.)
 //! 3. Neither: the test says loudly that it was skipped.
 //!
 //! Each run uses a fresh database, dropped at the end. What needs no server at all (document

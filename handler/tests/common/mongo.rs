@@ -1,5 +1,6 @@
-//! Starts the MongoDB wire-protocol stand-in (`tests/mongo-standin/server.py`, mongomock behind
-//! the MongoDB wire protocol) when its Python modules are installed.
+//! A MongoDB server for tests: `EDA_TEST_MONGO_URI` when set (CI starts the wire-protocol
+//! stand-in with `tests/mongo-standin/start.sh`), else the stand-in started here when its Python
+//! modules are installed.
 
 #![allow(dead_code)]
 
@@ -18,6 +19,16 @@ impl Drop for MongoStandIn {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The URI of a MongoDB server, with the stand-in process when this started one.
+pub fn server() -> Option<(Option<MongoStandIn>, String)> {
+    if let Some(uri) = handler::config::env("EDA_TEST_MONGO_URI") {
+        return Some((None, uri));
+    }
+    let s = start()?;
+    let uri = s.uri.clone();
+    Some((Some(s), uri))
 }
 
 /// Starts the stand-in on a free port if the Python named by `EDA_MONGO_STANDIN_PYTHON`
