@@ -26,6 +26,10 @@ const LEASE: Duration = Duration::from_secs(60);
 /// Longest wait between retries of a message whose spawn failed.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// Adds a message; a message id already queued is kept (so a re-send is harmless).
+const SEND: &str = "INSERT INTO queue (message_id, body, visible_at_ms) VALUES (?1, ?2, ?3)
+                    ON CONFLICT(message_id) DO NOTHING";
+
 /// A message taken off the queue, leased to one consumer.
 #[derive(Debug, Clone)]
 pub struct Leased {
@@ -82,14 +86,17 @@ impl LocalQueue {
 
     /// Puts a raw message on the queue, as another producer would (plain text or an envelope).
     pub async fn send_raw(&self, message_id: &str, body: &str) -> Result<(), StoreError> {
-        let (id, body, now) = (message_id.to_string(), body.to_string(), now_ms());
+        self.send_at(message_id.to_string(), body.to_string(), now_ms())
+            .await
+    }
+
+    /// Adds a message that becomes visible at `at_ms`; a message id already queued is kept.
+    async fn send_at(&self, id: String, body: String, at_ms: i64) -> Result<(), StoreError> {
         self.db
             .write(move |tx| {
-                tx.execute(
-                    "INSERT INTO queue (message_id, body, visible_at_ms) VALUES (?1, ?2, ?3) ON CONFLICT(message_id) DO NOTHING",
-                    params![id, body, now],
-                )
-                .map_err(backend)
+                tx.prepare_cached(SEND)
+                    .and_then(|mut s| s.execute(params![id, body, at_ms]))
+                    .map_err(backend)
             })
             .await?;
         self.added.notify_one();
@@ -227,12 +234,11 @@ impl Intake for LocalQueue {
             .db
             .write(move |tx| {
                 let stored = insert_in(tx, &tasks)?;
-                let mut send = tx
-                    .prepare_cached("INSERT INTO queue (message_id, body, visible_at_ms) VALUES (?1, ?2, ?3) ON CONFLICT(message_id) DO NOTHING")
-                    .map_err(backend)?;
+                let mut send = tx.prepare_cached(SEND).map_err(backend)?;
                 for (new, stored) in tasks.iter().zip(&stored) {
                     if new == stored {
-                        send.execute(params![stored.id.as_str(), envelope_of(stored)?, now]).map_err(backend)?;
+                        send.execute(params![stored.id.as_str(), envelope_of(stored)?, now])
+                            .map_err(backend)?;
                     }
                 }
                 Ok(stored)
@@ -246,21 +252,8 @@ impl Intake for LocalQueue {
     }
 
     async fn requeue(&self, task: &Task, at_ms: i64) -> Result<(), IntakeError> {
-        let (id, body) = (
-            format!("{}#{}", task.id, task.attempt + 1),
-            envelope_of(task)?,
-        );
-        self.db
-            .write(move |tx| {
-                tx.execute(
-                    "INSERT INTO queue (message_id, body, visible_at_ms) VALUES (?1, ?2, ?3) ON CONFLICT(message_id) DO NOTHING",
-                    params![id, body, at_ms],
-                )
-                .map_err(backend)
-            })
-            .await?;
-        self.added.notify_one();
-        Ok(())
+        let id = format!("{}#{}", task.id, task.attempt + 1);
+        Ok(self.send_at(id, envelope_of(task)?, at_ms).await?)
     }
 }
 

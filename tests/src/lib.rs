@@ -34,7 +34,7 @@ pub mod store_conformance;
 use handler::local::Running;
 use model::{Task, TaskId, TaskState};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The static worker binary (see [`runtimes::musl_worker`]).
 pub fn worker_bin() -> PathBuf {
@@ -112,22 +112,12 @@ pub async fn start_local(data: &Path, flags: &[&str]) -> Running {
 }
 
 /// Polls `f` every 50 ms until it returns `Some`, or panics after `limit` with `what`.
-pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    runtimes::wait_for(what, limit, f).await
 }
 
 /// An HTTP client of a running handler.
