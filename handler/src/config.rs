@@ -183,12 +183,22 @@ pub struct AzureArgs {
         default_value = "https://management.azure.com/"
     )]
     pub arm_resource: String,
-    /// Managed-identity token endpoint (App Service sets it when an identity is assigned).
-    #[arg(long, env = "IDENTITY_ENDPOINT")]
+    /// `IDENTITY_ENDPOINT`, the managed-identity token endpoint App Service sets when an identity
+    /// is assigned. Environment only, not a flag: `azure_identity` reads the variable itself
+    /// (runtime/aci.rs explains), so a flag could disagree with what it uses. Read here only to
+    /// refuse to start with a clear message when it is missing.
+    #[arg(skip = env("IDENTITY_ENDPOINT"))]
     pub identity_endpoint: Option<String>,
-    /// Secret App Service gives this process for the identity endpoint (`X-IDENTITY-HEADER`).
-    #[arg(long, env = "IDENTITY_HEADER", hide_env_values = true)]
-    pub identity_header: Option<String>,
+    /// Whether `IDENTITY_HEADER` (the per-process secret for the identity endpoint) is set; the
+    /// value itself is only ever read by `azure_identity`, so no struct of ours holds it.
+    #[arg(skip = env("IDENTITY_HEADER").is_some())]
+    pub identity_header_set: bool,
+    /// Seconds a new task may stay `Pending` (first attempt, no retry scheduled) before the
+    /// `ReconcileTimer` sends its envelope again, in case the Functions host never delivered the
+    /// `HttpApi` output binding; at most once per period per task. 0 turns it off.
+    /// Defaults to 120 s: set it above the longest time a message waits in the queue.
+    #[arg(long, env = "EDA_PENDING_RESEND_SECS", default_value_t = 120)]
+    pub pending_resend_secs: u64,
     /// Milliseconds between polls of a container group's creation (ARM long-running operation).
     #[arg(long, env = "EDA_ACI_POLL_MS", default_value_t = 2000)]
     pub aci_poll_ms: u64,

@@ -1,24 +1,29 @@
 //! The ACI runtime against a local stand-in for ARM, Azure Monitor and App Service's
 //! managed-identity endpoint, over real HTTP. The stand-in speaks the documented protocol and
 //! records every request, so each test checks method, path, api-version, headers and body.
+//!
+//! The token comes through the runtime's seam, an `azure_core` `TokenCredential`: here
+//! `common::arm::StandInCredential` (uncached, so each ARM call shows the token it was given).
+//! `azure_identity`'s own credential reads `IDENTITY_ENDPOINT` from the process environment, so
+//! it is exercised, with its cache, by `functions_process.rs` on the real binary.
 
 mod common;
 
-use common::arm::{stand_in, Seen, StandIn, IDENTITY_SECRET, RG, SUB};
-use handler::runtime::aci::{AciConfig, AciRuntime, ManagedIdentity};
+use common::arm::{stand_in, Seen, StandIn, StandInCredential, IDENTITY_SECRET, RG, SUB};
+use handler::runtime::aci::{AciConfig, AciRuntime};
 use handler::runtime::{ContainerRuntime, ContainerSpec, Created, Phase, RuntimeError};
 use model::Resources;
 use serde_json::json;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 fn runtime(s: &StandIn) -> AciRuntime {
+    runtime_with(s, Arc::new(StandInCredential::new(&s.base)))
+}
+
+fn runtime_with(s: &StandIn, credential: Arc<StandInCredential>) -> AciRuntime {
     let http = reqwest::Client::new();
-    let identity = ManagedIdentity::new(
-        http.clone(),
-        &format!("{}/identity", s.base),
-        IDENTITY_SECRET,
-        "https://management.azure.com/",
-    );
     let cfg = AciConfig {
         arm_endpoint: s.base.clone(),
         arm_resource: "https://management.azure.com/".into(),
@@ -31,7 +36,7 @@ fn runtime(s: &StandIn) -> AciRuntime {
         poll: Duration::from_millis(20),
         create_wait: Duration::from_secs(10),
     };
-    AciRuntime::new(http, cfg, identity)
+    AciRuntime::new(http, cfg, credential)
 }
 
 fn spec(name: &str) -> ContainerSpec {
@@ -87,14 +92,15 @@ async fn create_is_one_put_polled_to_success_with_the_documented_body() {
             ("GET", "/ops/eda-t1-1")
         ]
     );
-    for r in &arm {
-        assert_eq!(
-            r.auth.as_deref(),
-            Some("Bearer tok-1"),
-            "{} {}",
-            r.method,
-            r.path
-        );
+    // Each ARM call carries the token the credential fetched just before it.
+    let mut issued = 0;
+    for r in &all {
+        if r.path == "/identity" {
+            issued += 1;
+            continue;
+        }
+        let expected = format!("Bearer tok-{issued}");
+        assert_eq!(r.auth, Some(expected), "{} {}", r.method, r.path);
     }
     for r in &arm[..2] {
         assert_eq!(r.query["api-version"], "2024-05-01-preview");
@@ -149,11 +155,6 @@ async fn re_create_finds_the_group_and_does_not_put_again() {
     );
     let puts = seen(&s).iter().filter(|r| r.method == "PUT").count();
     assert_eq!(puts, 1);
-    assert_eq!(
-        s.world.lock().unwrap().tokens_issued,
-        1,
-        "the token is cached"
-    );
 }
 
 #[actix_web::test]
@@ -229,12 +230,16 @@ async fn throttling_is_transient_and_a_failed_pull_is_image_missing() {
 }
 
 #[actix_web::test]
-async fn a_token_near_expiry_is_renewed() {
-    let s = stand_in(60).await;
-    let rt = runtime(&s);
-    rt.status("eda-x-1").await.unwrap();
-    rt.status("eda-x-1").await.unwrap();
-    assert_eq!(s.world.lock().unwrap().tokens_issued, 2);
+async fn a_401_clears_the_credentials_cache_and_the_next_call_gets_a_new_token() {
+    let s = stand_in(3600).await;
+    let credential = Arc::new(StandInCredential::new(&s.base));
+    let rt = runtime_with(&s, credential.clone());
+    s.world.lock().unwrap().unauthorized = true;
+    let err = rt.status("eda-x-1").await.unwrap_err();
+    assert!(matches!(err, RuntimeError::Rejected(_)), "{err:?}");
+    assert_eq!(credential.clears.load(Ordering::SeqCst), 1);
+    assert_eq!(rt.status("eda-x-1").await.unwrap(), None);
+    assert_eq!(credential.clears.load(Ordering::SeqCst), 1);
     let auths: Vec<Option<String>> = seen(&s)
         .into_iter()
         .filter(|r| r.path != "/identity")
@@ -244,6 +249,21 @@ async fn a_token_near_expiry_is_renewed() {
         auths,
         vec![Some("Bearer tok-1".into()), Some("Bearer tok-2".into())]
     );
+}
+
+#[actix_web::test]
+async fn an_unreachable_identity_endpoint_is_transient() {
+    let s = stand_in(3600).await;
+    let credential = Arc::new(StandInCredential {
+        endpoint: "http://127.0.0.1:9/identity".into(),
+        ..StandInCredential::new(&s.base)
+    });
+    let err = runtime_with(&s, credential)
+        .status("eda-x-1")
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    assert!(seen(&s).is_empty(), "no ARM call without a token");
 }
 
 #[actix_web::test]

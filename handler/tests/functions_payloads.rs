@@ -178,7 +178,8 @@ async fn harness(tag: &str, extra: &[&str]) -> Harness {
     let store = Arc::new(SqliteStore::open(&dir.0.join("eda.db")).unwrap());
     let runtime = Arc::new(FakeRuntime::default());
     let app = functions::assemble(a.settings().unwrap(), store, runtime.clone());
-    let running = functions::start(app, "127.0.0.1:0".parse().unwrap(), None).unwrap();
+    let resend = std::time::Duration::from_secs(a.azure.pending_resend_secs);
+    let running = functions::start(app, "127.0.0.1:0".parse().unwrap(), None, resend).unwrap();
     Harness {
         running,
         runtime,
@@ -468,5 +469,66 @@ async fn the_timer_settles_exits_sends_due_retries_and_samples() {
         Some(1),
         "still due: {r}"
     );
+    h.running.stop().await;
+}
+
+/// A task stored by `POST /api/work` whose Service Bus message the host never sent: the timer
+/// sends its envelope once it is older than the grace period; a fresh task and one waiting for
+/// a scheduled retry are left alone, and a re-sent task is not sent again within the grace.
+#[tokio::test]
+async fn the_timer_resends_old_pending_tasks_that_never_spawned() {
+    let h = harness("resend", &["--pending-resend-secs", "120"]).await;
+    let now = handler::clock::now_ms();
+    let resources = model::Resources {
+        cpu: 1.0,
+        memory_mb: 256,
+    };
+    let task = |id: &str, age_ms: i64| {
+        let id = TaskId::parse(id).unwrap();
+        model::Task::new(id, format!("work {age_ms}"), resources, 3, 60, now - age_ms)
+    };
+    let old = task("old", 10 * 60_000);
+    let fresh = task("fresh", 1_000);
+    let mut scheduled = task("scheduled", 10 * 60_000);
+    scheduled.retry_at_ms = Some(now + 3_600_000);
+    let store = &h.running.app.tasks.store;
+    store
+        .insert(&[old.clone(), fresh, scheduled])
+        .await
+        .unwrap();
+
+    let timer = json!({"Data": {"timer": {"IsPastDue": false}}, "Metadata": {}});
+    let (status, r) = h.invoke("ReconcileTimer", timer.clone()).await;
+    assert_eq!(status, 200, "{r}");
+    let messages = r["Outputs"]["message"].as_array().expect("a message: {r}");
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    let env: Envelope = serde_json::from_str(messages[0].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (env.id.as_str(), env.work.as_str(), env.max_attempts),
+        ("old", old.work.as_str(), Some(3))
+    );
+    assert!(
+        r["Logs"][0].as_str().unwrap().contains("1 stalled re-sent"),
+        "{r}"
+    );
+
+    let (status, r) = h.invoke("ReconcileTimer", timer).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(
+        r["Outputs"]["message"]
+            .as_array()
+            .map(Vec::len)
+            .unwrap_or(0),
+        0,
+        "not again within the grace period: {r}"
+    );
+
+    // The re-sent envelope spawns the task like the original would have.
+    let (status, _) = h
+        .invoke("ServiceBusTrigger", sb(messages[0].clone(), "m-resent", 1))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(h.task(&old.id).await.state, TaskState::Provisioning);
+    assert_eq!(*h.runtime.creates.lock().unwrap(), 1);
     h.running.stop().await;
 }

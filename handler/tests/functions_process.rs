@@ -5,6 +5,11 @@
 //! Azure path: HttpApi enqueue -> ServiceBusTrigger spawn (ACI PUT) -> worker report through
 //! HttpApi with its token -> ReconcileTimer sample, exit, logs, delete.
 //!
+//! The ARM token comes from `azure_identity`'s `AppServiceManagedIdentityCredential`, which
+//! reads `IDENTITY_ENDPOINT`/`IDENTITY_HEADER` from the child's environment itself: the test
+//! checks the request the crate made (it alone sends `Metadata: true`), that its token reached
+//! ARM, and that the crate's cache made it the only token request of the whole run.
+//!
 //! Needs MongoDB: `EDA_TEST_MONGO_URI` (CI sets it to the stand-in), or the stand-in's Python
 //! modules (`pymongo`, `mongomock`) to start one; skipped loudly without either.
 
@@ -246,4 +251,28 @@ async fn the_handler_binary_runs_the_azure_path_against_stand_ins() {
         .seen
         .iter()
         .all(|s| s.path == "/identity" || s.auth.as_deref() == Some("Bearer tok-1")));
+
+    // The token request is azure_identity's, made from the environment the host gives.
+    let identity: Vec<_> = w.seen.iter().filter(|s| s.path == "/identity").collect();
+    assert_eq!(
+        identity.len(),
+        1,
+        "the crate caches the token: {identity:?}"
+    );
+    let t = identity[0];
+    assert_eq!(t.method, "GET");
+    assert_eq!(t.query["api-version"], "2019-08-01");
+    assert_eq!(t.query["resource"], "https://management.azure.com/");
+    assert_eq!(t.identity_header.as_deref(), Some(IDENTITY_SECRET));
+    assert_eq!(
+        t.metadata.as_deref(),
+        Some("true"),
+        "sent by azure_identity"
+    );
+    assert_eq!(w.tokens_issued, 1);
+    let arm_calls = w.seen.iter().filter(|s| s.path != "/identity").count();
+    assert!(
+        arm_calls >= 5,
+        "ARM saw the token on every call: {arm_calls}"
+    );
 }

@@ -14,8 +14,9 @@
 //!   `req` data is replayed through the very same actix routes as local mode ([`api::routes`]),
 //!   in-process; the answer becomes `Outputs.res`, and the envelopes the API queued become
 //!   `Outputs.message` ([`outbox`]).
-//! - `ReconcileTimer`: one [`reconcile::sweep`], due retries sent through `Outputs.message`, and
-//!   one Azure Monitor sample per running container.
+//! - `ReconcileTimer`: one [`reconcile::sweep`], due retries and stalled first deliveries
+//!   ([`outbox::Resender`]) sent through `Outputs.message`, and one Azure Monitor sample per
+//!   running container.
 //! - `Dashboard` (`{*path}`, HTTP only): forwarded by the host as the original request
 //!   (`enableForwardingHttpRequest`), so the static files, binary WASM included, are served as
 //!   they are by [`dashboard::configure`].
@@ -124,16 +125,20 @@ pub async fn build_app(args: &FunctionsArgs) -> anyhow::Result<Arc<App>> {
     Ok(assemble(settings, Arc::new(store), Arc::new(runtime)))
 }
 
-/// Starts the custom-handler server on `bind`; returns once it listens.
+/// Starts the custom-handler server on `bind`; returns once it listens. `pending_resend` is how
+/// long a new task may stay `Pending` before the timer sends it again (zero: never).
 pub fn start(
     app: Arc<App>,
     bind: SocketAddr,
     dashboard_dir: Option<PathBuf>,
+    pending_resend: Duration,
 ) -> anyhow::Result<Running> {
     let data = web::Data::new(app.clone());
+    let resender = web::Data::new(outbox::Resender::new(pending_resend));
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(data.clone())
+            .app_data(resender.clone())
             .app_data(web::PayloadConfig::new(2 * model::limits::MAX_BODY_BYTES))
             .route("/ServiceBusTrigger", web::post().to(service_bus))
             .route("/HttpApi", web::post().to(http_api))
@@ -160,7 +165,8 @@ pub fn start(
 pub async fn run(args: FunctionsArgs) -> anyhow::Result<()> {
     let app = build_app(&args).await?;
     let bind = SocketAddr::from(([127, 0, 0, 1], args.port));
-    let running = start(app, bind, args.azure.dashboard_dir.clone())?;
+    let resend = Duration::from_secs(args.azure.pending_resend_secs);
+    let running = start(app, bind, args.azure.dashboard_dir.clone(), resend)?;
     tracing::info!(
         addr = %running.addr,
         queue = %args.azure.queue_name,
@@ -375,12 +381,13 @@ async fn inner_service(app: &Data) -> Inner {
     inner
 }
 
-/// `ReconcileTimer`: one sweep, due retries, one metrics sample per running container.
-async fn timer(app: Data, body: web::Bytes) -> HttpResponse {
+/// `ReconcileTimer`: one sweep, due retries, stalled first deliveries, one metrics sample per
+/// running container.
+async fn timer(app: Data, resender: web::Data<outbox::Resender>, body: web::Bytes) -> HttpResponse {
     if let Err(e) = parse(&body) {
         return unreadable(e);
     }
-    let (result, queued) = outbox::collect(reconcile_once(&app)).await;
+    let (result, queued) = outbox::collect(reconcile_once(&app, &resender)).await;
     match result {
         Ok(line) => answer(
             StatusCode::OK,
@@ -397,16 +404,26 @@ async fn timer(app: Data, body: web::Bytes) -> HttpResponse {
     }
 }
 
-async fn reconcile_once(app: &Arc<App>) -> anyhow::Result<String> {
+async fn reconcile_once(app: &Arc<App>, resender: &outbox::Resender) -> anyhow::Result<String> {
     reconcile::sweep(app).await?;
     let unfinished = app.tasks.store.unfinished().await?;
-    let due = outbox::due_retries(&unfinished, now_ms());
+    let now = now_ms();
+    let due = outbox::due_retries(&unfinished, now);
     outbox::send(&due)?;
+    let stalled = resender.stalled(&unfinished, now);
+    if !stalled.is_empty() {
+        tracing::warn!(
+            count = stalled.len(),
+            "pending tasks without a spawn; sending their messages again"
+        );
+    }
+    outbox::send(&stalled)?;
     let sampled = sample(app, &unfinished).await;
     Ok(format!(
-        "reconciled {} unfinished tasks; {} retries sent; {sampled} sampled",
+        "reconciled {} unfinished tasks; {} retries sent; {} stalled re-sent; {sampled} sampled",
         unfinished.len(),
-        due.len()
+        due.len(),
+        stalled.len()
     ))
 }
 

@@ -8,14 +8,29 @@
 //!
 //! Service Bus output bindings cannot schedule a message for later, so a retry whose backoff is
 //! not over yet is not sent now: the `ReconcileTimer` sends it once it is due ([`due_retries`]).
+//!
+//! # Nothing lost between the store write and Service Bus
+//!
+//! `POST /api/work` writes the store, then the host sends `Outputs.message`. If the host fails
+//! to send (it crashed, Service Bus refused), the tasks are stored `Pending` with no message.
+//! The `ReconcileTimer` closes that gap ([`Resender`]): a task still `Pending` at attempt 0 with
+//! no retry scheduled, older than a grace period, gets its envelope sent again through the
+//! timer's own output binding. That is safe because the spawn path is idempotent per task id: a
+//! second message for a task whose container exists finds it and only completes. Local mode
+//! needs none of this: its intake writes the task and its queue message in one SQLite
+//! transaction.
 
 use crate::app::{Intake, IntakeError};
 use crate::clock::now_ms;
 use crate::tasks::Tasks;
 use async_trait::async_trait;
+use model::TaskId;
 use model::{Envelope, Task, TaskState};
 use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::sync::Mutex;
+use std::time::Duration;
 
 tokio::task_local! {
     /// The envelopes queued during the current invocation. Only the invocation's own task
@@ -88,6 +103,55 @@ pub fn due_retries(unfinished: &[Task], now_ms: i64) -> Vec<&Task> {
         .collect()
 }
 
+/// Finds first deliveries that may have been lost (module docs) and remembers when it re-sent
+/// each, so that a task that is only waiting behind a long queue is sent again at most once per
+/// grace period, not on every timer tick.
+pub struct Resender {
+    /// How long a new task may stay `Pending` before it is re-sent; `None`: never.
+    grace_ms: Option<i64>,
+    /// When this process last re-sent each still-pending task. Only the timer touches it (the
+    /// Functions host runs one timer invocation at a time); the lock is for `Sync`. Lost on a
+    /// restart, which costs at most one extra message per task.
+    sent: Mutex<HashMap<TaskId, i64>>,
+}
+
+impl Resender {
+    /// A resender with `grace` (zero turns it off).
+    pub fn new(grace: Duration) -> Resender {
+        let ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
+        Resender {
+            grace_ms: (ms > 0).then_some(ms),
+            sent: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The tasks among `unfinished` to send again now: `Pending`, attempt 0, no `retry_at_ms`,
+    /// created at least the grace period ago, and not re-sent within the grace period. They are
+    /// recorded as sent at `now_ms`.
+    pub fn stalled<'a>(&self, unfinished: &'a [Task], now_ms: i64) -> Vec<&'a Task> {
+        let Some(grace) = self.grace_ms else {
+            return Vec::new();
+        };
+        let waiting: Vec<&Task> = unfinished
+            .iter()
+            .filter(|t| t.state == TaskState::Pending && t.attempt == 0)
+            .filter(|t| t.retry_at_ms.is_none())
+            .collect();
+        let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+        let ids: HashSet<&TaskId> = waiting.iter().map(|t| &t.id).collect();
+        sent.retain(|id, _| ids.contains(id));
+        let due: Vec<&Task> = waiting
+            .into_iter()
+            .filter(|t| now_ms - t.created_at_ms >= grace)
+            .filter(|t| sent.get(&t.id).is_none_or(|at| now_ms - at >= grace))
+            .collect();
+        for t in &due {
+            sent.insert(t.id.clone(), now_ms);
+        }
+        due
+    }
+}
+
 /// Sends the envelopes of `tasks` through the current invocation's outbox.
 pub fn send(tasks: &[&Task]) -> Result<(), IntakeError> {
     tasks.iter().try_for_each(|t| push(t))
@@ -114,6 +178,29 @@ mod tests {
         assert!(r.is_ok());
         let env: Envelope = serde_json::from_str(&queued[0]).unwrap();
         assert_eq!((env.id.as_str(), env.work.as_str()), ("a", "w"));
+    }
+
+    #[test]
+    fn only_old_first_deliveries_are_resent_and_once_per_grace_period() {
+        let mut old = task("old");
+        old.created_at_ms = 0;
+        let mut fresh = task("fresh");
+        fresh.created_at_ms = 100_000;
+        let mut scheduled = task("scheduled");
+        scheduled.created_at_ms = 0;
+        scheduled.retry_at_ms = Some(500_000);
+        let mut retried = task("retried");
+        retried.created_at_ms = 0;
+        retried.attempt = 1;
+        let all = [old, fresh, scheduled, retried];
+        let r = Resender::new(Duration::from_secs(60));
+        let ids = |v: Vec<&Task>| v.iter().map(|t| t.id.to_string()).collect::<Vec<_>>();
+        assert_eq!(ids(r.stalled(&all, 120_000)), vec!["old"]);
+        assert!(r.stalled(&all, 150_000).is_empty(), "sent within the grace");
+        assert_eq!(ids(r.stalled(&all, 180_000)), vec!["old", "fresh"]);
+        assert!(Resender::new(Duration::ZERO)
+            .stalled(&all, i64::MAX)
+            .is_empty());
     }
 
     #[test]

@@ -1,22 +1,35 @@
 //! Azure Container Instances: one container group per task attempt, over the ARM REST API.
 //!
-//! # Why reqwest and our own token flow, not the SDK clients
+//! # Why reqwest for ARM, and `azure_identity` for the token
 //!
 //! Request and response bodies are the `azure_mgmt_containerinstance` models (`ContainerGroup`,
 //! `EnvironmentVariable` with `secure_value`, `ResourceRequirements`, the instance view), so the
-//! JSON shape is the one generated from Microsoft's REST specification. The HTTP calls are made
+//! JSON shape is the one generated from Microsoft's REST specification. The ARM calls are made
 //! with `reqwest` directly because:
 //!
 //! - the generated client hides the long-running operation: we poll `Azure-AsyncOperation`
 //!   ourselves, with our own interval and deadline, and hand a slow creation to the reconciler
 //!   instead of blocking a Functions invocation for minutes;
-//! - every endpoint (ARM, Azure Monitor, the identity endpoint) comes from [`AciConfig`], so the
-//!   tests point all of them at one local stand-in server;
-//! - `azure_identity` 0.21's `AppServiceManagedIdentityCredential` reads `IDENTITY_ENDPOINT` and
-//!   `IDENTITY_HEADER` from the process environment itself. That cannot be configured per
-//!   instance (tests would have to mutate the process environment, racing each other), and it
-//!   breaks the rule that only `config` reads the environment. The protocol is one GET
-//!   ([`ManagedIdentity`]), so it is implemented here, with the same token cache behaviour.
+//! - every ARM and Azure Monitor endpoint comes from [`AciConfig`], so the tests point them at
+//!   one local stand-in server.
+//!
+//! The bearer token comes from an `azure_core` [`TokenCredential`], the seam between this
+//! runtime and the identity. In production it is `azure_identity`'s
+//! `AppServiceManagedIdentityCredential` ([`app_service_identity`]): the Function App's
+//! system-assigned managed identity, `GET $IDENTITY_ENDPOINT?api-version=2019-08-01&resource=..`
+//! with `X-IDENTITY-HEADER`, and the crate's token cache (renewed 20 s before expiry; concurrent
+//! callers at expiry make one request). It sends its requests through our `reqwest` client.
+//!
+//! **An exception to "only `config` reads the environment":** `azure_identity` 0.21 reads
+//! `IDENTITY_ENDPOINT` (once, when the credential is created) and `IDENTITY_HEADER` (on every
+//! token request) from the process environment itself; it has no way to pass either value in
+//! (its in-memory environment is crate-private and the header is read with `std::env::var`).
+//! App Service sets both, so that is where they must be. `config` still reads them, only to
+//! refuse to start with a clear message when they are missing ([`AciError::NoIdentity`]).
+//! 0.21 has no user-assigned identity for this credential (its client-id variant is
+//! crate-private), which is why the Function App uses its system-assigned identity for ARM.
+//! The in-process tests inject their own [`TokenCredential`] pointing at the stand-in; the
+//! process test runs the real binary with both variables set, through this crate path.
 //!
 //! # The API
 //!
@@ -33,6 +46,8 @@
 use super::{ContainerRuntime, ContainerSpec, ContainerStatus, Created, Phase, RuntimeError};
 use crate::config::AzureArgs;
 use async_trait::async_trait;
+use azure_core::auth::TokenCredential;
+use azure_identity::{AppServiceManagedIdentityCredential, TokenCredentialOptions};
 use azure_mgmt_containerinstance::models::{
     container_group_properties::{
         properties::{OsType, RestartPolicy},
@@ -45,28 +60,28 @@ use azure_mgmt_containerinstance::models::{
 use model::{Logs, MetricSample};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Mutex;
 
 /// The ARM API version of the container group calls: the one the models were generated from
 /// (`azure_mgmt_containerinstance`'s default tag, package-preview-2024-05).
 pub const API_VERSION: &str = "2024-05-01-preview";
 /// The Azure Monitor metrics API version.
 pub const METRICS_API_VERSION: &str = "2018-01-01";
-/// The App Service managed-identity protocol version.
-pub const IDENTITY_API_VERSION: &str = "2019-08-01";
-/// A cached token is renewed when it has less than this left.
-const TOKEN_MARGIN: Duration = Duration::from_secs(300);
 
 /// Errors talking to Azure, before they are mapped to [`RuntimeError`] in one place.
 #[derive(Debug, thiserror::Error)]
 pub enum AciError {
-    /// No managed identity is configured (`IDENTITY_ENDPOINT`/`IDENTITY_HEADER` missing).
-    #[error("no managed identity: IDENTITY_ENDPOINT and IDENTITY_HEADER must be set")]
-    NoIdentity,
+    /// No managed identity is configured (`IDENTITY_ENDPOINT`/`IDENTITY_HEADER` missing or
+    /// not a URL).
+    #[error("no managed identity: {0}")]
+    NoIdentity(String),
     /// The identity endpoint refused or answered something unreadable.
     #[error("managed identity token: {0}")]
     Identity(String),
+    /// The identity endpoint did not answer, or answered 429/5xx: worth trying again.
+    #[error("managed identity endpoint unavailable: {0}")]
+    IdentityUnavailable(String),
     /// Azure answered an error status with its `{"error": {code, message}}` body.
     #[error("{status} {code}: {message}")]
     Status {
@@ -99,7 +114,9 @@ impl From<AciError> for RuntimeError {
     fn from(e: AciError) -> RuntimeError {
         let text = e.to_string();
         match &e {
-            AciError::Transport(_) => RuntimeError::Unavailable(text),
+            AciError::Transport(_) | AciError::IdentityUnavailable(_) => {
+                RuntimeError::Unavailable(text)
+            }
             AciError::Status { status, .. }
                 if *status == StatusCode::TOO_MANY_REQUESTS
                     || *status == StatusCode::REQUEST_TIMEOUT
@@ -116,11 +133,26 @@ impl From<AciError> for RuntimeError {
                 RuntimeError::Rejected(text)
             }
             AciError::OperationFailed { .. } => RuntimeError::Rejected(text),
-            AciError::NoIdentity
+            AciError::NoIdentity(_)
             | AciError::Identity(_)
             | AciError::Status { .. }
             | AciError::Decode(_) => RuntimeError::Other(text),
         }
+    }
+}
+
+/// Sorts a credential error: no answer, throttling and server errors are transient.
+fn identity_error(e: &azure_core::Error) -> AciError {
+    let transient = match e.kind() {
+        azure_core::error::ErrorKind::Io => true,
+        azure_core::error::ErrorKind::HttpResponse { status, .. } => {
+            status.is_server_error() || *status == azure_core::StatusCode::TooManyRequests
+        }
+        _ => false,
+    };
+    match transient {
+        true => AciError::IdentityUnavailable(e.to_string()),
+        false => AciError::Identity(e.to_string()),
     }
 }
 
@@ -178,101 +210,15 @@ impl AciConfig {
     }
 }
 
-/// A bearer token and when to stop using it.
-#[derive(Debug, Clone)]
-struct CachedToken {
-    /// The `access_token`.
-    token: String,
-    /// When it must be renewed (expiry minus [`TOKEN_MARGIN`]).
-    renew_at: Instant,
-}
-
-/// The Function App's managed identity, through App Service's token endpoint:
-/// `GET $IDENTITY_ENDPOINT?resource=..&api-version=2019-08-01` with `X-IDENTITY-HEADER`.
-/// No secret of ours is involved; the header value is a per-process secret App Service sets.
-pub struct ManagedIdentity {
-    /// Shared HTTP client.
-    http: reqwest::Client,
-    /// `IDENTITY_ENDPOINT`.
-    endpoint: String,
-    /// `IDENTITY_HEADER`.
-    header: String,
-    /// The token's audience (ARM).
-    resource: String,
-    /// The current token. A lock (not a read-write lock) so that many callers at expiry make
-    /// one request to the endpoint, not one each.
-    cached: Mutex<Option<CachedToken>>,
-}
-
-/// The token endpoint's answer (only the fields we use).
-#[derive(Deserialize)]
-struct TokenResponse {
-    /// The bearer token.
-    access_token: String,
-    /// Unix seconds; App Service sends it as a string, IMDS as a number.
-    expires_on: serde_json::Value,
-}
-
-impl ManagedIdentity {
-    /// An identity that asks `endpoint` for tokens for `resource`.
-    pub fn new(http: reqwest::Client, endpoint: &str, header: &str, resource: &str) -> Self {
-        ManagedIdentity {
-            http,
-            endpoint: endpoint.to_string(),
-            header: header.to_string(),
-            resource: resource.to_string(),
-            cached: Mutex::new(None),
-        }
-    }
-
-    /// A valid token, from the cache while it has more than five minutes left.
-    pub async fn token(&self) -> Result<String, AciError> {
-        let mut cached = self.cached.lock().await;
-        if let Some(c) = cached.as_ref().filter(|c| Instant::now() < c.renew_at) {
-            return Ok(c.token.clone());
-        }
-        let fresh = self.fetch().await?;
-        let token = fresh.token.clone();
-        *cached = Some(fresh);
-        Ok(token)
-    }
-
-    /// Forgets the cached token (after ARM answered 401).
-    pub async fn clear(&self) {
-        *self.cached.lock().await = None;
-    }
-
-    async fn fetch(&self) -> Result<CachedToken, AciError> {
-        let resp = self
-            .http
-            .get(&self.endpoint)
-            .query(&[
-                ("resource", self.resource.as_str()),
-                ("api-version", IDENTITY_API_VERSION),
-            ])
-            .header("X-IDENTITY-HEADER", &self.header)
-            .send()
-            .await?;
-        let status = resp.status();
-        if !status.is_success() {
-            return Err(AciError::Identity(format!("endpoint answered {status}")));
-        }
-        let body: TokenResponse = resp
-            .json()
-            .await
-            .map_err(|e| AciError::Identity(format!("unreadable token response: {e}")))?;
-        let expires_on = match &body.expires_on {
-            serde_json::Value::String(s) => s.parse::<i64>().ok(),
-            v => v.as_i64(),
-        }
-        .ok_or_else(|| AciError::Identity("expires_on is not unix seconds".into()))?;
-        let left = (expires_on - crate::clock::now_ms() / 1000).max(0) as u64;
-        let usable = Duration::from_secs(left).saturating_sub(TOKEN_MARGIN);
-        Ok(CachedToken {
-            token: body.access_token,
-            renew_at: Instant::now() + usable,
-        })
-    }
+/// `azure_identity`'s App Service managed-identity credential, sending its requests through
+/// `http` (our client, so there is one TLS stack and one timeout). Reads `IDENTITY_ENDPOINT` now
+/// and `IDENTITY_HEADER` on each token request, from the process environment (module docs).
+pub fn app_service_identity(http: &reqwest::Client) -> Result<Arc<dyn TokenCredential>, AciError> {
+    let client: Arc<dyn azure_core::HttpClient> = Arc::new(http.clone());
+    let credential =
+        AppServiceManagedIdentityCredential::create(TokenCredentialOptions::from(client))
+            .map_err(|e| AciError::NoIdentity(e.to_string()))?;
+    Ok(Arc::new(credential))
 }
 
 /// The ACI backend of [`ContainerRuntime`].
@@ -281,8 +227,8 @@ pub struct AciRuntime {
     http: reqwest::Client,
     /// Where and how.
     cfg: AciConfig,
-    /// Bearer tokens for ARM.
-    identity: ManagedIdentity,
+    /// Bearer tokens for ARM (caches them itself).
+    credential: Arc<dyn TokenCredential>,
 }
 
 /// ARM's error body.
@@ -333,25 +279,41 @@ impl Answer {
 }
 
 impl AciRuntime {
-    /// A runtime for `cfg`, authenticating with `identity`.
-    pub fn new(http: reqwest::Client, cfg: AciConfig, identity: ManagedIdentity) -> AciRuntime {
+    /// A runtime for `cfg`, authenticating with tokens for `cfg.arm_resource` from `credential`.
+    pub fn new(
+        http: reqwest::Client,
+        cfg: AciConfig,
+        credential: Arc<dyn TokenCredential>,
+    ) -> AciRuntime {
         AciRuntime {
             http,
             cfg,
-            identity,
+            credential,
         }
     }
 
-    /// Builds the runtime from the parsed flags; fails without a managed identity.
+    /// Builds the runtime from the parsed flags with the Function App's managed identity
+    /// ([`app_service_identity`]); fails when App Service did not give this process one.
     pub fn from_args(a: &AzureArgs) -> Result<AciRuntime, AciError> {
-        let (Some(endpoint), Some(header)) = (&a.identity_endpoint, &a.identity_header) else {
-            return Err(AciError::NoIdentity);
-        };
+        if a.identity_endpoint.is_none() || !a.identity_header_set {
+            return Err(AciError::NoIdentity(
+                "IDENTITY_ENDPOINT and IDENTITY_HEADER must be set".into(),
+            ));
+        }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()?;
-        let identity = ManagedIdentity::new(http.clone(), endpoint, header, &a.arm_resource);
-        Ok(AciRuntime::new(http, AciConfig::from_args(a), identity))
+        let credential = app_service_identity(&http)?;
+        Ok(AciRuntime::new(http, AciConfig::from_args(a), credential))
+    }
+
+    /// A bearer token for ARM, from the credential (which caches it).
+    async fn token(&self) -> Result<String, AciError> {
+        let scope = self.cfg.arm_resource.as_str();
+        match self.credential.get_token(&[scope]).await {
+            Ok(t) => Ok(t.token.secret().to_string()),
+            Err(e) => Err(identity_error(&e)),
+        }
     }
 
     /// The container group's resource id (also the Azure Monitor resource).
@@ -374,7 +336,7 @@ impl AciRuntime {
         url: &str,
         body: Option<&ContainerGroup>,
     ) -> Result<Answer, AciError> {
-        let token = self.identity.token().await?;
+        let token = self.token().await?;
         let mut req = self.http.request(method, url).bearer_auth(token);
         if let Some(b) = body {
             req = req.json(b);
@@ -382,7 +344,8 @@ impl AciRuntime {
         let resp = req.send().await?;
         let (status, headers) = (resp.status(), resp.headers().clone());
         if status == StatusCode::UNAUTHORIZED {
-            self.identity.clear().await;
+            // The token was revoked or is for another audience: ask for a fresh one next time.
+            let _ = self.credential.clear_cache().await;
         }
         let body = resp.bytes().await?;
         Ok(Answer {

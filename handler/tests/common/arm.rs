@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use azure_core::auth::{AccessToken, TokenCredential};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,6 +22,8 @@ pub struct Seen {
     pub query: HashMap<String, String>,
     pub auth: Option<String>,
     pub identity_header: Option<String>,
+    /// `Metadata: true`: sent by `azure_identity`'s managed-identity credential.
+    pub metadata: Option<String>,
     pub body: Value,
 }
 
@@ -42,6 +45,8 @@ pub struct World {
     /// Seconds the identity endpoint's tokens live.
     pub token_ttl: i64,
     pub tokens_issued: u32,
+    /// Answer 401 to the next ARM request (a revoked token).
+    pub unauthorized: bool,
 }
 
 pub type Shared = Arc<Mutex<World>>;
@@ -85,6 +90,7 @@ pub fn record(w: &mut World, req: &HttpRequest, body: Value) {
         query,
         auth: header(req, "authorization"),
         identity_header: header(req, "x-identity-header"),
+        metadata: header(req, "metadata"),
         body,
     });
 }
@@ -99,6 +105,10 @@ pub async fn arm(req: HttpRequest, body: web::Bytes, w: web::Data<Shared>) -> Ht
     let mut w = w.lock().unwrap();
     let json_body = serde_json::from_slice(&body).unwrap_or(Value::Null);
     record(&mut w, &req, json_body.clone());
+    if std::mem::take(&mut w.unauthorized) {
+        return HttpResponse::Unauthorized()
+            .json(json!({"error": {"code": "InvalidAuthenticationToken", "message": "expired"}}));
+    }
     if std::mem::take(&mut w.throttle) {
         return HttpResponse::TooManyRequests()
             .json(json!({"error": {"code": "TooManyRequests", "message": "slow down"}}));
@@ -236,5 +246,56 @@ pub async fn stand_in(token_ttl: i64) -> StandIn {
         world,
         base: format!("http://{addr}"),
         _server: handle,
+    }
+}
+
+/// The in-process tests' [`TokenCredential`]: App Service's protocol against the stand-in's
+/// `/identity`, without a cache, so every ARM call shows which token the runtime asked for.
+/// (`azure_identity`'s own credential reads its endpoint from the process environment; the
+/// process test runs the real binary with it.) Counts `clear_cache` calls.
+#[derive(Debug)]
+pub struct StandInCredential {
+    pub http: reqwest::Client,
+    pub endpoint: String,
+    pub clears: std::sync::atomic::AtomicU32,
+}
+
+impl StandInCredential {
+    pub fn new(base: &str) -> Self {
+        StandInCredential {
+            http: reqwest::Client::new(),
+            endpoint: format!("{base}/identity"),
+            clears: Default::default(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl TokenCredential for StandInCredential {
+    async fn get_token(&self, scopes: &[&str]) -> azure_core::Result<AccessToken> {
+        let other = |e: reqwest::Error| azure_core::Error::new(azure_core::error::ErrorKind::Io, e);
+        let body: Value = self
+            .http
+            .get(&self.endpoint)
+            .query(&[("api-version", "2019-08-01"), ("resource", scopes[0])])
+            .header("X-IDENTITY-HEADER", IDENTITY_SECRET)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(other)?
+            .json()
+            .await
+            .map_err(other)?;
+        let expires: i64 = body["expires_on"].as_str().unwrap().parse().unwrap();
+        Ok(AccessToken::new(
+            body["access_token"].as_str().unwrap().to_string(),
+            time::OffsetDateTime::from_unix_timestamp(expires).unwrap(),
+        ))
+    }
+
+    async fn clear_cache(&self) -> azure_core::Result<()> {
+        self.clears
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
     }
 }
