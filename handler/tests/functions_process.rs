@@ -276,3 +276,29 @@ async fn the_handler_binary_runs_the_azure_path_against_stand_ins() {
         "ARM saw the token on every call: {arm_calls}"
     );
 }
+
+/// Without the managed-identity variables App Service sets, the binary refuses to start and says
+/// which ones (before it tries to reach MongoDB, so no server is needed here).
+#[test]
+fn the_handler_binary_refuses_to_start_without_a_managed_identity() {
+    let out = Command::new(env!("CARGO_BIN_EXE_handler"))
+        .arg("functions")
+        .env_clear()
+        .envs([
+            ("FUNCTIONS_CUSTOMHANDLER_PORT", free_port().to_string()),
+            ("EDA_SUBSCRIPTION_ID", SUB.to_string()),
+            ("EDA_RESOURCE_GROUP", RG.to_string()),
+            ("EDA_LOCATION", "westeurope".to_string()),
+            ("EDA_MONGO_URI", "mongodb://127.0.0.1:9/".to_string()),
+            ("EDA_API_KEY", "k3y".to_string()),
+            ("IDENTITY_HEADER", IDENTITY_SECRET.to_string()),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no managed identity") && err.contains("IDENTITY_ENDPOINT"),
+        "{err}"
+    );
+}

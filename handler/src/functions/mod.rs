@@ -114,14 +114,15 @@ pub fn assemble(
     })
 }
 
-/// Connects to Cosmos DB and ACI as the flags say.
+/// Connects to Cosmos DB and ACI as the flags say. The runtime is set up first: it needs no
+/// network, so a missing managed identity is reported before any connection is tried.
 pub async fn build_app(args: &FunctionsArgs) -> anyhow::Result<Arc<App>> {
     let settings = args.settings()?;
     let a = &args.azure;
+    let runtime = AciRuntime::from_args(a).context("setting up the ACI runtime")?;
     let store = MongoStore::connect(&a.mongo_uri, &a.mongo_db, &a.mongo_collection)
         .await
         .context("connecting to MongoDB / Cosmos DB")?;
-    let runtime = AciRuntime::from_args(a).context("setting up the ACI runtime")?;
     Ok(assemble(settings, Arc::new(store), Arc::new(runtime)))
 }
 

@@ -821,6 +821,18 @@ mod tests {
     }
 
     #[test]
+    fn credential_errors_without_an_answer_or_with_5xx_are_transient() {
+        use azure_core::error::ErrorKind;
+        let kind = |k: ErrorKind| RuntimeError::from(identity_error(&k.into_error()));
+        let status = |s| ErrorKind::http_response(s, None);
+        assert!(kind(ErrorKind::Io).is_transient());
+        assert!(kind(status(azure_core::StatusCode::ServiceUnavailable)).is_transient());
+        assert!(kind(status(azure_core::StatusCode::TooManyRequests)).is_transient());
+        assert!(!kind(status(azure_core::StatusCode::Forbidden)).is_transient());
+        assert!(!kind(ErrorKind::Credential).is_transient());
+    }
+
+    #[test]
     fn errors_map_to_runtime_errors() {
         let status = |status: StatusCode, code: &str| AciError::Status {
             status,
