@@ -1,1 +1,34 @@
-//! placeholder
+//! The live dashboard of Event-Driven ACI: a Leptos client-side app compiled to WebAssembly.
+//!
+//! `cargo xtask dashboard` builds it (wasm32 + wasm-bindgen + wasm-opt) into a folder of static
+//! files that the handler embeds and serves at `/`; the same folder can be hosted anywhere,
+//! pointing at the API through `<meta name="eda-api">` in `index.html`.
+//!
+//! # Layout
+//!
+//! - [`ui`]: the page: add-work form, counts and filters, error banner, grid of tiles.
+//! - [`details`]: the selected task's panel: charts, output, timeline, cost, cancel, retry.
+//! - [`chart`]: line charts drawn as inline SVG.
+//! - [`board`]: the page's copy of the board, one signal per task.
+//! - [`live`]: the `/api/events` stream, reconnection and polling fallback.
+//! - [`api`]: `fetch` calls to the handler's API.
+//! - [`format`]: text formatting (times, durations, sizes, state colours).
+//!
+//! Task data is only ever rendered as text nodes and attribute values (never `inner_html`), so
+//! a message such as `<img src=x onerror=alert(1)>` shows literally.
+
+pub mod api;
+pub mod board;
+pub mod chart;
+pub mod details;
+pub mod format;
+pub mod live;
+pub mod ui;
+
+use wasm_bindgen::prelude::*;
+
+/// Entry point, run by wasm-bindgen's `init()` once the module is loaded: mounts the page.
+#[wasm_bindgen(start)]
+pub fn start() {
+    leptos::mount::mount_to_body(ui::App);
+}

@@ -5,11 +5,13 @@
 //! - `test [cargo test args]`: build what the tests need, then run every test in the workspace.
 //! - `worker`: build the static (musl) worker only.
 //! - `package`: build the Azure Function App zip, `dist/functionapp.zip` (see [`package`]).
+//! - `dashboard [--out DIR]`: build the dashboard only (see `dashboard.rs`).
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod dashboard;
 mod package;
 
 /// The musl target the worker is built for: a static binary for `FROM scratch` images.
@@ -24,7 +26,12 @@ fn main() -> Result<()> {
         "test" => test(&rest),
         "worker" => worker().map(drop),
         "package" => package::package().map(drop),
-        _ => bail!("usage: cargo xtask <start|test|worker|package> [args]"),
+        "dashboard" => match rest.as_slice() {
+            [] => dashboard().map(drop),
+            [flag, dir] if flag == "--out" => dashboard::build(Path::new(dir)),
+            _ => bail!("usage: cargo xtask dashboard [--out DIR]"),
+        },
+        _ => bail!("usage: cargo xtask <start|test|worker|package|dashboard> [args]"),
     }
 }
 
@@ -75,8 +82,8 @@ fn target_dir() -> PathBuf {
 
 /// Builds the dashboard into `target/dashboard` (the handler embeds or serves it from there).
 fn dashboard() -> Result<PathBuf> {
-    let out = target_dir().join("dashboard");
-    let _ = &out;
+    let out = dashboard::default_out_dir();
+    dashboard::build(&out)?;
     Ok(out)
 }
 
