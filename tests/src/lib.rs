@@ -28,6 +28,7 @@ pub fn docker_available() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+pub mod browser;
 pub mod runtimes;
 pub mod store_conformance;
 

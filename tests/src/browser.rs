@@ -1,0 +1,171 @@
+//! Driving a real headless Chromium through WebDriver (chromedriver + fantoccini).
+//!
+//! [`Browser::start`] runs chromedriver on a free port as a child process and opens one session
+//! with a fresh profile; dropping the [`Browser`] kills chromedriver (and with it Chromium).
+//! WebDriver is spoken over plain HTTP to 127.0.0.1, so no TLS stack is linked.
+
+use crate::TempDir;
+use fantoccini::{Client, ClientBuilder};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Debian's Chromium.
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+/// Debian's chromedriver (package `chromium-driver`).
+pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// True when both Chromium and chromedriver are installed.
+pub fn chromium_available() -> bool {
+    Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists()
+}
+
+/// The built dashboard (`cargo xtask dashboard`, which `cargo xtask test` runs first).
+pub fn dashboard_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/dashboard");
+    assert!(
+        dir.join("index.html").exists(),
+        "the dashboard is not built: run `cargo xtask dashboard` (or `cargo xtask test`)"
+    );
+    dir
+}
+
+/// JS + WASM of the built dashboard: `(raw bytes, gzip bytes)`.
+pub fn bundle_size() -> (usize, usize) {
+    let mut raw = 0;
+    let mut gz = 0;
+    for entry in std::fs::read_dir(dashboard_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default();
+        if ext == "js" || ext == "wasm" {
+            let bytes = std::fs::read(&path).unwrap();
+            raw += bytes.len();
+            gz += gzip_len(&bytes);
+        }
+    }
+    (raw, gz)
+}
+
+fn gzip_len(bytes: &[u8]) -> usize {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap().len()
+}
+
+/// One headless Chromium session.
+pub struct Browser {
+    /// The WebDriver session.
+    pub client: Client,
+    /// chromedriver, killed on drop.
+    driver: Child,
+    /// The fresh profile (`--user-data-dir`), removed on drop.
+    _profile: TempDir,
+}
+
+impl Browser {
+    /// Starts chromedriver and a headless Chromium with a fresh profile, `width` x `height`.
+    pub async fn start(width: u32, height: u32) -> Browser {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let url = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        crate::eventually(Duration::from_secs(20), "chromedriver to answer", || {
+            let req = http.get(format!("{url}/status")).send();
+            async move { req.await.ok().filter(|r| r.status().is_success()) }
+        })
+        .await;
+        let profile = TempDir::new("chrome");
+        let args = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            &format!("--user-data-dir={}", profile.0.display()),
+            &format!("--window-size={width},{height}"),
+        ];
+        let caps = json!({ "goog:chromeOptions": { "binary": CHROMIUM, "args": args } });
+        let Value::Object(caps) = caps else {
+            unreachable!()
+        };
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&url)
+            .await
+            .expect("a WebDriver session");
+        Browser {
+            client,
+            driver,
+            _profile: profile,
+        }
+    }
+
+    /// Runs `script` (a function body; `arguments` holds `args`) and returns its value.
+    pub async fn js(&self, script: &str, args: Vec<Value>) -> Value {
+        self.client
+            .execute(script, args)
+            .await
+            .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
+    }
+
+    /// Polls `script` until it returns something truthy (not null, false, 0 or ""), which it
+    /// returns; panics with `what` after `limit`.
+    pub async fn until(&self, limit: Duration, what: &str, script: &str) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let v = self.js(script, vec![]).await;
+            let truthy = match &v {
+                Value::Null => false,
+                Value::Bool(b) => *b,
+                Value::Number(n) => n.as_f64() != Some(0.0),
+                Value::String(s) => !s.is_empty(),
+                _ => true,
+            };
+            if truthy {
+                return v;
+            }
+            if Instant::now() > deadline {
+                let page = self.js("return document.body.innerText", vec![]).await;
+                panic!("timed out after {limit:?} waiting for {what}; page text:\n{page}");
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Saves a PNG screenshot of the page to `path` (creating its folder).
+    pub async fn screenshot(&self, path: &Path) {
+        let png = self.client.screenshot().await.expect("a screenshot");
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        std::fs::write(path, png).unwrap();
+    }
+
+    /// Ends the session cleanly (Chromium exits), then chromedriver.
+    pub async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}

@@ -1,0 +1,347 @@
+//! The dashboard in a real headless Chromium, against the real handler in local mode.
+//!
+//! Needs Chromium + chromedriver (skipped outside CI when missing, mandatory in CI) and the
+//! built dashboard (`cargo xtask test` builds it first). The happy path runs on Docker when an
+//! engine answers; the other scenarios use the process runtime with a shell worker, so a
+//! task's message is the shell command it runs (`exit 3` fails with exit code 3).
+
+use e2e::browser::{bundle_size, chromium_available, dashboard_dir, Browser};
+use e2e::{docker_available, need, start_local, TempDir};
+use handler::local::Running;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Generous: containers start, run a couple of seconds of work and report.
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn screenshots() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots")
+}
+
+/// Local mode serving the built dashboard, with extra flags.
+async fn handler(data: &TempDir, flags: &[String]) -> Running {
+    let mut all = vec![
+        "--dashboard-dir".to_string(),
+        dashboard_dir().display().to_string(),
+    ];
+    all.extend(flags.iter().cloned());
+    let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+    start_local(&data.0, &refs).await
+}
+
+/// Flags for the process runtime with a worker that runs each message with `sh` (written to a
+/// script so no argument holds a space).
+fn shell_flags(data: &TempDir) -> Vec<String> {
+    let script = data.0.join("run.sh");
+    std::fs::write(&script, "eval \"$MESSAGE\"\n").unwrap();
+    [
+        "--runtime",
+        "process",
+        "--worker-arg=--",
+        "--worker-arg=/bin/sh",
+        &format!("--worker-arg={}", script.display()),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// Records every state each tile shows, with its note line, from the moment it is called.
+const RECORD_STATES: &str = r#"
+window.__seen = {};
+const note = (t) => {
+  const id = t.dataset.id;
+  const n = t.querySelector('.tile-note');
+  (window.__seen[id] = window.__seen[id] || []).push([t.dataset.state, n ? n.textContent : '']);
+};
+new MutationObserver((ms) => {
+  for (const m of ms) {
+    if (m.type === 'attributes' && m.target.matches('button.tile')) note(m.target);
+    for (const a of m.addedNodes) if (a.nodeType === 1 && a.matches('button.tile')) note(a);
+  }
+}).observe(document.body, { subtree: true, childList: true, attributes: true, attributeFilter: ['data-state'] });
+return true;
+"#;
+
+/// Types into the work input and presses Enter.
+async fn add_work(b: &Browser, text: &str) {
+    use fantoccini::key::Key;
+    let input = b
+        .client
+        .find(fantoccini::Locator::Css("input#work"))
+        .await
+        .expect("the work input");
+    input.clear().await.unwrap();
+    input
+        .send_keys(&format!("{text}{}", char::from(Key::Enter)))
+        .await
+        .unwrap();
+}
+
+/// The id of the newest tile whose work is exactly `work`.
+async fn tile_id(b: &Browser, work: &str) -> String {
+    let script = format!(
+        "const t = [...document.querySelectorAll('button.tile')].find(t => t.querySelector('.tile-work').textContent === {});
+         return t ? t.dataset.id : null;",
+        json!(work)
+    );
+    b.until(LIMIT, &format!("a tile for {work:?}"), &script)
+        .await
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Waits until tile `id` shows `state`; returns its background colour.
+async fn wait_tile(b: &Browser, id: &str, state: &str) -> String {
+    let script = format!(
+        "const t = document.querySelector('button.tile[data-id=\"{id}\"]');
+         return t && t.dataset.state === '{state}' ? getComputedStyle(t).backgroundColor : null;"
+    );
+    b.until(LIMIT, &format!("tile {id} to be {state}"), &script)
+        .await
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+const YELLOW: &str = "rgb(255, 246, 207)";
+const BLUE: &str = "rgb(219, 232, 255)";
+const GREEN: &str = "rgb(216, 243, 223)";
+const RED: &str = "rgb(255, 223, 223)";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_goes_yellow_blue_green_with_charts_output_and_survives_a_reload() {
+    if !need("chromium + chromedriver", chromium_available()) {
+        return;
+    }
+    let data = TempDir::new("browser-happy");
+    let flags = shell_flags(&data);
+    let local = handler(&data, &flags).await;
+    let b = Browser::start(1280, 860).await;
+    b.client.goto(&local.url()).await.unwrap();
+    b.until(LIMIT, "the app to mount", "return document.querySelector('input#work') !== null")
+        .await;
+    b.js(RECORD_STATES, vec![]).await;
+
+    let work = "echo hello from the browser; sleep 3; echo bye";
+    add_work(&b, work).await;
+    let id = tile_id(&b, work).await;
+    let green = wait_tile(&b, &id, "Done").await;
+    assert_eq!(green, GREEN, "a done tile is green");
+
+    let seen = b.js(&format!("return window.__seen['{id}']"), vec![]).await;
+    let seen: Vec<(String, String)> = serde_json::from_value(seen).unwrap();
+    eprintln!("tile {id} showed {seen:?}");
+    assert!(
+        matches!(seen.first(), Some((s, _)) if s == "Pending" || s == "Provisioning"),
+        "the tile appeared yellow (pending): {seen:?}"
+    );
+    let container = format!("eda-{id}-1");
+    assert!(
+        seen.iter().any(|(s, note)| s == "InProgress" && *note == container),
+        "the tile turned blue with its container's name {container}: {seen:?}"
+    );
+    assert_eq!(seen.last().map(|s| s.0.as_str()), Some("Done"));
+
+    // The colours of the other states, from the same stylesheet.
+    let colours = b
+        .js(
+            "const t = document.createElement('button'); document.body.append(t);
+             const c = (cls) => { t.className = 'tile ' + cls; return getComputedStyle(t).backgroundColor; };
+             const r = [c('st-pending'), c('st-inprogress'), c('st-failed')]; t.remove(); return r;",
+            vec![],
+        )
+        .await;
+    assert_eq!(colours, json!([YELLOW, BLUE, RED]));
+
+    // Details: a chart with points and the task's output.
+    b.client
+        .find(fantoccini::Locator::Css(&format!("button.tile[data-id='{id}']")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let points = b
+        .until(
+            LIMIT,
+            "a CPU chart with at least 2 points",
+            "const p = document.querySelector('.details .chart polyline');
+             const n = p ? p.getAttribute('points').trim().split(/\\s+/).filter(Boolean).length : 0;
+             return n >= 2 ? n : null;",
+        )
+        .await;
+    let output = b
+        .until(
+            LIMIT,
+            "the task's output",
+            "const l = document.querySelector('.details .logs');
+             const t = l ? l.textContent : '';
+             return t && t !== 'loading…' && t !== '(no output yet)' ? t : null;",
+        )
+        .await;
+    eprintln!("details: chart points {points}, output {:?}", output.as_str().unwrap_or_default());
+    let timeline = b.js("return document.querySelectorAll('.details .timeline li').length", vec![]).await;
+    assert!(timeline.as_u64().unwrap() >= 4, "timeline Pending..Done: {timeline}");
+    b.screenshot(&screenshots().join("details.png")).await;
+
+    // Esc closes the details; a reload keeps the board.
+    b.js("document.dispatchEvent(new KeyboardEvent('keydown', {key: 'Escape', bubbles: true})); return true", vec![])
+        .await;
+    b.until(LIMIT, "the details to close", "return document.querySelector('.details') === null")
+        .await;
+    b.client.refresh().await.unwrap();
+    let after = wait_tile(&b, &id, "Done").await;
+    assert_eq!(after, GREEN, "after a reload the tile is still there and green");
+
+    b.close().await;
+    local.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_show_red_with_exit_codes_and_messages_render_as_text() {
+    if !need("chromium + chromedriver", chromium_available()) {
+        return;
+    }
+    let data = TempDir::new("browser-fail");
+    let local = handler(&data, &shell_flags(&data)).await;
+    let b = Browser::start(1280, 860).await;
+    b.client.goto(&local.url()).await.unwrap();
+    b.until(LIMIT, "the app to mount", "return document.querySelector('input#work') !== null")
+        .await;
+    b.js("window.__alerted = false; window.alert = () => { window.__alerted = true; }; return true", vec![])
+        .await;
+
+    add_work(&b, "exit 3").await;
+    let failed = tile_id(&b, "exit 3").await;
+    let red = wait_tile(&b, &failed, "Failed").await;
+    assert_eq!(red, RED, "a failed tile is red");
+    let note = b
+        .js(&format!("return document.querySelector('button.tile[data-id=\"{failed}\"] .tile-note').textContent"), vec![])
+        .await;
+    assert_eq!(note, json!("exit 3"), "the tile shows the exit code");
+
+    let evil = "<img src=x onerror=alert(1)>";
+    add_work(&b, &format!("echo '{evil}'")).await;
+    let injected = tile_id(&b, &format!("echo '{evil}'")).await;
+    wait_tile(&b, &injected, "Done").await;
+    let images = b.js("return document.querySelectorAll('img').length", vec![]).await;
+    assert_eq!(images, json!(0), "no <img> element was created from task text");
+
+    // Details of the injection task: its output (the same text) is text too.
+    b.client
+        .find(fantoccini::Locator::Css(&format!("button.tile[data-id='{injected}']")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let logs = b
+        .until(LIMIT, "the output of the echo", "const l = document.querySelector('.details .logs'); return l && l.textContent.includes('<img') ? l.textContent : null;")
+        .await;
+    assert!(logs.as_str().unwrap().contains(evil), "{logs}");
+    assert_eq!(b.js("return document.querySelectorAll('img').length", vec![]).await, json!(0));
+    assert_eq!(b.js("return window.__alerted", vec![]).await, json!(false));
+
+    // The failed task's details: exit code, and its reason on hover.
+    b.client
+        .find(fantoccini::Locator::Css(&format!("button.tile[data-id='{failed}']")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.until(LIMIT, "exit code 3 in the details", "const e = document.querySelector('.details .exit-code'); return e && e.textContent === '3';")
+        .await;
+
+    // Many at once: one per line, two copies each.
+    b.js("document.querySelector('input#multi').click(); return true", vec![]).await;
+    b.until(LIMIT, "the multi-line box", "return document.querySelector('textarea#work') !== null").await;
+    b.js(
+        "const t = document.querySelector('textarea#work'); t.value = 'echo one\\necho two\\nsleep 30';
+         t.dispatchEvent(new Event('input', {bubbles: true}));
+         const c = document.querySelector('input#count'); c.value = '2';
+         c.dispatchEvent(new Event('input', {bubbles: true}));
+         document.querySelector('button#add').click(); return true",
+        vec![],
+    )
+    .await;
+    b.until(LIMIT, "8 tiles", "return document.querySelectorAll('button.tile').length === 8").await;
+
+    // An API error is shown in the page: work over the size limit.
+    b.js(
+        "const t = document.querySelector('textarea#work'); t.value = 'x'.repeat(70000);
+         t.dispatchEvent(new Event('input', {bubbles: true}));
+         document.querySelector('button#add').click(); return true",
+        vec![],
+    )
+    .await;
+    let error = b
+        .until(LIMIT, "an error banner", "const e = document.querySelector('.errors .error'); return e ? e.textContent : null;")
+        .await;
+    eprintln!("error banner: {error}");
+
+    b.until(LIMIT, "both echo-one copies done", "return document.querySelectorAll('button.tile.st-done').length >= 5").await;
+    b.js("document.querySelector('.details .close').click(); return true", vec![]).await;
+    b.screenshot(&screenshots().join("board.png")).await;
+
+    // Phone width: still readable (no horizontal scrolling).
+    b.client.set_window_size(390, 844).await.unwrap();
+    let overflow = b
+        .js("return document.documentElement.scrollWidth - document.documentElement.clientWidth", vec![])
+        .await;
+    assert!(overflow.as_i64().unwrap() <= 0, "no horizontal scroll at phone width: {overflow}");
+    b.screenshot(&screenshots().join("phone.png")).await;
+
+    b.close().await;
+    local.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_tiles() {
+    if !need("chromium + chromedriver", chromium_available()) {
+        return;
+    }
+    let (raw, gz) = bundle_size();
+    println!(
+        "dashboard bundle (JS + WASM): {:.1} KiB raw, {:.1} KiB gzip",
+        raw as f64 / 1024.0,
+        gz as f64 / 1024.0
+    );
+    assert!(gz <= 300 * 1024, "the bundle is over the 300 KiB gzip budget");
+    let data = TempDir::new("browser-1000");
+    let local = handler(&data, &shell_flags(&data)).await;
+    let b = Browser::start(1280, 860).await;
+    b.client.goto(&local.url()).await.unwrap();
+    b.until(LIMIT, "the app to mount", "return document.querySelector('input#work') !== null")
+        .await;
+    b.js(
+        "const c = document.querySelector('input#count'); c.value = '1000';
+         c.dispatchEvent(new Event('input', {bubbles: true}));
+         const t = document.querySelector('input#work'); t.value = 'true';
+         t.dispatchEvent(new Event('input', {bubbles: true})); return true",
+        vec![],
+    )
+    .await;
+    let start = Instant::now();
+    b.js("document.querySelector('button#add').click(); return true", vec![]).await;
+    b.until(LIMIT, "1,000 tiles", "return document.querySelectorAll('button.tile').length === 1000")
+        .await;
+    let visible = start.elapsed();
+    println!("1,000 tiles visible {} ms after clicking Add", visible.as_millis());
+    b.until(
+        Duration::from_secs(300),
+        "1,000 finished tiles",
+        "return document.querySelectorAll('button.tile.st-done, button.tile.st-failed').length === 1000",
+    )
+    .await;
+    println!("1,000 tiles finished (live updates) {} ms after clicking Add", start.elapsed().as_millis());
+    let counts = b
+        .js("return [...document.querySelectorAll('.counts .chip')].map(c => c.textContent).join(' | ')", vec![])
+        .await;
+    println!("counts: {counts}");
+    b.close().await;
+    local.stop().await;
+}
