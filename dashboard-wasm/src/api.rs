@@ -39,7 +39,10 @@ fn read_base() -> String {
         .and_then(|w| w.document())
         .and_then(|d| d.query_selector("meta[name=eda-api]").ok().flatten())
         .and_then(|m| m.get_attribute("content"));
-    meta.unwrap_or_default().trim().trim_end_matches('/').to_string()
+    meta.unwrap_or_default()
+        .trim()
+        .trim_end_matches('/')
+        .to_string()
 }
 
 /// The absolute or origin-relative URL of an API path such as `/api/tasks`.
@@ -61,7 +64,9 @@ async fn call(method: &str, path: &str, body: Option<String>) -> Result<String, 
     init.set_cache(RequestCache::NoStore);
     if let Some(body) = body {
         let headers = Headers::new().map_err(net)?;
-        headers.set("content-type", "application/json").map_err(net)?;
+        headers
+            .set("content-type", "application/json")
+            .map_err(net)?;
         init.set_headers(&headers);
         init.set_body(&JsValue::from_str(&body));
     }

@@ -118,7 +118,8 @@ impl Board {
         if states.is_empty() {
             return;
         }
-        self.counts.update(|c| states.into_iter().for_each(|s| decrement(c, s)));
+        self.counts
+            .update(|c| states.into_iter().for_each(|s| decrement(c, s)));
         self.order.update(|o| o.retain(|k| !gone.contains(&k.id)));
         self.announce(vec![format!("{} task(s) cleared", ids.len())]);
     }
@@ -128,9 +129,9 @@ impl Board {
     pub fn reset(&self, tasks: Vec<Task>, counts: BTreeMap<TaskState, u64>, complete: bool) {
         if complete {
             let keep: HashSet<TaskId> = tasks.iter().map(|t| t.id.clone()).collect();
-            let stale: Vec<TaskId> = self.tasks.with_value(|m| {
-                m.keys().filter(|id| !keep.contains(*id)).cloned().collect()
-            });
+            let stale: Vec<TaskId> = self
+                .tasks
+                .with_value(|m| m.keys().filter(|id| !keep.contains(*id)).cloned().collect());
             self.remove(&stale);
         }
         self.upsert(tasks);
@@ -140,8 +141,12 @@ impl Board {
     fn announce(&self, said: Vec<String>) {
         match said.len() {
             0 => {}
-            1 => self.announcement.set(said.into_iter().next().unwrap_or_default()),
-            n => self.announcement.set(format!("{n} changes: {}", said.join("; "))),
+            1 => self
+                .announcement
+                .set(said.into_iter().next().unwrap_or_default()),
+            n => self
+                .announcement
+                .set(format!("{n} changes: {}", said.join("; "))),
         }
     }
 }
@@ -155,11 +160,17 @@ fn decrement(counts: &mut BTreeMap<TaskState, u64>, state: TaskState) {
 /// Inserts `added` into `order` (sorted newest first), keeping it sorted.
 fn merge(order: &mut Vec<Key>, mut added: Vec<Key>) {
     added.sort_unstable_by(|a, b| b.cmp(a));
-    if order.last().is_none_or(|last| added.first().is_some_and(|a| a < last)) {
+    if order
+        .last()
+        .is_none_or(|last| added.first().is_some_and(|a| a < last))
+    {
         order.extend(added);
         return;
     }
-    if order.first().is_some_and(|first| added.last().is_some_and(|a| a > first)) {
+    if order
+        .first()
+        .is_some_and(|first| added.last().is_some_and(|a| a > first))
+    {
         added.append(order);
         *order = added;
         return;

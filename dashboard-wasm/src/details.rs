@@ -41,9 +41,12 @@ pub fn Details(
     let loaded = RwSignal::new(Loaded::default());
     let busy = StoredValue::new(false);
     let refresh = move || {
-        let Some(id) = selected.get_untracked() else { return };
+        let Some(id) = selected.get_untracked() else {
+            return;
+        };
         let state = board.get(&id).map(|s| s.get_untracked().state);
-        let stale = loaded.with_untracked(|l| l.for_state.as_ref() != state.map(|s| (id.clone(), s)).as_ref());
+        let stale = loaded
+            .with_untracked(|l| l.for_state.as_ref() != state.map(|s| (id.clone(), s)).as_ref());
         let running = state.is_some_and(|s| !s.is_terminal());
         if busy.get_value() || !(stale || running) {
             return;
@@ -78,7 +81,11 @@ pub fn Details(
         board.order.track();
         selected.get().and_then(|id| board.get(&id))
     });
-    move || current.get().map(|sig| view! { <Panel sig loaded selected errors /> })
+    move || {
+        current
+            .get()
+            .map(|sig| view! { <Panel sig loaded selected errors /> })
+    }
 }
 
 async fn load(id: &TaskId) -> Result<(Task, Logs, Metrics), api::ApiError> {
@@ -112,7 +119,10 @@ fn Panel(
         leptos::task::spawn_local(async move {
             let path = format!("/api/tasks/{id}/{verb}");
             match api::send::<(), Task>("POST", &path, None).await {
-                Ok(task) => sig.set(Task { transitions: Vec::new(), ..task }),
+                Ok(task) => sig.set(Task {
+                    transitions: Vec::new(),
+                    ..task
+                }),
                 Err(e) => errors.push(e),
             }
         });
@@ -162,13 +172,22 @@ fn Panel(
 
 fn timeline(loaded: RwSignal<Loaded>) -> Vec<impl IntoView> {
     loaded.with(|l| {
-        let Some(task) = &l.task else { return Vec::new() };
+        let Some(task) = &l.task else {
+            return Vec::new();
+        };
         let tr = &task.transitions;
         tr.iter()
             .enumerate()
             .map(|(i, t)| {
-                let took = tr.get(i + 1).map(|n| duration_ms(n.at_ms - t.at_ms)).unwrap_or_default();
-                let reason = t.reason.clone().map(|r| format!(" — {r}")).unwrap_or_default();
+                let took = tr
+                    .get(i + 1)
+                    .map(|n| duration_ms(n.at_ms - t.at_ms))
+                    .unwrap_or_default();
+                let reason = t
+                    .reason
+                    .clone()
+                    .map(|r| format!(" — {r}"))
+                    .unwrap_or_default();
                 view! {
                     <li class=state_class(t.state)>
                         <time>{clock(t.at_ms)}</time> " " <b>{t.state.to_string()}</b>

@@ -213,7 +213,14 @@ impl Live {
 }
 
 /// Loads every page of `GET /api/tasks` (up to [`MAX_TILES`]).
-async fn load_all() -> Result<(Vec<Task>, std::collections::BTreeMap<model::TaskState, u64>, bool), api::ApiError> {
+async fn load_all() -> Result<
+    (
+        Vec<Task>,
+        std::collections::BTreeMap<model::TaskState, u64>,
+        bool,
+    ),
+    api::ApiError,
+> {
     let page_size = model::limits::MAX_PAGE;
     let mut page: TaskPage = api::get(&format!("/api/tasks?limit={page_size}")).await?;
     let counts = std::mem::take(&mut page.counts);
@@ -222,7 +229,10 @@ async fn load_all() -> Result<(Vec<Task>, std::collections::BTreeMap<model::Task
         if tasks.len() >= MAX_TILES {
             return Ok((tasks, counts, false));
         }
-        let path = format!("/api/tasks?limit={page_size}&cursor={}", api::encode(&cursor));
+        let path = format!(
+            "/api/tasks?limit={page_size}&cursor={}",
+            api::encode(&cursor)
+        );
         page = api::get(&path).await?;
         tasks.append(&mut page.tasks);
     }

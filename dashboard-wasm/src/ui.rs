@@ -93,7 +93,11 @@ fn AddWork(board: Board, errors: Errors) -> impl IntoView {
     let count = RwSignal::new("1".to_string());
     let busy = RwSignal::new(false);
     let submit = move || {
-        let Some(items) = items(&text.get_untracked(), multi.get_untracked(), &count.get_untracked()) else {
+        let Some(items) = items(
+            &text.get_untracked(),
+            multi.get_untracked(),
+            &count.get_untracked(),
+        ) else {
             errors.push("Enter some work first (one task per line in multi-line mode), and a count from 1 to 1000.");
             return;
         };
@@ -149,7 +153,11 @@ fn AddWork(board: Board, errors: Errors) -> impl IntoView {
 
 /// The items to submit, or `None` when there is nothing valid to send.
 fn items(text: &str, multi: bool, count: &str) -> Option<Vec<WorkItem>> {
-    let count: u32 = count.trim().parse().ok().filter(|n| (1..=1000).contains(n))?;
+    let count: u32 = count
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n| (1..=1000).contains(n))?;
     let works: Vec<&str> = if multi {
         text.lines().filter(|l| !l.trim().is_empty()).collect()
     } else if text.trim().is_empty() {
@@ -194,7 +202,12 @@ fn ErrorBanner(errors: Errors) -> impl IntoView {
 }
 
 #[component]
-fn Counts(board: Board, filter: RwSignal<Option<TaskState>>, live: Live, errors: Errors) -> impl IntoView {
+fn Counts(
+    board: Board,
+    filter: RwSignal<Option<TaskState>>,
+    live: Live,
+    errors: Errors,
+) -> impl IntoView {
     let total = move || board.counts.with(|c| c.values().sum::<u64>());
     let chip = move |state: Option<TaskState>| {
         let label = state.map_or("All".to_string(), |s| s.to_string());
@@ -214,7 +227,8 @@ fn Counts(board: Board, filter: RwSignal<Option<TaskState>>, live: Live, errors:
     let clear = move |_| {
         let live = live.clone();
         leptos::task::spawn_local(async move {
-            match api::send::<(), model::Cleared>("DELETE", "/api/tasks?state=finished", None).await {
+            match api::send::<(), model::Cleared>("DELETE", "/api/tasks?state=finished", None).await
+            {
                 Ok(_) => live.reload(),
                 Err(e) => errors.push(e),
             }
@@ -230,7 +244,11 @@ fn Counts(board: Board, filter: RwSignal<Option<TaskState>>, live: Live, errors:
 }
 
 #[component]
-fn Grid(board: Board, selected: RwSignal<Option<TaskId>>, filter: RwSignal<Option<TaskState>>) -> impl IntoView {
+fn Grid(
+    board: Board,
+    selected: RwSignal<Option<TaskId>>,
+    filter: RwSignal<Option<TaskState>>,
+) -> impl IntoView {
     view! {
         <section class="grid" aria-label="Tasks, newest first"
             data-filter=move || filter.get().map(state_class)>
@@ -270,7 +288,9 @@ fn Tile(sig: RwSignal<Task>, selected: RwSignal<Option<TaskId>>) -> impl IntoVie
 /// The small line under a tile's work: what a person wants to know at a glance.
 fn note(t: &Task) -> String {
     match t.state {
-        TaskState::Pending if t.attempt > 0 => format!("waiting to retry (attempt {})", t.attempt + 1),
+        TaskState::Pending if t.attempt > 0 => {
+            format!("waiting to retry (attempt {})", t.attempt + 1)
+        }
         TaskState::Pending => "queued".into(),
         TaskState::Provisioning => "starting…".into(),
         TaskState::InProgress => t.container.clone().unwrap_or_else(|| "running".into()),
@@ -293,7 +313,11 @@ fn write_hash(id: Option<&TaskId>) {
     let url = id.map_or_else(|| " ".to_string(), |id| format!("#task={id}"));
     let url = if url == " " {
         let loc = window().location();
-        format!("{}{}", loc.pathname().unwrap_or_default(), loc.search().unwrap_or_default())
+        format!(
+            "{}{}",
+            loc.pathname().unwrap_or_default(),
+            loc.search().unwrap_or_default()
+        )
     } else {
         url
     };

@@ -114,7 +114,10 @@ async fn load(source: &Source, name: &str) -> Option<File> {
 
 async fn load_dir(dir: &Path, name: &str) -> Option<File> {
     let path = dir.join(name);
-    let meta = tokio::fs::metadata(&path).await.ok().filter(|m| m.is_file())?;
+    let meta = tokio::fs::metadata(&path)
+        .await
+        .ok()
+        .filter(|m| m.is_file())?;
     let data = tokio::fs::read(&path).await.ok()?;
     let modified = meta
         .modified()
@@ -140,7 +143,10 @@ fn respond(req: &HttpRequest, file: File) -> HttpResponse {
     });
     res.insert_header((header::ETAG, file.etag.as_str()))
         .insert_header((header::CACHE_CONTROL, cache_control(&file.name)))
-        .insert_header((header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .insert_header((
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
         .insert_header((header::CONTENT_TYPE, content_type(&file.name)));
     if fresh || req.method() == Method::HEAD {
         return res.finish();
@@ -186,10 +192,19 @@ mod tests {
 
     #[test]
     fn names_decide_type_and_caching() {
-        assert_eq!(content_type("dashboard-0123456789abcdef_bg.wasm"), "application/wasm");
+        assert_eq!(
+            content_type("dashboard-0123456789abcdef_bg.wasm"),
+            "application/wasm"
+        );
         assert_eq!(content_type("index.html"), "text/html; charset=utf-8");
-        assert_eq!(cache_control("dashboard-0123456789abcdef_bg.wasm"), "public, max-age=31536000, immutable");
-        assert_eq!(cache_control("style-0123456789abcdef.css"), "public, max-age=31536000, immutable");
+        assert_eq!(
+            cache_control("dashboard-0123456789abcdef_bg.wasm"),
+            "public, max-age=31536000, immutable"
+        );
+        assert_eq!(
+            cache_control("style-0123456789abcdef.css"),
+            "public, max-age=31536000, immutable"
+        );
         assert_eq!(cache_control("index.html"), "no-cache");
     }
 
@@ -197,7 +212,15 @@ mod tests {
     fn only_plain_relative_paths_are_assets() {
         assert!(is_asset("dashboard.js"));
         assert!(is_asset("snippets/x/inline0.js"));
-        for bad in ["", "../etc/passwd", "a/../../b.js", "a//b.js", "tasks/abc", "./x.js", "a\\..\\b.js"] {
+        for bad in [
+            "",
+            "../etc/passwd",
+            "a/../../b.js",
+            "a//b.js",
+            "tasks/abc",
+            "./x.js",
+            "a\\..\\b.js",
+        ] {
             assert!(!is_asset(bad), "{bad}");
         }
     }

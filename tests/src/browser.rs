@@ -37,7 +37,10 @@ pub fn bundle_size() -> (usize, usize) {
     let mut gz = 0;
     for entry in std::fs::read_dir(dashboard_dir()).unwrap() {
         let path = entry.unwrap().path();
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default();
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or_default();
         if ext == "js" || ext == "wasm" {
             let bytes = std::fs::read(&path).unwrap();
             raw += bytes.len();

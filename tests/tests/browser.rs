@@ -121,8 +121,12 @@ async fn a_task_goes_yellow_blue_green_with_charts_output_and_survives_a_reload(
     let local = handler(&data, &flags).await;
     let b = Browser::start(1280, 860).await;
     b.client.goto(&local.url()).await.unwrap();
-    b.until(LIMIT, "the app to mount", "return document.querySelector('input#work') !== null")
-        .await;
+    b.until(
+        LIMIT,
+        "the app to mount",
+        "return document.querySelector('input#work') !== null",
+    )
+    .await;
     b.js(RECORD_STATES, vec![]).await;
 
     let work = "echo hello from the browser; sleep 3; echo bye";
@@ -140,7 +144,8 @@ async fn a_task_goes_yellow_blue_green_with_charts_output_and_survives_a_reload(
     );
     let container = format!("eda-{id}-1");
     assert!(
-        seen.iter().any(|(s, note)| s == "InProgress" && *note == container),
+        seen.iter()
+            .any(|(s, note)| s == "InProgress" && *note == container),
         "the tile turned blue with its container's name {container}: {seen:?}"
     );
     assert_eq!(seen.last().map(|s| s.0.as_str()), Some("Done"));
@@ -158,7 +163,9 @@ async fn a_task_goes_yellow_blue_green_with_charts_output_and_survives_a_reload(
 
     // Details: a chart with points and the task's output.
     b.client
-        .find(fantoccini::Locator::Css(&format!("button.tile[data-id='{id}']")))
+        .find(fantoccini::Locator::Css(&format!(
+            "button.tile[data-id='{id}']"
+        )))
         .await
         .unwrap()
         .click()
@@ -182,19 +189,37 @@ async fn a_task_goes_yellow_blue_green_with_charts_output_and_survives_a_reload(
              return t && t !== 'loading…' && t !== '(no output yet)' ? t : null;",
         )
         .await;
-    eprintln!("details: chart points {points}, output {:?}", output.as_str().unwrap_or_default());
-    let timeline = b.js("return document.querySelectorAll('.details .timeline li').length", vec![]).await;
-    assert!(timeline.as_u64().unwrap() >= 4, "timeline Pending..Done: {timeline}");
+    eprintln!(
+        "details: chart points {points}, output {:?}",
+        output.as_str().unwrap_or_default()
+    );
+    let timeline = b
+        .js(
+            "return document.querySelectorAll('.details .timeline li').length",
+            vec![],
+        )
+        .await;
+    assert!(
+        timeline.as_u64().unwrap() >= 4,
+        "timeline Pending..Done: {timeline}"
+    );
     b.screenshot(&screenshots().join("details.png")).await;
 
     // Esc closes the details; a reload keeps the board.
     b.js("document.dispatchEvent(new KeyboardEvent('keydown', {key: 'Escape', bubbles: true})); return true", vec![])
         .await;
-    b.until(LIMIT, "the details to close", "return document.querySelector('.details') === null")
-        .await;
+    b.until(
+        LIMIT,
+        "the details to close",
+        "return document.querySelector('.details') === null",
+    )
+    .await;
     b.client.refresh().await.unwrap();
     let after = wait_tile(&b, &id, "Done").await;
-    assert_eq!(after, GREEN, "after a reload the tile is still there and green");
+    assert_eq!(
+        after, GREEN,
+        "after a reload the tile is still there and green"
+    );
 
     b.close().await;
     local.stop().await;
@@ -209,10 +234,17 @@ async fn failures_show_red_with_exit_codes_and_messages_render_as_text() {
     let local = handler(&data, &shell_flags(&data)).await;
     let b = Browser::start(1280, 860).await;
     b.client.goto(&local.url()).await.unwrap();
-    b.until(LIMIT, "the app to mount", "return document.querySelector('input#work') !== null")
-        .await;
-    b.js("window.__alerted = false; window.alert = () => { window.__alerted = true; }; return true", vec![])
-        .await;
+    b.until(
+        LIMIT,
+        "the app to mount",
+        "return document.querySelector('input#work') !== null",
+    )
+    .await;
+    b.js(
+        "window.__alerted = false; window.alert = () => { window.__alerted = true; }; return true",
+        vec![],
+    )
+    .await;
 
     add_work(&b, "exit 3").await;
     let failed = tile_id(&b, "exit 3").await;
@@ -227,12 +259,20 @@ async fn failures_show_red_with_exit_codes_and_messages_render_as_text() {
     add_work(&b, &format!("echo '{evil}'")).await;
     let injected = tile_id(&b, &format!("echo '{evil}'")).await;
     wait_tile(&b, &injected, "Done").await;
-    let images = b.js("return document.querySelectorAll('img').length", vec![]).await;
-    assert_eq!(images, json!(0), "no <img> element was created from task text");
+    let images = b
+        .js("return document.querySelectorAll('img').length", vec![])
+        .await;
+    assert_eq!(
+        images,
+        json!(0),
+        "no <img> element was created from task text"
+    );
 
     // Details of the injection task: its output (the same text) is text too.
     b.client
-        .find(fantoccini::Locator::Css(&format!("button.tile[data-id='{injected}']")))
+        .find(fantoccini::Locator::Css(&format!(
+            "button.tile[data-id='{injected}']"
+        )))
         .await
         .unwrap()
         .click()
@@ -242,12 +282,18 @@ async fn failures_show_red_with_exit_codes_and_messages_render_as_text() {
         .until(LIMIT, "the output of the echo", "const l = document.querySelector('.details .logs'); return l && l.textContent.includes('<img') ? l.textContent : null;")
         .await;
     assert!(logs.as_str().unwrap().contains(evil), "{logs}");
-    assert_eq!(b.js("return document.querySelectorAll('img').length", vec![]).await, json!(0));
+    assert_eq!(
+        b.js("return document.querySelectorAll('img').length", vec![])
+            .await,
+        json!(0)
+    );
     assert_eq!(b.js("return window.__alerted", vec![]).await, json!(false));
 
     // The failed task's details: exit code, and its reason on hover.
     b.client
-        .find(fantoccini::Locator::Css(&format!("button.tile[data-id='{failed}']")))
+        .find(fantoccini::Locator::Css(&format!(
+            "button.tile[data-id='{failed}']"
+        )))
         .await
         .unwrap()
         .click()
@@ -257,8 +303,17 @@ async fn failures_show_red_with_exit_codes_and_messages_render_as_text() {
         .await;
 
     // Many at once: one per line, two copies each.
-    b.js("document.querySelector('input#multi').click(); return true", vec![]).await;
-    b.until(LIMIT, "the multi-line box", "return document.querySelector('textarea#work') !== null").await;
+    b.js(
+        "document.querySelector('input#multi').click(); return true",
+        vec![],
+    )
+    .await;
+    b.until(
+        LIMIT,
+        "the multi-line box",
+        "return document.querySelector('textarea#work') !== null",
+    )
+    .await;
     b.js(
         "const t = document.querySelector('textarea#work'); t.value = 'echo one\\necho two\\nsleep 30';
          t.dispatchEvent(new Event('input', {bubbles: true}));
@@ -268,7 +323,12 @@ async fn failures_show_red_with_exit_codes_and_messages_render_as_text() {
         vec![],
     )
     .await;
-    b.until(LIMIT, "8 tiles", "return document.querySelectorAll('button.tile').length === 8").await;
+    b.until(
+        LIMIT,
+        "8 tiles",
+        "return document.querySelectorAll('button.tile').length === 8",
+    )
+    .await;
 
     // An API error is shown in the page: work over the size limit.
     b.js(
@@ -279,20 +339,39 @@ async fn failures_show_red_with_exit_codes_and_messages_render_as_text() {
     )
     .await;
     let error = b
-        .until(LIMIT, "an error banner", "const e = document.querySelector('.errors .error'); return e ? e.textContent : null;")
+        .until(
+            LIMIT,
+            "an error banner",
+            "const e = document.querySelector('.errors .error'); return e ? e.textContent : null;",
+        )
         .await;
     eprintln!("error banner: {error}");
 
-    b.until(LIMIT, "both echo-one copies done", "return document.querySelectorAll('button.tile.st-done').length >= 5").await;
-    b.js("document.querySelector('.details .close').click(); return true", vec![]).await;
+    b.until(
+        LIMIT,
+        "both echo-one copies done",
+        "return document.querySelectorAll('button.tile.st-done').length >= 5",
+    )
+    .await;
+    b.js(
+        "document.querySelector('.details .close').click(); return true",
+        vec![],
+    )
+    .await;
     b.screenshot(&screenshots().join("board.png")).await;
 
     // Phone width: still readable (no horizontal scrolling).
     b.client.set_window_size(390, 844).await.unwrap();
     let overflow = b
-        .js("return document.documentElement.scrollWidth - document.documentElement.clientWidth", vec![])
+        .js(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+            vec![],
+        )
         .await;
-    assert!(overflow.as_i64().unwrap() <= 0, "no horizontal scroll at phone width: {overflow}");
+    assert!(
+        overflow.as_i64().unwrap() <= 0,
+        "no horizontal scroll at phone width: {overflow}"
+    );
     b.screenshot(&screenshots().join("phone.png")).await;
 
     b.close().await;
@@ -310,13 +389,20 @@ async fn a_thousand_tiles() {
         raw as f64 / 1024.0,
         gz as f64 / 1024.0
     );
-    assert!(gz <= 300 * 1024, "the bundle is over the 300 KiB gzip budget");
+    assert!(
+        gz <= 300 * 1024,
+        "the bundle is over the 300 KiB gzip budget"
+    );
     let data = TempDir::new("browser-1000");
     let local = handler(&data, &shell_flags(&data)).await;
     let b = Browser::start(1280, 860).await;
     b.client.goto(&local.url()).await.unwrap();
-    b.until(LIMIT, "the app to mount", "return document.querySelector('input#work') !== null")
-        .await;
+    b.until(
+        LIMIT,
+        "the app to mount",
+        "return document.querySelector('input#work') !== null",
+    )
+    .await;
     b.js(
         "const c = document.querySelector('input#count'); c.value = '1000';
          c.dispatchEvent(new Event('input', {bubbles: true}));
@@ -326,18 +412,32 @@ async fn a_thousand_tiles() {
     )
     .await;
     let start = Instant::now();
-    b.js("document.querySelector('button#add').click(); return true", vec![]).await;
-    b.until(LIMIT, "1,000 tiles", "return document.querySelectorAll('button.tile').length === 1000")
-        .await;
+    b.js(
+        "document.querySelector('button#add').click(); return true",
+        vec![],
+    )
+    .await;
+    b.until(
+        LIMIT,
+        "1,000 tiles",
+        "return document.querySelectorAll('button.tile').length === 1000",
+    )
+    .await;
     let visible = start.elapsed();
-    println!("1,000 tiles visible {} ms after clicking Add", visible.as_millis());
+    println!(
+        "1,000 tiles visible {} ms after clicking Add",
+        visible.as_millis()
+    );
     b.until(
         Duration::from_secs(300),
         "1,000 finished tiles",
         "return document.querySelectorAll('button.tile.st-done, button.tile.st-failed').length === 1000",
     )
     .await;
-    println!("1,000 tiles finished (live updates) {} ms after clicking Add", start.elapsed().as_millis());
+    println!(
+        "1,000 tiles finished (live updates) {} ms after clicking Add",
+        start.elapsed().as_millis()
+    );
     let counts = b
         .js("return [...document.querySelectorAll('.counts .chip')].map(c => c.textContent).join(' | ')", vec![])
         .await;

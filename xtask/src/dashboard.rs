@@ -51,7 +51,10 @@ pub fn build(out_dir: &Path) -> Result<()> {
         gz as f64 / 1024.0
     );
     if gz > BUDGET_GZIP {
-        println!("dashboard: WARNING: over the {} KiB gzip budget", BUDGET_GZIP / 1024);
+        println!(
+            "dashboard: WARNING: over the {} KiB gzip budget",
+            BUDGET_GZIP / 1024
+        );
     }
     Ok(())
 }
@@ -61,7 +64,13 @@ fn ensure_target() -> Result<()> {
         .args(["target", "list", "--installed"])
         .output();
     match out {
-        Ok(o) if String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == TARGET) => Ok(()),
+        Ok(o)
+            if String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.trim() == TARGET) =>
+        {
+            Ok(())
+        }
         Ok(_) => run(Command::new("rustup").args(["target", "add", TARGET])),
         // No rustup (a distribution toolchain): let cargo say whether the target is there.
         Err(_) => Ok(()),
@@ -84,7 +93,15 @@ fn compile() -> Result<PathBuf> {
         .env("CARGO_TARGET_DIR", &dir)
         // Keep the `target_features` section: wasm-bindgen reads it (wasm-opt strips later).
         .env("CARGO_PROFILE_RELEASE_SMALL_STRIP", "false")
-        .args(["build", "-p", "dashboard-wasm", "--target", TARGET, "--profile", PROFILE]))?;
+        .args([
+            "build",
+            "-p",
+            "dashboard-wasm",
+            "--target",
+            TARGET,
+            "--profile",
+            PROFILE,
+        ]))?;
     Ok(dir.join(TARGET).join(PROFILE).join("dashboard_wasm.wasm"))
 }
 
@@ -96,25 +113,78 @@ fn bindgen(wasm: &Path, stage: &Path) -> Result<()> {
         .typescript(false)
         .omit_default_module_path(true)
         .remove_producers_section(true)
+        .remove_name_section(true)
         .generate(stage)
         .context("wasm-bindgen")
 }
 
 fn optimise(wasm: &Path) -> Result<()> {
     if Command::new("wasm-opt").arg("--version").output().is_err() {
-        println!("dashboard: wasm-opt not found (install binaryen); the .wasm is not size-optimised");
+        println!(
+            "dashboard: wasm-opt not found (install binaryen); the .wasm is not size-optimised"
+        );
         return Ok(());
     }
+    let before = walrus::Module::from_file(wasm)?;
     let tmp = wasm.with_extension("opt.wasm");
     run(Command::new("wasm-opt")
         .arg("-Oz")
-        .args(["--enable-bulk-memory", "--enable-nontrapping-float-to-int", "--enable-sign-ext"])
-        .args(["--enable-mutable-globals", "--enable-reference-types", "--enable-multivalue"])
+        .args([
+            "--enable-bulk-memory",
+            "--enable-nontrapping-float-to-int",
+            "--enable-sign-ext",
+        ])
+        .args([
+            "--enable-mutable-globals",
+            "--enable-reference-types",
+            "--enable-multivalue",
+        ])
         .arg(wasm)
         .arg("-o")
         .arg(&tmp))?;
-    std::fs::rename(&tmp, wasm)?;
+    let mut after = walrus::Module::from_file(&tmp)?;
+    if repoint_table_exports(&before, &mut after) {
+        after.emit_wasm_file(wasm)?;
+        std::fs::remove_file(&tmp)?;
+    } else {
+        std::fs::rename(&tmp, wasm)?;
+    }
     Ok(())
+}
+
+/// Works around binaryen <= 108 (Debian 12's), which writes every table export as table 0:
+/// wasm-bindgen's `__wbindgen_externrefs` (an externref table) then points at the funcref
+/// table and the page fails with "Table.set(): Argument 1 is invalid for table". Points each
+/// exported table back at the table of the element type it had before wasm-opt. Returns
+/// whether anything was changed.
+fn repoint_table_exports(before: &walrus::Module, after: &mut walrus::Module) -> bool {
+    let wanted: Vec<(String, walrus::RefType)> = before
+        .exports
+        .iter()
+        .filter_map(|e| match e.item {
+            walrus::ExportItem::Table(t) => Some((e.name.clone(), before.tables.get(t).element_ty)),
+            _ => None,
+        })
+        .collect();
+    let mut changed = false;
+    for (name, ty) in wanted {
+        let of_type: Vec<walrus::TableId> = after
+            .tables
+            .iter()
+            .filter(|t| t.element_ty == ty)
+            .map(|t| t.id())
+            .collect();
+        let [table] = of_type.as_slice() else {
+            continue;
+        };
+        for export in after.exports.iter_mut().filter(|e| e.name == name) {
+            if !matches!(export.item, walrus::ExportItem::Table(t) if t == *table) {
+                export.item = walrus::ExportItem::Table(*table);
+                changed = true;
+            }
+        }
+    }
+    changed
 }
 
 /// Writes the hashed JS, WASM and CSS plus `index.html` into `out_dir`; returns the raw and
@@ -126,7 +196,10 @@ fn publish(stage: &Path, out_dir: &Path) -> Result<(usize, usize)> {
     let css = std::fs::read(statics.join("style.css"))?;
     let html = std::fs::read_to_string(statics.join("index.html"))?;
     let tag = format!("{:016x}", fnv1a(&[&js, &wasm, &css]));
-    let (js_name, wasm_name) = (format!("dashboard-{tag}.js"), format!("dashboard-{tag}_bg.wasm"));
+    let (js_name, wasm_name) = (
+        format!("dashboard-{tag}.js"),
+        format!("dashboard-{tag}_bg.wasm"),
+    );
     let css_name = format!("style-{:016x}.css", fnv1a(&[&css]));
     clean(out_dir)?;
     std::fs::write(out_dir.join(&js_name), &js)?;
@@ -153,7 +226,8 @@ fn clean(out_dir: &Path) -> Result<()> {
         let name = entry.file_name().to_string_lossy().into_owned();
         let ours = name == "index.html"
             || name == "snippets"
-            || (name.starts_with("dashboard-") && (name.ends_with(".js") || name.ends_with(".wasm")))
+            || (name.starts_with("dashboard-")
+                && (name.ends_with(".js") || name.ends_with(".wasm")))
             || (name.starts_with("style-") && name.ends_with(".css"));
         if !ours {
             continue;
