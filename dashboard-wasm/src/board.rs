@@ -61,13 +61,27 @@ impl Board {
         self.tasks.with_value(|m| m.len())
     }
 
-    /// Applies new versions of tasks (from events or answers), in one render.
+    /// Applies new versions of tasks from the event stream (in order, so always newest), in
+    /// one render.
     pub fn upsert(&self, tasks: Vec<Task>) {
+        self.apply(tasks, false);
+    }
+
+    /// Applies tasks from an API answer (a submit, cancel or retry answer, a listing). An answer
+    /// may arrive after events that are newer than it (the spawn can report `Provisioning`
+    /// before the `202` of the submit is read), so a version that is [`behind`] the tile's is
+    /// ignored.
+    pub fn merge_answer(&self, tasks: Vec<Task>) {
+        self.apply(tasks, true);
+    }
+
+    fn apply(&self, tasks: Vec<Task>, guard: bool) {
         let mut added = Vec::new();
         let mut changes: Vec<(TaskState, Option<TaskState>)> = Vec::new();
         let mut said = Vec::new();
         for task in tasks {
             match self.get(&task.id) {
+                Some(sig) if guard && sig.with_untracked(|cur| behind(&task, cur)) => {}
                 Some(sig) => {
                     let old = sig.with_untracked(|t| t.state);
                     if old != task.state {
@@ -134,7 +148,7 @@ impl Board {
                 .with_value(|m| m.keys().filter(|id| !keep.contains(*id)).cloned().collect());
             self.remove(&stale);
         }
-        self.upsert(tasks);
+        self.merge_answer(tasks);
         self.counts.set(counts);
     }
 
@@ -149,6 +163,20 @@ impl Board {
                 .set(format!("{n} changes: {}", said.join("; "))),
         }
     }
+}
+
+/// True when `new` is an older version of the task than `cur`: an earlier attempt, or an
+/// earlier step of the same attempt (within an attempt a task only moves forward).
+pub fn behind(new: &Task, cur: &Task) -> bool {
+    fn step(s: TaskState) -> u8 {
+        match s {
+            TaskState::Pending => 0,
+            TaskState::Provisioning => 1,
+            TaskState::InProgress => 2,
+            _ => 3,
+        }
+    }
+    new.attempt < cur.attempt || (new.attempt == cur.attempt && step(new.state) < step(cur.state))
 }
 
 fn decrement(counts: &mut BTreeMap<TaskState, u64>, state: TaskState) {
@@ -194,6 +222,34 @@ mod tests {
             created_at_ms: at,
             id: TaskId::parse(id).unwrap(),
         }
+    }
+
+    #[test]
+    fn older_versions_are_behind() {
+        let id = TaskId::parse("a").unwrap();
+        let res = model::Resources {
+            cpu: 1.0,
+            memory_mb: 64,
+        };
+        let pending = Task::new(id, "w".into(), res, 3, 60, 0);
+        let provisioning = Task {
+            state: TaskState::Provisioning,
+            attempt: 1,
+            ..pending.clone()
+        };
+        let running = Task {
+            state: TaskState::InProgress,
+            ..provisioning.clone()
+        };
+        assert!(behind(&pending, &provisioning));
+        assert!(behind(&provisioning, &running));
+        assert!(!behind(&running, &provisioning));
+        let next_attempt = Task {
+            state: TaskState::Provisioning,
+            attempt: 2,
+            ..running.clone()
+        };
+        assert!(!behind(&next_attempt, &running));
     }
 
     #[test]

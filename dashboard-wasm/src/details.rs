@@ -14,6 +14,9 @@ use std::time::Duration;
 
 /// How often a running task's details are refreshed.
 const REFRESH: Duration = Duration::from_secs(1);
+/// How long after a task finished its details keep being refreshed (logs and the last metrics
+/// are captured by the reconciler just after the container exits).
+const SETTLE_MS: i64 = 10_000;
 
 /// What the panel last loaded, and for which state of the task.
 #[derive(Clone, Default)]
@@ -47,7 +50,15 @@ pub fn Details(
         let state = board.get(&id).map(|s| s.get_untracked().state);
         let stale = loaded
             .with_untracked(|l| l.for_state.as_ref() != state.map(|s| (id.clone(), s)).as_ref());
-        let running = state.is_some_and(|s| !s.is_terminal());
+        // Logs and final metrics are captured just after a task finishes: keep refreshing a
+        // little while after the end.
+        let settling = board.get(&id).is_some_and(|s| {
+            s.with_untracked(|t| {
+                t.finished_at_ms
+                    .is_none_or(|f| js_sys::Date::now() < (f + SETTLE_MS) as f64)
+            })
+        });
+        let running = state.is_some_and(|s| !s.is_terminal()) || settling;
         if busy.get_value() || !(stale || running) {
             return;
         }
@@ -84,7 +95,7 @@ pub fn Details(
     move || {
         current
             .get()
-            .map(|sig| view! { <Panel sig loaded selected errors /> })
+            .map(|sig| view! { <Panel board sig loaded selected errors /> })
     }
 }
 
@@ -98,6 +109,7 @@ async fn load(id: &TaskId) -> Result<(Task, Logs, Metrics), api::ApiError> {
 
 #[component]
 fn Panel(
+    board: Board,
     sig: RwSignal<Task>,
     loaded: RwSignal<Loaded>,
     selected: RwSignal<Option<TaskId>>,
@@ -119,10 +131,10 @@ fn Panel(
         leptos::task::spawn_local(async move {
             let path = format!("/api/tasks/{id}/{verb}");
             match api::send::<(), Task>("POST", &path, None).await {
-                Ok(task) => sig.set(Task {
+                Ok(task) => board.merge_answer(vec![Task {
                     transitions: Vec::new(),
                     ..task
-                }),
+                }]),
                 Err(e) => errors.push(e),
             }
         });

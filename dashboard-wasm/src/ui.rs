@@ -106,7 +106,7 @@ fn AddWork(board: Board, errors: Errors) -> impl IntoView {
             let body = SubmitRequest::Many(items);
             match api::send::<_, SubmitResponse>("POST", "/api/work", Some(&body)).await {
                 Ok(r) => {
-                    board.upsert(r.tasks.into_iter().map(slim).collect());
+                    board.merge_answer(r.tasks.into_iter().map(slim).collect());
                     text.set(String::new());
                 }
                 Err(e) => errors.push(e),

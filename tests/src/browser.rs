@@ -126,8 +126,8 @@ impl Browser {
     }
 
     /// Polls `script` until it returns something truthy (not null, false, 0 or ""), which it
-    /// returns; panics with `what` after `limit`.
-    pub async fn until(&self, limit: Duration, what: &str, script: &str) -> Value {
+    /// returns; `None` after `limit`.
+    pub async fn poll(&self, limit: Duration, script: &str) -> Option<Value> {
         let deadline = Instant::now() + limit;
         loop {
             let v = self.js(script, vec![]).await;
@@ -139,13 +139,23 @@ impl Browser {
                 _ => true,
             };
             if truthy {
-                return v;
+                return Some(v);
             }
             if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Like [`Browser::poll`], but panics with `what` and the page's text after `limit`.
+    pub async fn until(&self, limit: Duration, what: &str, script: &str) -> Value {
+        match self.poll(limit, script).await {
+            Some(v) => v,
+            None => {
                 let page = self.js("return document.body.innerText", vec![]).await;
                 panic!("timed out after {limit:?} waiting for {what}; page text:\n{page}");
             }
-            tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
 

@@ -1,12 +1,12 @@
 //! The dashboard in a real headless Chromium, against the real handler in local mode.
 //!
 //! Needs Chromium + chromedriver (skipped outside CI when missing, mandatory in CI) and the
-//! built dashboard (`cargo xtask test` builds it first). The happy path runs on Docker when an
-//! engine answers; the other scenarios use the process runtime with a shell worker, so a
-//! task's message is the shell command it runs (`exit 3` fails with exit code 3).
+//! built dashboard (`cargo xtask test` builds it first). Workers run each message as a shell
+//! command (`exit 3` fails with exit code 3). The happy path runs on Docker when an engine
+//! answers (always in CI); the other scenarios use the process runtime, which is faster.
 
 use e2e::browser::{bundle_size, chromium_available, dashboard_dir, Browser};
-use e2e::{docker_available, need, start_local, TempDir};
+use e2e::{docker_available, need, TempDir};
 use handler::local::Running;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -19,32 +19,63 @@ fn screenshots() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots")
 }
 
-/// Local mode serving the built dashboard, with extra flags.
+/// Local mode serving the built dashboard, with extra flags. Binds a free port chosen here (not
+/// port 0), because the workers' callback URL is derived from `--bind`.
 async fn handler(data: &TempDir, flags: &[String]) -> Running {
-    let mut all = vec![
-        "--dashboard-dir".to_string(),
-        dashboard_dir().display().to_string(),
-    ];
-    all.extend(flags.iter().cloned());
-    let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-    start_local(&data.0, &refs).await
-}
-
-/// Flags for the process runtime with a worker that runs each message with `sh` (written to a
-/// script so no argument holds a space).
-fn shell_flags(data: &TempDir) -> Vec<String> {
-    let script = data.0.join("run.sh");
-    std::fs::write(&script, "eval \"$MESSAGE\"\n").unwrap();
-    [
-        "--runtime",
-        "process",
-        "--worker-arg=--",
-        "--worker-arg=/bin/sh",
-        &format!("--worker-arg={}", script.display()),
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let mut argv: Vec<String> = [
+        "handler",
+        "local",
+        "--sweep-ms",
+        "200",
+        "--retry-backoff-ms",
+        "100",
     ]
     .iter()
     .map(|s| s.to_string())
-    .collect()
+    .collect();
+    argv.extend([
+        "--bind".to_string(),
+        format!("127.0.0.1:{port}"),
+        "--data-dir".to_string(),
+        data.0.display().to_string(),
+        "--worker-bin".to_string(),
+        e2e::worker_bin().display().to_string(),
+        "--dashboard-dir".to_string(),
+        dashboard_dir().display().to_string(),
+    ]);
+    argv.extend(flags.iter().cloned());
+    let args = handler::config::local_args(&argv).expect("valid local flags");
+    handler::local::start(args)
+        .await
+        .expect("local mode starts")
+}
+
+/// Flags for a worker that runs each message as a shell command. `--worker-arg` values are split
+/// on spaces, so the script separates `eval` from its argument with a tab.
+fn shell_flags(runtime: &str, image: Option<&str>) -> Vec<String> {
+    let mut flags = vec!["--runtime".to_string(), runtime.to_string()];
+    if let Some(image) = image {
+        flags.extend(["--image".to_string(), image.to_string()]);
+    }
+    for arg in ["--", "/bin/sh", "-c", "eval\t\"$MESSAGE\""] {
+        flags.push(format!("--worker-arg={arg}"));
+    }
+    flags
+}
+
+/// Docker with the test image (worker + busybox) when an engine answers, else processes.
+async fn happy_path_flags() -> Vec<String> {
+    if docker_available() {
+        let image = e2e::test_image().await;
+        shell_flags("docker", Some(&image))
+    } else {
+        eprintln!("no Docker Engine: the happy path runs on the process runtime");
+        shell_flags("process", None)
+    }
 }
 
 /// Records every state each tile shows, with its note line, from the moment it is called.
@@ -93,23 +124,27 @@ async fn tile_id(b: &Browser, work: &str) -> String {
         .to_string()
 }
 
-/// Waits until tile `id` shows `state`; returns its background colour.
-async fn wait_tile(b: &Browser, id: &str, state: &str) -> String {
+/// Waits until tile `id` shows `state`; returns its background colour. On timeout, shows what
+/// the API says about the task next to what the page shows.
+async fn wait_tile(b: &Browser, local: &Running, id: &str, state: &str) -> String {
     let script = format!(
         "const t = document.querySelector('button.tile[data-id=\"{id}\"]');
          return t && t.dataset.state === '{state}' ? getComputedStyle(t).backgroundColor : null;"
     );
-    b.until(LIMIT, &format!("tile {id} to be {state}"), &script)
-        .await
-        .as_str()
-        .unwrap()
-        .to_string()
+    if let Some(colour) = b.poll(LIMIT, &script).await {
+        return colour.as_str().unwrap().to_string();
+    }
+    let api = e2e::Api::new(local);
+    let task = api.get(&format!("/api/tasks/{id}")).await;
+    let page = b.js("return document.body.innerText", vec![]).await;
+    panic!("tile {id} did not become {state} within {LIMIT:?}\nAPI: {task:#}\npage: {page}");
 }
 
 const YELLOW: &str = "rgb(255, 246, 207)";
 const BLUE: &str = "rgb(219, 232, 255)";
 const GREEN: &str = "rgb(216, 243, 223)";
 const RED: &str = "rgb(255, 223, 223)";
+const GREY: &str = "rgb(236, 239, 242)";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_goes_yellow_blue_green_with_charts_output_and_survives_a_reload() {
@@ -117,8 +152,7 @@ async fn a_task_goes_yellow_blue_green_with_charts_output_and_survives_a_reload(
         return;
     }
     let data = TempDir::new("browser-happy");
-    let flags = shell_flags(&data);
-    let local = handler(&data, &flags).await;
+    let local = handler(&data, &happy_path_flags().await).await;
     let b = Browser::start(1280, 860).await;
     b.client.goto(&local.url()).await.unwrap();
     b.until(
@@ -132,7 +166,7 @@ async fn a_task_goes_yellow_blue_green_with_charts_output_and_survives_a_reload(
     let work = "echo hello from the browser; sleep 3; echo bye";
     add_work(&b, work).await;
     let id = tile_id(&b, work).await;
-    let green = wait_tile(&b, &id, "Done").await;
+    let green = wait_tile(&b, &local, &id, "Done").await;
     assert_eq!(green, GREEN, "a done tile is green");
 
     let seen = b.js(&format!("return window.__seen['{id}']"), vec![]).await;
@@ -149,6 +183,16 @@ async fn a_task_goes_yellow_blue_green_with_charts_output_and_survives_a_reload(
         "the tile turned blue with its container's name {container}: {seen:?}"
     );
     assert_eq!(seen.last().map(|s| s.0.as_str()), Some("Done"));
+    let step = |s: &str| {
+        ["Pending", "Provisioning", "InProgress", "Done"]
+            .iter()
+            .position(|x| *x == s)
+    };
+    let steps: Vec<_> = seen.iter().map(|(s, _)| step(s)).collect();
+    assert!(
+        steps.windows(2).all(|w| w[0] <= w[1]),
+        "the tile never went backwards: {seen:?}"
+    );
 
     // The colours of the other states, from the same stylesheet.
     let colours = b
@@ -215,7 +259,7 @@ async fn a_task_goes_yellow_blue_green_with_charts_output_and_survives_a_reload(
     )
     .await;
     b.client.refresh().await.unwrap();
-    let after = wait_tile(&b, &id, "Done").await;
+    let after = wait_tile(&b, &local, &id, "Done").await;
     assert_eq!(
         after, GREEN,
         "after a reload the tile is still there and green"
@@ -231,7 +275,7 @@ async fn failures_show_red_with_exit_codes_and_messages_render_as_text() {
         return;
     }
     let data = TempDir::new("browser-fail");
-    let local = handler(&data, &shell_flags(&data)).await;
+    let local = handler(&data, &shell_flags("process", None)).await;
     let b = Browser::start(1280, 860).await;
     b.client.goto(&local.url()).await.unwrap();
     b.until(
@@ -248,7 +292,7 @@ async fn failures_show_red_with_exit_codes_and_messages_render_as_text() {
 
     add_work(&b, "exit 3").await;
     let failed = tile_id(&b, "exit 3").await;
-    let red = wait_tile(&b, &failed, "Failed").await;
+    let red = wait_tile(&b, &local, &failed, "Failed").await;
     assert_eq!(red, RED, "a failed tile is red");
     let note = b
         .js(&format!("return document.querySelector('button.tile[data-id=\"{failed}\"] .tile-note').textContent"), vec![])
@@ -258,7 +302,7 @@ async fn failures_show_red_with_exit_codes_and_messages_render_as_text() {
     let evil = "<img src=x onerror=alert(1)>";
     add_work(&b, &format!("echo '{evil}'")).await;
     let injected = tile_id(&b, &format!("echo '{evil}'")).await;
-    wait_tile(&b, &injected, "Done").await;
+    wait_tile(&b, &local, &injected, "Done").await;
     let images = b
         .js("return document.querySelectorAll('img').length", vec![])
         .await;
@@ -346,19 +390,71 @@ async fn failures_show_red_with_exit_codes_and_messages_render_as_text() {
         )
         .await;
     eprintln!("error banner: {error}");
+    b.js(
+        "const t = document.querySelector('textarea#work'); t.value = 'echo three';
+         t.dispatchEvent(new Event('input', {bubbles: true})); return true",
+        vec![],
+    )
+    .await;
 
     b.until(
         LIMIT,
-        "both echo-one copies done",
+        "the echo copies done",
         "return document.querySelectorAll('button.tile.st-done').length >= 5",
     )
     .await;
+
+    // Cancel a running task from its details (grey), then retry it.
+    let sleeper = b
+        .until(LIMIT, "a running sleep", "const t = [...document.querySelectorAll('button.tile.st-inprogress')].find(t => t.textContent.includes('sleep 30')); return t ? t.dataset.id : null;")
+        .await;
+    let sleeper = sleeper.as_str().unwrap().to_string();
+    b.js(
+        &format!(
+            "document.querySelector('button.tile[data-id=\"{sleeper}\"]').click(); return true"
+        ),
+        vec![],
+    )
+    .await;
+    let button = |label: &str| {
+        format!("[...document.querySelectorAll('.details .actions button')].find(b => b.textContent === '{label}')")
+    };
+    b.until(
+        LIMIT,
+        "the Cancel button",
+        &format!("const b = {}; return b && !b.disabled;", button("Cancel")),
+    )
+    .await;
+    b.js(
+        &format!("{}.click(); return true", button("Cancel")),
+        vec![],
+    )
+    .await;
+    let grey = wait_tile(&b, &local, &sleeper, "Cancelled").await;
+    assert_eq!(grey, GREY, "a cancelled tile is grey");
+    b.until(
+        LIMIT,
+        "the Retry button",
+        &format!("const b = {}; return b && !b.disabled;", button("Retry")),
+    )
+    .await;
+    b.js(&format!("{}.click(); return true", button("Retry")), vec![])
+        .await;
+    b.until(LIMIT, "the retried task to leave Cancelled", &format!("const t = document.querySelector('button.tile[data-id=\"{sleeper}\"]'); return t && t.dataset.state !== 'Cancelled';")).await;
     b.js(
         "document.querySelector('.details .close').click(); return true",
         vec![],
     )
     .await;
     b.screenshot(&screenshots().join("board.png")).await;
+
+    // Clear finished: the done and failed tiles go, the others stay.
+    b.js(
+        "document.querySelector('button#clear').click(); return true",
+        vec![],
+    )
+    .await;
+    b.until(LIMIT, "finished tiles cleared", "return document.querySelectorAll('button.tile.st-done, button.tile.st-failed').length === 0 && document.querySelectorAll('button.tile').length > 0").await;
 
     // Phone width: still readable (no horizontal scrolling).
     b.client.set_window_size(390, 844).await.unwrap();
@@ -394,7 +490,7 @@ async fn a_thousand_tiles() {
         "the bundle is over the 300 KiB gzip budget"
     );
     let data = TempDir::new("browser-1000");
-    let local = handler(&data, &shell_flags(&data)).await;
+    let local = handler(&data, &shell_flags("process", None)).await;
     let b = Browser::start(1280, 860).await;
     b.client.goto(&local.url()).await.unwrap();
     b.until(
