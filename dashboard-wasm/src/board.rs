@@ -56,11 +56,6 @@ impl Board {
         self.tasks.with_value(|m| m.get(id).copied())
     }
 
-    /// How many tiles the board holds.
-    pub fn len(&self) -> usize {
-        self.tasks.with_value(|m| m.len())
-    }
-
     /// Applies new versions of tasks from the event stream (in order, so always newest), in
     /// one render.
     pub fn upsert(&self, tasks: Vec<Task>) {

@@ -38,7 +38,8 @@ pub fn Chart(
     /// Formats a value for the "now" and "max" notes.
     label: fn(f64) -> String,
 ) -> impl IntoView {
-    let top = move || series.with(|s| s.iter().map(|p| p.1).fold(floor, f64::max));
+    // 15% headroom above the highest sample, so a flat line does not hide under the caption.
+    let top = move || series.with(|s| s.iter().map(|p| p.1 * 1.15).fold(floor, f64::max));
     let line = move || points(&series.get(), top());
     let now = move || series.with(|s| s.last().map(|p| label(p.1)).unwrap_or_else(|| "-".into()));
     let count = move || series.with(|s| s.len());

@@ -26,6 +26,11 @@ async fn handler(data: &TempDir, flags: &[String]) -> Running {
         .and_then(|l| l.local_addr())
         .unwrap()
         .port();
+    handler_on(port, data, flags).await
+}
+
+/// [`handler`] on a given port (to restart one where the page expects it).
+async fn handler_on(port: u16, data: &TempDir, flags: &[String]) -> Running {
     let mut argv: Vec<String> = [
         "handler",
         "local",
@@ -152,7 +157,8 @@ async fn a_task_goes_yellow_blue_green_with_charts_output_and_survives_a_reload(
         return;
     }
     let data = TempDir::new("browser-happy");
-    let local = handler(&data, &happy_path_flags().await).await;
+    let flags = happy_path_flags().await;
+    let local = handler(&data, &flags).await;
     let b = Browser::start(1280, 860).await;
     b.client.goto(&local.url()).await.unwrap();
     b.until(
@@ -163,7 +169,7 @@ async fn a_task_goes_yellow_blue_green_with_charts_output_and_survives_a_reload(
     .await;
     b.js(RECORD_STATES, vec![]).await;
 
-    let work = "echo hello from the browser; sleep 3; echo bye";
+    let work = "echo hello from the browser; timeout 3 yes >/dev/null; echo bye";
     add_work(&b, work).await;
     let id = tile_id(&b, work).await;
     let green = wait_tile(&b, &local, &id, "Done").await;
@@ -264,6 +270,27 @@ async fn a_task_goes_yellow_blue_green_with_charts_output_and_survives_a_reload(
         after, GREEN,
         "after a reload the tile is still there and green"
     );
+
+    // The handler restarts: the page says so, polls, reconnects and reloads the board.
+    let port = local.addr.port();
+    local.stop().await;
+    b.until(
+        LIMIT,
+        "the page to notice the handler is gone",
+        "return document.querySelector('.link-down') !== null",
+    )
+    .await;
+    let local = handler_on(port, &data, &flags).await;
+    b.until(
+        LIMIT,
+        "the stream to come back",
+        "return document.querySelector('.link-live') !== null",
+    )
+    .await;
+    add_work(&b, "echo after the restart").await;
+    let again = tile_id(&b, "echo after the restart").await;
+    wait_tile(&b, &local, &again, "Done").await;
+    wait_tile(&b, &local, &id, "Done").await;
 
     b.close().await;
     local.stop().await;
