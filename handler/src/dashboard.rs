@@ -148,7 +148,7 @@ fn respond(req: &HttpRequest, file: File) -> HttpResponse {
             HeaderValue::from_static("nosniff"),
         ))
         .insert_header((header::CONTENT_TYPE, content_type(&file.name)));
-    if fresh || req.method() == Method::HEAD {
+    if fresh {
         return res.finish();
     }
     res.body(file.data.into_owned())
