@@ -39,7 +39,7 @@ pub enum Link {
 
 /// One buffered change.
 enum Change {
-    Task(Task),
+    Task(Box<Task>),
     Cleared(ClearedEvent),
 }
 
@@ -136,7 +136,7 @@ impl Live {
         on_open.forget();
         self.listen(&source, "task", |this, data| {
             if let Ok(e) = serde_json::from_str::<TaskEvent>(&data) {
-                this.queue(Change::Task(e.task));
+                this.queue(Change::Task(Box::new(e.task)));
             }
         });
         self.listen(&source, "cleared", |this, data| {
@@ -181,7 +181,7 @@ impl Live {
         let book = {
             let mut inner = self.inner.borrow_mut();
             if let (true, Change::Task(t)) = (inner.reloading, &change) {
-                inner.seen_during_reload.push(t.clone());
+                inner.seen_during_reload.push(Task::clone(t));
             }
             inner.buffer.push(change);
             !std::mem::replace(&mut inner.flush_booked, true)
@@ -201,7 +201,7 @@ impl Live {
         let mut tasks = Vec::new();
         for change in changes {
             match change {
-                Change::Task(t) => tasks.push(t),
+                Change::Task(t) => tasks.push(*t),
                 Change::Cleared(c) => {
                     self.board.upsert(std::mem::take(&mut tasks));
                     self.board.remove(&c.ids);
