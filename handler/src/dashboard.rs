@@ -208,6 +208,106 @@ mod tests {
         assert_eq!(cache_control("index.html"), "no-cache");
     }
 
+    /// A dashboard folder with an index and two hashed assets, removed on drop.
+    struct Folder(PathBuf);
+
+    impl Folder {
+        fn new(files: &[(&str, &str)]) -> Folder {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos();
+            let dir = std::env::temp_dir().join(format!("eda-dash-{}-{nanos}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            for (name, body) in files {
+                std::fs::write(dir.join(name), body).unwrap();
+            }
+            Folder(dir)
+        }
+    }
+
+    impl Drop for Folder {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    const WASM: &str = "dashboard-0123456789abcdef_bg.wasm";
+
+    async fn get(
+        dir: &Path,
+        method: Method,
+        path: &str,
+        etag: Option<&str>,
+    ) -> (StatusCode, actix_web::http::header::HeaderMap, String) {
+        let app = actix_web::test::init_service(
+            actix_web::App::new().configure(|cfg| configure(cfg, Some(dir.to_path_buf()))),
+        )
+        .await;
+        let mut req = actix_web::test::TestRequest::default()
+            .method(method)
+            .uri(path);
+        if let Some(etag) = etag {
+            req = req.insert_header((header::IF_NONE_MATCH, etag));
+        }
+        let res = actix_web::test::call_service(&app, req.to_request()).await;
+        let (status, headers) = (res.status(), res.headers().clone());
+        let body = actix_web::test::read_body(res).await;
+        (status, headers, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[actix_web::test]
+    async fn serves_files_with_types_caching_and_the_spa_fallback() {
+        let folder = Folder::new(&[("index.html", "<p>index</p>"), (WASM, "wasm!")]);
+        let dir = &folder.0;
+        let (status, h, body) = get(dir, Method::GET, "/", None).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "<p>index</p>"));
+        assert_eq!(h.get(header::CACHE_CONTROL).unwrap(), "no-cache");
+        assert_eq!(
+            h.get(header::CONTENT_TYPE).unwrap(),
+            "text/html; charset=utf-8"
+        );
+
+        let (status, h, body) = get(dir, Method::GET, &format!("/{WASM}"), None).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "wasm!"));
+        assert_eq!(h.get(header::CONTENT_TYPE).unwrap(), "application/wasm");
+        assert_eq!(
+            h.get(header::CACHE_CONTROL).unwrap(),
+            "public, max-age=31536000, immutable"
+        );
+        let etag = h.get(header::ETAG).unwrap().to_str().unwrap().to_string();
+        let (status, _, body) = get(dir, Method::GET, &format!("/{WASM}"), Some(&etag)).await;
+        assert_eq!((status, body.as_str()), (StatusCode::NOT_MODIFIED, ""));
+
+        for spa in ["/tasks/abc", "/x/y/z", "/missing.js", "/../index.html"] {
+            let (status, _, body) = get(dir, Method::GET, spa, None).await;
+            assert_eq!(
+                (status, body.as_str()),
+                (StatusCode::OK, "<p>index</p>"),
+                "{spa}"
+            );
+        }
+        let (_, _, body) = get(dir, Method::GET, &format!("/deep/path/{WASM}"), None).await;
+        assert_eq!(body, "wasm!", "assets asked for relative to a deep path");
+
+        let (status, h, _) = get(dir, Method::GET, "/api/nope", None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(h.get(header::CONTENT_TYPE).unwrap(), "application/json");
+        let (status, _, _) = get(dir, Method::POST, "/", None).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    }
+
+    #[actix_web::test]
+    async fn an_unbuilt_dashboard_says_how_to_build_it() {
+        let folder = Folder::new(&[]);
+        let (status, _, body) = get(&folder.0, Method::GET, "/", None).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            body.contains("dashboard not built: run <code>cargo xtask dashboard</code>"),
+            "{body}"
+        );
+    }
+
     #[test]
     fn only_plain_relative_paths_are_assets() {
         assert!(is_asset("dashboard.js"));
