@@ -211,14 +211,26 @@ async fn a_task_goes_yellow_blue_green_with_charts_output_and_survives_a_reload(
         .await;
     assert_eq!(colours, json!([YELLOW, BLUE, RED]));
 
-    // Details: a chart with points and the task's output.
+    // Screen readers heard about it.
+    let said = b
+        .js(
+            "return document.querySelector('[aria-live]').textContent",
+            vec![],
+        )
+        .await;
+    assert!(
+        said.as_str().unwrap().contains("is Done"),
+        "aria-live: {said}"
+    );
+
+    // Details, opened from the keyboard (tiles are buttons): a chart with points and the output.
     b.client
         .find(fantoccini::Locator::Css(&format!(
             "button.tile[data-id='{id}']"
         )))
         .await
         .unwrap()
-        .click()
+        .send_keys(&char::from(fantoccini::key::Key::Enter).to_string())
         .await
         .unwrap();
     let points = b
@@ -255,15 +267,24 @@ async fn a_task_goes_yellow_blue_green_with_charts_output_and_survives_a_reload(
     );
     b.screenshot(&screenshots().join("details.png")).await;
 
-    // Esc closes the details; a reload keeps the board.
-    b.js("document.dispatchEvent(new KeyboardEvent('keydown', {key: 'Escape', bubbles: true})); return true", vec![])
-        .await;
+    // Esc closes the details and gives the focus back to the tile; a reload keeps the board.
+    b.client
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys(&char::from(fantoccini::key::Key::Escape).to_string())
+        .await
+        .unwrap();
     b.until(
         LIMIT,
         "the details to close",
         "return document.querySelector('.details') === null",
     )
     .await;
+    let focused = b
+        .js("return document.activeElement.dataset.id", vec![])
+        .await;
+    assert_eq!(focused, json!(id), "the focus is back on the tile");
     b.client.refresh().await.unwrap();
     let after = wait_tile(&b, &local, &id, "Done").await;
     assert_eq!(
@@ -474,6 +495,22 @@ async fn failures_show_red_with_exit_codes_and_messages_render_as_text() {
     )
     .await;
     b.screenshot(&screenshots().join("board.png")).await;
+
+    // Filter by state: only the red tiles stay visible.
+    b.js(
+        "document.querySelector('.counts .chip[data-state=Failed]').click(); return true",
+        vec![],
+    )
+    .await;
+    let shown = b
+        .until(LIMIT, "the filter", "const v = [...document.querySelectorAll('button.tile')].filter(t => t.offsetParent !== null); return v.length && v.every(t => t.dataset.state === 'Failed') ? v.length : null;")
+        .await;
+    assert_eq!(shown, json!(1), "one failed task");
+    b.js(
+        "document.querySelector('.counts .chip:not([data-state])').click(); return true",
+        vec![],
+    )
+    .await;
 
     // Clear finished: the done and failed tiles go, the others stay.
     b.js(
