@@ -19,8 +19,8 @@ fn screenshots() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots")
 }
 
-/// Local mode serving the built dashboard, with extra flags. Binds a free port chosen here (not
-/// port 0), because the workers' callback URL is derived from `--bind`.
+/// Local mode serving the built dashboard, with extra flags, on a free port chosen here (so a
+/// restart can take the same port again).
 async fn handler(data: &TempDir, flags: &[String]) -> Running {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -59,14 +59,13 @@ async fn handler_on(port: u16, data: &TempDir, flags: &[String]) -> Running {
         .expect("local mode starts")
 }
 
-/// Flags for a worker that runs each message as a shell command. `--worker-arg` values are split
-/// on spaces, so the script separates `eval` from its argument with a tab.
+/// Flags for a worker that runs each message as a shell command (`sh -c 'eval "$MESSAGE"'`).
 fn shell_flags(runtime: &str, image: Option<&str>) -> Vec<String> {
     let mut flags = vec!["--runtime".to_string(), runtime.to_string()];
     if let Some(image) = image {
         flags.extend(["--image".to_string(), image.to_string()]);
     }
-    for arg in ["--", "/bin/sh", "-c", "eval\t\"$MESSAGE\""] {
+    for arg in e2e::shell_worker_args() {
         flags.push(format!("--worker-arg={arg}"));
     }
     flags
