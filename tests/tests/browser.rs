@@ -479,6 +479,20 @@ async fn failures_show_red_with_exit_codes_and_messages_render_as_text() {
     .await;
     let grey = wait_tile(&b, &local, &sleeper, "Cancelled").await;
     assert_eq!(grey, GREY, "a cancelled tile is grey");
+    // The board screenshot: green, red, blue and grey tiles and the error banner.
+    b.js(
+        "document.querySelector('.details .close').click(); return true",
+        vec![],
+    )
+    .await;
+    b.screenshot(&screenshots().join("board.png")).await;
+    b.js(
+        &format!(
+            "document.querySelector('button.tile[data-id=\"{sleeper}\"]').click(); return true"
+        ),
+        vec![],
+    )
+    .await;
     b.until(
         LIMIT,
         "the Retry button",
@@ -493,7 +507,6 @@ async fn failures_show_red_with_exit_codes_and_messages_render_as_text() {
         vec![],
     )
     .await;
-    b.screenshot(&screenshots().join("board.png")).await;
 
     // Filter by state: only the red tiles stay visible.
     b.js(
