@@ -3,6 +3,11 @@
 //! The API's base URL comes from `<meta name="eda-api" content="...">` in `index.html`: empty
 //! means "the origin that served this page", which is how the handler serves the dashboard; a
 //! static copy of the folder hosted elsewhere sets it to the API's URL.
+//!
+//! When the API answers 401 (a handler started with `--api-key`, or the Function App in Azure),
+//! the page asks for the key once; it is kept in `sessionStorage` (this tab only) and sent as
+//! `x-api-key` on every call. `EventSource` cannot send it, so such a board is kept live by polling
+//! where the event stream needs the key too.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -29,9 +34,42 @@ pub enum ApiError {
     Decode(String),
 }
 
+/// Where the key is kept (`sessionStorage`: this tab only, gone when it closes).
+const KEY_ITEM: &str = "eda-api-key";
+
 thread_local! {
     /// The base URL, read once from the page: it never changes while the page lives.
     static BASE: String = read_base();
+    /// The API key the person gave, if any.
+    static KEY: std::cell::RefCell<Option<String>> = std::cell::RefCell::new(stored_key());
+    /// Called on a 401 answer, so the page can ask for the key.
+    static ON_UNAUTHORIZED: std::cell::RefCell<Option<Box<dyn Fn()>>> = const { std::cell::RefCell::new(None) };
+}
+
+fn session() -> Option<web_sys::Storage> {
+    web_sys::window()?.session_storage().ok().flatten()
+}
+
+fn stored_key() -> Option<String> {
+    session()?
+        .get_item(KEY_ITEM)
+        .ok()
+        .flatten()
+        .filter(|k| !k.is_empty())
+}
+
+/// Uses `key` for every call from now on (and for this tab's later page loads).
+pub fn set_key(key: &str) {
+    let key = key.trim().to_string();
+    if let Some(s) = session() {
+        let _ = s.set_item(KEY_ITEM, &key);
+    }
+    KEY.with(|k| *k.borrow_mut() = (!key.is_empty()).then_some(key));
+}
+
+/// Registers what to do when the API says 401 (ask the person for the key).
+pub fn on_unauthorized(f: impl Fn() + 'static) {
+    ON_UNAUTHORIZED.with(|u| *u.borrow_mut() = Some(Box::new(f)));
 }
 
 fn read_base() -> String {
@@ -62,14 +100,18 @@ async fn call(method: &str, path: &str, body: Option<String>) -> Result<String, 
     let init = RequestInit::new();
     init.set_method(method);
     init.set_cache(RequestCache::NoStore);
+    let headers = Headers::new().map_err(net)?;
+    let used = KEY.with(|k| k.borrow().clone());
+    if let Some(key) = &used {
+        headers.set("x-api-key", key).map_err(net)?;
+    }
     if let Some(body) = body {
-        let headers = Headers::new().map_err(net)?;
         headers
             .set("content-type", "application/json")
             .map_err(net)?;
-        init.set_headers(&headers);
         init.set_body(&JsValue::from_str(&body));
     }
+    init.set_headers(&headers);
     let request = Request::new_with_str_and_init(&url(path), &init).map_err(net)?;
     let window = web_sys::window().ok_or_else(|| ApiError::Network("no window".into()))?;
     let response: Response = JsFuture::from(window.fetch_with_request(&request))
@@ -83,6 +125,10 @@ async fn call(method: &str, path: &str, body: Option<String>) -> Result<String, 
         .unwrap_or_default();
     if response.ok() {
         return Ok(text);
+    }
+    // A 401 for a key that was replaced while the request was in flight says nothing.
+    if response.status() == 401 && KEY.with(|k| *k.borrow() == used) {
+        ON_UNAUTHORIZED.with(|u| u.borrow().as_ref().map(|f| f()));
     }
     let message = match serde_json::from_str::<model::ApiError>(&text) {
         Ok(e) => e.message,

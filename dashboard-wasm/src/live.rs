@@ -23,6 +23,8 @@ use web_sys::{EventSource, MessageEvent};
 const POLL: Duration = Duration::from_secs(2);
 /// Largest wait between two attempts to reopen the stream.
 const MAX_BACKOFF_MS: u64 = 5_000;
+/// A stream open at least this long was healthy; its end restarts the back-off.
+const LONG_LIVED_MS: f64 = 10_000.0;
 /// Most tasks loaded into the page (pages of `MAX_PAGE`).
 const MAX_TILES: usize = 10_000;
 
@@ -54,8 +56,12 @@ struct Inner {
     reloading: bool,
     /// Tasks seen while `reloading` (newer than the listing may be).
     seen_during_reload: Vec<Task>,
-    /// Failed attempts in a row, for the back-off.
+    /// Short-lived connections in a row, for the back-off. A stream that closes soon after it
+    /// opened counts too (Azure's `/api/events` answers one `resync` and closes), so such a
+    /// server is asked at most every [`MAX_BACKOFF_MS`], not in a tight loop.
     failures: u32,
+    /// When the current stream opened (ms since epoch), to tell a long-lived one from a blip.
+    opened_at: Option<f64>,
     /// The open stream, so it can be closed before reopening.
     source: Option<EventSource>,
 }
@@ -128,7 +134,7 @@ impl Live {
         };
         let this = self.clone();
         let on_open = Closure::<dyn FnMut()>::new(move || {
-            this.inner.borrow_mut().failures = 0;
+            this.inner.borrow_mut().opened_at = Some(js_sys::Date::now());
             this.link.set(Link::Live);
             this.reload();
         });
@@ -168,7 +174,11 @@ impl Live {
             if let Some(s) = inner.source.take() {
                 s.close();
             }
-            inner.failures += 1;
+            let lived = inner.opened_at.take().map(|t| js_sys::Date::now() - t);
+            inner.failures = match lived {
+                Some(ms) if ms > LONG_LIVED_MS => 1,
+                _ => inner.failures + 1,
+            };
             inner.failures
         };
         self.link.set(Link::Down);

@@ -62,6 +62,8 @@ pub fn App() -> impl IntoView {
     });
     on_cleanup(move || handle.remove());
     let link = live.link;
+    let need_key = RwSignal::new(false);
+    api::on_unauthorized(move || need_key.set(true));
     view! {
         <header class="top">
             <h1>"Event-Driven ACI"</h1>
@@ -73,6 +75,7 @@ pub fn App() -> impl IntoView {
                 }}
             </span>
         </header>
+        <AskKey need_key live=live.clone() />
         <AddWork board errors />
         <ErrorBanner errors />
         <Counts board filter live=live.clone() errors />
@@ -83,6 +86,26 @@ pub fn App() -> impl IntoView {
         <div class="sr-only" aria-live="polite" aria-atomic="true">
             {move || board.announcement.get()}
         </div>
+    }
+}
+
+/// Asks for the API key after a 401; hidden otherwise.
+#[component]
+fn AskKey(need_key: RwSignal<bool>, live: Live) -> impl IntoView {
+    let key = RwSignal::new(String::new());
+    let submit = move |e: ev::SubmitEvent| {
+        e.prevent_default();
+        api::set_key(&key.get_untracked());
+        need_key.set(false);
+        live.reload();
+    };
+    view! {
+        <form class="key" on:submit=submit hidden=move || !need_key.get()>
+            <label for="api-key">"This API needs its key: "</label>
+            <input id="api-key" type="password" autocomplete="off"
+                on:input=move |e| key.set(event_target_value(&e)) />
+            <button type="submit">"Use key"</button>
+        </form>
     }
 }
 

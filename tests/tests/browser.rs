@@ -617,3 +617,46 @@ async fn a_thousand_tiles() {
     b.close().await;
     local.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_api_key_the_page_asks_for_it_and_polls() {
+    if !need("chromium + chromedriver", chromium_available()) {
+        return;
+    }
+    let data = TempDir::new("browser-key");
+    let mut flags = shell_flags("process", None);
+    flags.extend(["--api-key".to_string(), "sesame".to_string()]);
+    let local = handler(&data, &flags).await;
+    let b = Browser::start(1280, 860).await;
+    b.client.goto(&local.url()).await.unwrap();
+    b.until(
+        LIMIT,
+        "the key prompt",
+        "const f = document.querySelector('form.key'); return f && !f.hidden;",
+    )
+    .await;
+    let input = b
+        .client
+        .find(fantoccini::Locator::Css("input#api-key"))
+        .await
+        .unwrap();
+    input
+        .send_keys(&format!(
+            "sesame{}",
+            char::from(fantoccini::key::Key::Enter)
+        ))
+        .await
+        .unwrap();
+    b.until(
+        LIMIT,
+        "the prompt to go",
+        "return document.querySelector('form.key').hidden",
+    )
+    .await;
+    add_work(&b, "echo keyed").await;
+    let id = tile_id(&b, "echo keyed").await;
+    // The event stream needs the key too (EventSource cannot send it): polling keeps it live.
+    wait_tile(&b, &local, &id, "Done").await;
+    b.close().await;
+    local.stop().await;
+}
