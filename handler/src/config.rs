@@ -116,6 +116,10 @@ pub struct LocalArgs {
     /// Folder of the built dashboard to serve instead of the embedded one.
     #[arg(long, env = "EDA_DASHBOARD_DIR")]
     pub dashboard_dir: Option<PathBuf>,
+    /// Origins allowed to call the API from a browser (CORS), e.g. the dashboard hosted as a
+    /// static site elsewhere; repeat or comma-separate. None by default: same origin only.
+    #[arg(long = "cors-origin", env = "EDA_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
     /// Task settings.
     #[command(flatten)]
     pub task: TaskArgs,

@@ -139,7 +139,7 @@ pub async fn start(args: LocalArgs) -> anyhow::Result<Running> {
     {
         app.slots.adopt(t.id);
     }
-    let server = serve(listener, args.dashboard_dir.clone(), app.clone())?;
+    let server = serve(listener, &args, app.clone())?;
     let tracker = TaskTracker::new();
     tracker.spawn(queue::consume(app.clone(), queue.clone(), tracker.clone()));
     tracker.spawn(reconcile::run(app.clone()));
@@ -156,12 +156,14 @@ pub async fn start(args: LocalArgs) -> anyhow::Result<Running> {
 
 fn serve(
     listener: std::net::TcpListener,
-    dir: Option<std::path::PathBuf>,
+    args: &LocalArgs,
     app: Arc<App>,
 ) -> anyhow::Result<actix_web::dev::ServerHandle> {
     let data = actix_web::web::Data::new(app);
+    let (dir, origins) = (args.dashboard_dir.clone(), args.cors_origins.clone());
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
+            .wrap(cors(&origins))
             .app_data(data.clone())
             .configure(api::routes)
             .configure(|cfg| dashboard::configure(cfg, dir.clone()))
@@ -174,6 +176,23 @@ fn serve(
     let handle = server.handle();
     tokio::spawn(server);
     Ok(handle)
+}
+
+/// CORS for the listed origins only (the dashboard hosted as a static site); with none, the
+/// browser's same-origin rule stands.
+fn cors(origins: &[String]) -> actix_cors::Cors {
+    use actix_web::http::{header, Method};
+    origins
+        .iter()
+        .filter(|o| !o.is_empty())
+        .fold(actix_cors::Cors::default(), |c, o| c.allowed_origin(o))
+        .allowed_methods([Method::GET, Method::POST, Method::DELETE])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::HeaderName::from_static("x-api-key"),
+        ])
+        .max_age(3600)
 }
 
 /// Runs local mode until Ctrl-C (graceful) or a second Ctrl-C (immediate).

@@ -222,3 +222,38 @@ async fn an_open_bind_needs_an_api_key_and_the_key_is_enforced() {
     assert_eq!(ok.status().as_u16(), 200);
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_allows_only_the_configured_origins() {
+    let dir = TempDir::new("cors");
+    let site = "https://dashboard.example";
+    let running = start_local(&dir.0, &["--runtime", "process", "--cors-origin", site]).await;
+    let api = Api::new(&running);
+    let preflight = |origin: &'static str| {
+        api.http
+            .request(reqwest::Method::OPTIONS, format!("{}/api/work", api.base))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type,x-api-key")
+            .send()
+    };
+    let ok = preflight(site).await.unwrap();
+    assert_eq!(
+        ok.headers().get("access-control-allow-origin").unwrap(),
+        site
+    );
+    let other = preflight("https://evil.example").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    let get = api
+        .http
+        .get(format!("{}/api/tasks", api.base))
+        .header("origin", site)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        get.headers().get("access-control-allow-origin").unwrap(),
+        site
+    );
+    running.stop().await;
+}
