@@ -55,6 +55,7 @@ fn envelope_of(task: &Task) -> Result<String, StoreError> {
         work: task.work.clone(),
         max_attempts: Some(task.max_attempts),
         timeout_secs: Some(task.timeout_secs),
+        image: task.image.clone(),
     };
     serde_json::to_string(&env).map_err(backend)
 }

@@ -96,6 +96,11 @@ pub async fn dead_letter(app: &Arc<App>, d: &Delivery, reason: &str) {
 /// The envelope of a message: ours (JSON), or plain text whose id comes from the message id.
 pub fn envelope(d: &Delivery) -> Result<Envelope, SpawnError> {
     if let Ok(env) = serde_json::from_str::<Envelope>(&d.body) {
+        // Another producer may write envelopes too: the same limits as the API apply.
+        check_work(&env.work).map_err(SpawnError::Invalid)?;
+        if let Some(image) = &env.image {
+            check_image(image).map_err(SpawnError::Invalid)?;
+        }
         return Ok(env);
     }
     let work = d.body.clone();
@@ -105,7 +110,16 @@ pub fn envelope(d: &Delivery) -> Result<Envelope, SpawnError> {
         work,
         max_attempts: None,
         timeout_secs: None,
+        image: None,
     })
+}
+
+/// Checks an envelope's image reference: 1..=255 printable ASCII characters without spaces.
+pub fn check_image(image: &str) -> Result<(), String> {
+    if image.is_empty() || image.len() > 255 || !image.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("image must be 1..=255 printable ASCII characters without spaces".into());
+    }
+    Ok(())
 }
 
 /// The task id of a plain-text message: stable per queue message id, so a redelivery maps to
@@ -139,7 +153,7 @@ async fn ensure_task(app: &Arc<App>, d: &Delivery) -> Result<Task, SpawnError> {
         return Ok(t);
     }
     let s = &app.settings;
-    let task = Task::new(
+    let mut task = Task::new(
         env.id,
         env.work,
         s.resources,
@@ -147,6 +161,7 @@ async fn ensure_task(app: &Arc<App>, d: &Delivery) -> Result<Task, SpawnError> {
         env.timeout_secs.unwrap_or(s.timeout_secs),
         now_ms(),
     );
+    task.image = env.image;
     Ok(app.tasks.insert(&[task]).await?.remove(0))
 }
 
@@ -198,7 +213,7 @@ fn container_spec(app: &App, task: &Task, name: String, secret: String) -> Conta
     ];
     ContainerSpec {
         name,
-        image: s.image.clone(),
+        image: task.image.clone().unwrap_or_else(|| s.image.clone()),
         args: s.worker_args.clone(),
         env,
         secret_env: vec![("TASK_TOKEN".to_string(), secret)],
@@ -293,5 +308,15 @@ mod tests {
         assert_eq!((plain.id, plain.work.as_str()), (derived_id("q1"), "hello"));
         assert!(envelope(&d("  ")).is_err());
         assert!(envelope(&d("a\0b")).is_err());
+        let big = "x".repeat(limits::MAX_WORK_BYTES + 1);
+        let over = serde_json::json!({"id": "abc", "work": big}).to_string();
+        assert!(
+            envelope(&d(&over)).is_err(),
+            "envelopes obey the limits too"
+        );
+        assert!(envelope(&d(r#"{"id":"abc","work":"a\u0000b"}"#)).is_err());
+        assert!(envelope(&d(r#"{"id":"abc","work":"x","image":"a b"}"#)).is_err());
+        let own = envelope(&d(r#"{"id":"abc","work":"x","image":"mine:1"}"#)).unwrap();
+        assert_eq!(own.image.as_deref(), Some("mine:1"));
     }
 }

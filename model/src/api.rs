@@ -65,6 +65,10 @@ pub struct Envelope {
     /// Timeout in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_secs: Option<u32>,
+    /// Image to run instead of the handler's worker image (a producer's own image that wraps
+    /// the worker). Only the queue envelope carries it; the API does not offer it yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 /// What a worker may report about its own task (`POST /api/tasks/{id}/state`).

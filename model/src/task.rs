@@ -126,6 +126,9 @@ pub struct Task {
     pub cost: f64,
     /// What each container asks for.
     pub resources: Resources,
+    /// Image of its containers when not the handler's worker image (see `Envelope::image`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
     /// Every state entered, oldest first.
     #[serde(default)]
     pub transitions: Vec<Transition>,
@@ -158,6 +161,7 @@ impl Task {
             billed_seconds: 0,
             cost: 0.0,
             resources,
+            image: None,
             transitions: vec![Transition {
                 state: TaskState::Pending,
                 at_ms: now_ms,

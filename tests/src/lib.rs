@@ -29,6 +29,7 @@ pub fn docker_available() -> bool {
 }
 
 pub mod browser;
+pub mod faults;
 pub mod runtimes;
 pub mod store_conformance;
 
