@@ -28,11 +28,14 @@ pub async fn connect() -> anyhow::Result<Docker> {
 
 /// Engine API: create + attach + start `image` with `args` (host network and our limits),
 /// timed until the first byte of output; the container is removed afterwards (not timed).
+/// Without `attach_output`: create + start, timed until the start call returns (the API's floor:
+/// the process may not have run yet).
 pub async fn engine_first_output(
     docker: &Docker,
     image: &str,
     args: &[&str],
     name: &str,
+    attach_output: bool,
 ) -> anyhow::Result<Duration> {
     let body = ContainerCreateBody {
         image: Some(image.to_string()),
@@ -51,6 +54,13 @@ pub async fn engine_first_output(
     let t0 = Instant::now();
     let opts = CreateContainerOptionsBuilder::new().name(name).build();
     docker.create_container(Some(opts), body).await?;
+    if !attach_output {
+        docker.start_container(name, None).await?;
+        let elapsed = t0.elapsed();
+        let rm = RemoveContainerOptionsBuilder::new().force(true).build();
+        docker.remove_container(name, Some(rm)).await?;
+        return Ok(elapsed);
+    }
     let attach = AttachContainerOptionsBuilder::new()
         .stream(true)
         .stdout(true)
@@ -99,10 +109,31 @@ pub fn xargs_burst(image: &str, args: &str, n: usize, parallel: usize) -> anyhow
     Ok(elapsed)
 }
 
-/// Number of containers with the `eda.managed` label (ours) still present.
-pub fn managed_containers() -> anyhow::Result<usize> {
+/// Task ids (`eda.task` label) of every container of this system on the engine; other
+/// handlers on the machine may have some, so callers look for their own tasks.
+pub fn tasks_with_containers() -> anyhow::Result<Vec<String>> {
     let out = Command::new("docker")
-        .args(["ps", "-aq", "--filter", "label=eda.managed"])
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            "label=eda.managed",
+            "--format",
+            "{{.Label \"eda.task\"}}",
+        ])
         .output()?;
-    Ok(String::from_utf8_lossy(&out.stdout).lines().count())
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect())
+}
+
+/// Removes `image` so the handler builds it afresh from the current worker binary (an existing
+/// image that is not the default tag is used as it is).
+pub fn remove_image(image: &str) {
+    let _ = Command::new("docker")
+        .args(["rmi", "-f", image])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }

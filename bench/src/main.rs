@@ -109,6 +109,9 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut report = stats::Report::default();
     let all = cli.what == What::All;
+    if matches!(cli.what, What::All | What::Overhead | What::Burst) {
+        docker::remove_image(runs::IMAGE);
+    }
     if all || cli.what == What::Overhead {
         runs::overhead(&ctx, &mut report).await?;
     }

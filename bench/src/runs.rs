@@ -114,10 +114,14 @@ async fn frame_of(
     }
 }
 
-/// Waits until no container of ours exists (the previous task's was removed).
-async fn no_containers() -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while docker::managed_containers()? > 0 {
+/// Waits until the containers of `tasks` are removed.
+async fn no_containers(tasks: &[TaskId]) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ids: std::collections::HashSet<&str> = tasks.iter().map(TaskId::as_str).collect();
+    while docker::tasks_with_containers()?
+        .iter()
+        .any(|t| ids.contains(t.as_str()))
+    {
         if Instant::now() > deadline {
             bail!("containers of ours were not removed within 30 s");
         }
@@ -136,7 +140,8 @@ pub async fn overhead(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     let dk = docker::connect().await?;
     let http = reqwest::Client::new();
     let mut rx = sse::subscribe(&h.url()).await?;
-    let (mut ours, mut engine, mut cli) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ours, mut engine, mut cli, mut floor) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let warmup = 2;
     for i in 0..ctx.samples + warmup {
         let e = docker::engine_first_output(
@@ -144,6 +149,15 @@ pub async fn overhead(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
             IMAGE,
             &["--help"],
             &format!("eda-bench-baseline-{i}"),
+            true,
+        )
+        .await?;
+        let f = docker::engine_first_output(
+            &dk,
+            IMAGE,
+            &["--help"],
+            &format!("eda-bench-floor-{i}"),
+            false,
         )
         .await?;
         let c = docker::cli_run(IMAGE, &["--help"])?;
@@ -156,14 +170,16 @@ pub async fn overhead(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         let accepted = Instant::now();
         let started = frame_of(&mut rx, &ids[0], TaskState::InProgress).await?;
         frame_of(&mut rx, &ids[0], TaskState::Done).await?;
-        no_containers().await?;
+        no_containers(&ids).await?;
         if i >= warmup {
             ours.push(started - accepted);
             engine.push(e);
+            floor.push(f);
             cli.push(c);
         }
     }
     let (o, e, c) = (Summary::of(&ours), Summary::of(&engine), Summary::of(&cli));
+    let f = Summary::of(&floor);
     report.note(
         "Overhead",
         format!(
@@ -255,7 +271,7 @@ pub async fn burst(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     let h = Handler::start(&ctx.handler, "burst", &docker_flags(ctx, 8), &[])?;
     let http = reqwest::Client::new();
     let t0 = Instant::now();
-    submit(
+    let ids = submit(
         &http,
         &h.url(),
         serde_json::json!({"work": "burst", "count": n}),
@@ -263,7 +279,7 @@ pub async fn burst(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     .await?;
     let (end, page) = all_terminal(&http, &h.url(), n as u64, Duration::from_secs(1800)).await?;
     let ours = end - t0;
-    no_containers().await?;
+    no_containers(&ids).await?;
     let cleaned = t0.elapsed();
     drop(h);
     let xargs = docker::xargs_burst(IMAGE, "--help", n, 8)?;
