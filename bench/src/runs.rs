@@ -194,6 +194,7 @@ pub async fn overhead(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
             e.show()
         ),
     );
+    report.note("Overhead", format!("Engine API create + start, until the start call returns (no output awaited; the API's floor): {}", f.show()));
     report.note(
         "Overhead",
         format!("`docker run --rm {IMAGE} --help` (CLI exits): {}", c.show()),
