@@ -228,7 +228,7 @@ pub fn rss_kib(pid: u32) -> u64 {
         .expect("VmRSS in /proc/<pid>/status")
 }
 
-/// Local-mode flags for Docker with `image`, 128 MiB per container, fast sweeps and retries, and
+/// Local-mode flags for Docker with `image`, fast sweeps and retries, and
 /// the shell worker (each task's message is a shell command). No `--worker-bin`: `start_local`
 /// adds it; a child process needs `--worker-bin` added.
 pub fn docker_flags(image: &str) -> Vec<String> {
@@ -237,8 +237,6 @@ pub fn docker_flags(image: &str) -> Vec<String> {
         "docker",
         "--image",
         image,
-        "--memory-mb",
-        "128",
         "--sweep-ms",
         "200",
         "--retry-backoff-ms",

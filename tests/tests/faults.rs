@@ -161,13 +161,24 @@ async fn kill_9_mid_burst_loses_nothing_and_runs_nothing_twice() {
     .await;
 }
 
-/// Local mode in-process on Docker with the test image, the shell worker and `extra` flags.
+/// Local mode in-process on Docker with the test image, the shell worker, 128 MiB per container
+/// and `extra` flags.
 async fn docker_local(dir: &TempDir, extra: &[&str]) -> Option<handler::local::Running> {
+    docker_local_mem(dir, 128, extra).await
+}
+
+/// [`docker_local`] with `memory_mb` per container.
+async fn docker_local_mem(
+    dir: &TempDir,
+    memory_mb: u32,
+    extra: &[&str],
+) -> Option<handler::local::Running> {
     if !need("docker", e2e::docker_available()) {
         return None;
     }
     let image = e2e::test_image().await;
     let mut flags = docker_flags(&image);
+    flags.extend(["--memory-mb".to_string(), memory_mb.to_string()]);
     flags.extend(extra.iter().map(|s| s.to_string()));
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     Some(start_local(&dir.0, &flags).await)
@@ -176,7 +187,7 @@ async fn docker_local(dir: &TempDir, extra: &[&str]) -> Option<handler::local::R
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oom_killed_work_fails_with_137_and_says_out_of_memory() {
     let dir = TempDir::new("oom");
-    let Some(running) = docker_local(&dir, &["--memory-mb", "32"]).await else {
+    let Some(running) = docker_local_mem(&dir, 32, &[]).await else {
         return;
     };
     let api = Api::new(&running);
@@ -573,7 +584,13 @@ async fn a_poison_message_is_dead_lettered_while_100_healthy_tasks_complete() {
         .submit(serde_json::json!({"work": "echo healthy", "count": 50}))
         .await;
     let id = model::TaskId::parse("poison0001").unwrap();
-    let dead = api.wait_state(&id, TaskState::DeadLettered, LONG).await;
+    // The task exists only once the spawner has seen the message: wait through the 404s.
+    let dead: Task = eventually(LONG, "the poison message to be dead-lettered", || async {
+        let v = api.get(&format!("/api/tasks/{id}")).await;
+        let t: Task = serde_json::from_value(v).ok()?;
+        (t.state == TaskState::DeadLettered).then_some(t)
+    })
+    .await;
     let reason = dead.reason.clone().unwrap_or_default();
     assert!(
         reason.contains("3 deliveries") && reason.contains("eda-no-such-image"),
