@@ -363,6 +363,14 @@ impl Drop for PrivateDockerd {
             .stderr(Stdio::null())
             .status();
         self.stop();
+        // dockerd leaves its network namespace mounted under the exec root: unmount what is
+        // left under the folder before removing it.
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        for point in mounts.lines().filter_map(|l| l.split_whitespace().nth(1)) {
+            if Path::new(point).starts_with(&self.dir) {
+                let _ = Command::new("umount").args(["-l", point]).status();
+            }
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
