@@ -161,6 +161,21 @@ async fn exited(app: &Arc<App>, task: &Task, st: &ContainerStatus) -> Result<(),
     attempt_failed(app, task, Some(code), &describe_exit(code, st)).await
 }
 
+/// A worker that reports its work was SIGKILLed (137) cannot tell why; the runtime can: when
+/// the container's memory limit made the kernel's OOM killer strike, say so.
+pub async fn explain_kill(app: &Arc<App>, task: &Task, code: i64, reason: String) -> String {
+    let Some(name) = task.container.as_deref().filter(|_| code == 137) else {
+        return reason;
+    };
+    match app.runtime.status(name).await {
+        Ok(Some(st)) if st.oom_killed => format!(
+            "killed by the kernel's OOM killer (memory limit {} MiB), exit code 137 ({reason})",
+            task.resources.memory_mb
+        ),
+        _ => reason,
+    }
+}
+
 /// A human reason for a non-zero exit.
 pub fn describe_exit(code: i64, st: &ContainerStatus) -> String {
     let mut s = if st.oom_killed {

@@ -92,7 +92,13 @@ async fn kill_9_mid_burst_loses_nothing_and_runs_nothing_twice() {
         (terminal(&page(&http, &base, "limit=1").await) >= N / 4).then_some(())
     })
     .await;
+    let before_kill = page(&http, &base, "limit=1").await;
     h.kill9();
+    assert!(
+        terminal(&before_kill) < N,
+        "the burst ended before the kill: {:?}",
+        before_kill.counts
+    );
     h.restart();
     eventually(
         Duration::from_secs(600),
