@@ -7,7 +7,7 @@
 
 use crate::app::App;
 use crate::clock::now_ms;
-use crate::runtime::{ContainerSpec, RuntimeError};
+use crate::runtime::{ContainerSpec, Phase, RuntimeError};
 use crate::store::{Change, StoreError};
 use crate::token;
 use model::naming::container_name;
@@ -69,10 +69,18 @@ pub async fn handle(app: &Arc<App>, d: &Delivery) -> Result<Outcome, SpawnError>
         TaskState::Pending => start_attempt(app, &task, task.attempt + 1).await,
         _ => {
             let name = container_name(&task.id, task.attempt);
-            if app.runtime.status(&name).await?.is_some() {
-                return Ok(Outcome::AlreadyRunning(task.id));
+            match app.runtime.status(&name).await? {
+                // Created but never started: the handler died between create and start. The
+                // runtime's create adopts an existing name (starting it if it never ran) and
+                // uses nothing of the spec, so the token inside stays the one recorded.
+                Some(st) if st.phase == Phase::Starting => {
+                    let spec = container_spec(app, &task, name, String::new());
+                    app.runtime.create(&spec).await?;
+                    Ok(Outcome::AlreadyRunning(task.id))
+                }
+                Some(_) => Ok(Outcome::AlreadyRunning(task.id)),
+                None => start_attempt(app, &task, task.attempt).await,
             }
-            start_attempt(app, &task, task.attempt).await
         }
     }
 }
