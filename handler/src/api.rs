@@ -512,7 +512,6 @@ async fn report(
             let reason = r
                 .reason
                 .unwrap_or_else(|| format!("work failed with exit code {code}"));
-            let reason = reconcile::explain_kill(&app, &task, code, reason).await;
             reconcile::attempt_failed(&app, &task, Some(code), &reason).await?;
         }
         state => {

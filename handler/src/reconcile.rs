@@ -161,28 +161,6 @@ async fn exited(app: &Arc<App>, task: &Task, st: &ContainerStatus) -> Result<(),
     attempt_failed(app, task, Some(code), &describe_exit(code, st)).await
 }
 
-/// A worker that reports its work was SIGKILLed (137) cannot tell why; the runtime can: when
-/// the container's memory limit made the kernel's OOM killer strike, say so. The engine learns
-/// of the OOM kill asynchronously (Docker: an event, ~10-100 ms after the kill), while the
-/// worker reports at once, so the runtime is asked a few times over half a second.
-pub async fn explain_kill(app: &Arc<App>, task: &Task, code: i64, reason: String) -> String {
-    let Some(name) = task.container.as_deref().filter(|_| code == 137) else {
-        return reason;
-    };
-    for _ in 0..10 {
-        if let Ok(Some(st)) = app.runtime.status(name).await {
-            if st.oom_killed {
-                return format!(
-                    "killed by the kernel's OOM killer (memory limit {} MiB), exit code 137 ({reason})",
-                    task.resources.memory_mb
-                );
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    reason
-}
-
 /// A human reason for a non-zero exit.
 pub fn describe_exit(code: i64, st: &ContainerStatus) -> String {
     let mut s = if st.oom_killed {
