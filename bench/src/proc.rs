@@ -12,7 +12,7 @@ pub struct Handler {
     child: Child,
     /// Where it listens.
     pub addr: SocketAddr,
-    /// From spawn until the port accepted a connection.
+    /// From spawn until `GET /api/health` answered 200.
     pub start_to_listening: Duration,
     /// Its data dir, removed on drop unless `keep`.
     data_dir: PathBuf,
@@ -34,8 +34,8 @@ pub fn temp_dir(tag: &str) -> anyhow::Result<PathBuf> {
 }
 
 impl Handler {
-    /// Starts `handler local` on a free port with `flags` (plus `env`), and waits (polling a
-    /// connect every 200 µs, 10 s at most) until it accepts connections.
+    /// Starts `handler local` on a free port with `flags` (plus `env`), and waits (polling
+    /// `GET /api/health` every 200 µs, 10 s at most) until it answers.
     pub fn start(
         bin: &Path,
         tag: &str,
@@ -74,7 +74,7 @@ impl Handler {
 
     fn wait_listening(&mut self, started: Instant) -> anyhow::Result<Duration> {
         while started.elapsed() < Duration::from_secs(10) {
-            if TcpStream::connect(self.addr).is_ok() {
+            if health_ok(self.addr) {
                 return Ok(started.elapsed());
             }
             if let Some(status) = self.child.try_wait()? {
@@ -101,6 +101,23 @@ impl Handler {
     pub fn rss(&self) -> anyhow::Result<u64> {
         rss_of(self.pid())
     }
+}
+
+/// Whether `GET /api/health` answers 200. A TCP connect alone is not enough: local mode binds its
+/// listener before it opens the store and runtime, and the kernel accepts connections from then.
+fn health_ok(addr: SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    if s.write_all(b"GET /api/health HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
 }
 
 /// `VmRSS` of process `pid`, in bytes.

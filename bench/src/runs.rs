@@ -45,7 +45,8 @@ fn docker_flags(ctx: &Ctx, concurrency: usize) -> Vec<String> {
         IMAGE.into(),
         "--worker-bin".into(),
         ctx.worker.display().to_string(),
-        "--worker-arg=--seconds 0".into(),
+        "--worker-arg=--seconds".into(),
+        "--worker-arg=0".into(),
         "--concurrency".into(),
         concurrency.to_string(),
     ]
@@ -57,7 +58,8 @@ fn process_flags(ctx: &Ctx, concurrency: usize, seconds: u64) -> Vec<String> {
         "process".into(),
         "--worker-bin".into(),
         ctx.worker.display().to_string(),
-        format!("--worker-arg=--seconds {seconds}"),
+        "--worker-arg=--seconds".into(),
+        format!("--worker-arg={seconds}"),
         "--concurrency".into(),
         concurrency.to_string(),
     ]
@@ -385,7 +387,7 @@ pub async fn api(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     report.note(
         "API",
         format!(
-            "start to listening (spawn -> port accepts; fresh data dir, process runtime): {}",
+            "start to listening (spawn -> first `GET /api/health` 200; fresh data dir, process runtime): {}",
             s.show()
         ),
     );
