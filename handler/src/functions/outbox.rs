@@ -57,6 +57,7 @@ fn push(task: &Task) -> Result<(), IntakeError> {
         work: task.work.clone(),
         max_attempts: Some(task.max_attempts),
         timeout_secs: Some(task.timeout_secs),
+        image: task.image.clone(),
     };
     let json = serde_json::to_string(&env).map_err(|e| IntakeError::Queue(e.to_string()))?;
     OUTBOX
