@@ -50,11 +50,12 @@ pub fn run(command: &[String]) -> Finished {
     let Some((program, args)) = command.split_first() else {
         return failed(2, "empty command".into());
     };
+    let ooms = oom_kills();
     let status = Command::new(program)
         .args(args)
         .env_remove("TASK_TOKEN")
         .status();
-    match status {
+    let finished = match status {
         Err(e) => failed(127, format!("cannot start `{program}`: {e}")),
         Ok(s) => match (s.code(), s.signal()) {
             (Some(0), _) => Finished {
@@ -65,7 +66,49 @@ pub fn run(command: &[String]) -> Finished {
             (None, Some(sig)) => failed(128 + sig, format!("killed by signal {sig}")),
             (None, None) => failed(1, "ended without an exit code".into()),
         },
+    };
+    // A SIGKILL (directly, or a shell reporting its child's as 137) while the container's
+    // memory cgroup counted a new OOM kill: say so, it is what the user needs to know.
+    if finished.exit_code == 137 && oom_kills() > ooms {
+        return failed(
+            137,
+            "killed by the kernel's OOM killer (the container's memory limit), exit code 137"
+                .into(),
+        );
     }
+    finished
+}
+
+/// OOM kills counted by this process's memory cgroup (v1 `memory.oom_control` or v2
+/// `memory.events`), or 0 where neither can be read. Inside a container the cgroup is mounted
+/// at the root of /sys/fs/cgroup; a child process of the process runtime finds it by its path.
+fn oom_kills() -> u64 {
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let path = |controller: &str| {
+        own.lines().find_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, ctl, p) = (parts.next()?, parts.next()?, parts.next()?);
+            ctl.split(',')
+                .any(|c| c == controller)
+                .then(|| p.to_string())
+        })
+    };
+    let v1 = path("memory").unwrap_or_default();
+    let v2 = path("").unwrap_or_default();
+    let candidates = [
+        format!("/sys/fs/cgroup/memory{v1}/memory.oom_control"),
+        "/sys/fs/cgroup/memory/memory.oom_control".to_string(),
+        format!("/sys/fs/cgroup{v2}/memory.events"),
+        "/sys/fs/cgroup/memory.events".to_string(),
+    ];
+    candidates
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .find_map(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 fn failed(exit_code: i32, reason: String) -> Finished {
