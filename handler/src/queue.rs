@@ -50,14 +50,7 @@ pub struct LocalQueue {
 }
 
 fn envelope_of(task: &Task) -> Result<String, StoreError> {
-    let env = Envelope {
-        id: task.id.clone(),
-        work: task.work.clone(),
-        max_attempts: Some(task.max_attempts),
-        timeout_secs: Some(task.timeout_secs),
-        image: task.image.clone(),
-    };
-    serde_json::to_string(&env).map_err(backend)
+    serde_json::to_string(&Envelope::of(task)).map_err(backend)
 }
 
 impl LocalQueue {

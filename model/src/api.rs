@@ -71,6 +71,19 @@ pub struct Envelope {
     pub image: Option<String>,
 }
 
+impl Envelope {
+    /// The message that (re)queues `task`: the one shape the local queue and Service Bus carry.
+    pub fn of(task: &Task) -> Envelope {
+        Envelope {
+            id: task.id.clone(),
+            work: task.work.clone(),
+            max_attempts: Some(task.max_attempts),
+            timeout_secs: Some(task.timeout_secs),
+            image: task.image.clone(),
+        }
+    }
+}
+
 /// What a worker may report about its own task (`POST /api/tasks/{id}/state`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReportedState {

@@ -1,23 +1,8 @@
 //! `handler submit` and `handler tasks` against a running local mode, through the real binary.
 
+use e2e::faults::handler_bin;
 use e2e::{start_local, Api, TempDir};
-use std::path::PathBuf;
 use std::process::Command;
-
-/// The handler binary `cargo test --workspace` built for the handler package's own tests.
-fn handler_bin() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = handler::config::env("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let bin = target.join("debug").join("handler");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build -p handler` (cargo xtask test does)",
-        bin.display()
-    );
-    bin
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_and_list_from_the_command_line() {

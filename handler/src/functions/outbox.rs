@@ -52,14 +52,8 @@ pub async fn collect<F: Future>(fut: F) -> (F::Output, Vec<String>) {
 /// Queues `task`'s envelope in the current invocation's outbox (once: a retry queued by the
 /// sweep and found due by the timer in the same invocation is sent once).
 fn push(task: &Task) -> Result<(), IntakeError> {
-    let env = Envelope {
-        id: task.id.clone(),
-        work: task.work.clone(),
-        max_attempts: Some(task.max_attempts),
-        timeout_secs: Some(task.timeout_secs),
-        image: task.image.clone(),
-    };
-    let json = serde_json::to_string(&env).map_err(|e| IntakeError::Queue(e.to_string()))?;
+    let json = serde_json::to_string(&Envelope::of(task))
+        .map_err(|e| IntakeError::Queue(e.to_string()))?;
     OUTBOX
         .try_with(|o| {
             let mut o = o.borrow_mut();
