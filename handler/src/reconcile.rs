@@ -298,8 +298,13 @@ pub async fn sample(app: Arc<App>) {
             _ = app.shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        for id in app.slots.holders() {
-            if let Err(e) = sample_one(&app, &id).await {
+        // All containers at once: one stats call can take a second (Docker 20.10's one-shot
+        // stats), so sampling them one after another would space each one's samples by the
+        // number of running containers.
+        let holders = app.slots.holders();
+        let samples = holders.iter().map(|id| sample_one(&app, id));
+        for (id, result) in holders.iter().zip(futures::future::join_all(samples).await) {
+            if let Err(e) = result {
                 tracing::debug!(task = %id, error = %e, "sample failed");
             }
         }
