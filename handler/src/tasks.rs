@@ -38,13 +38,10 @@ impl Tasks {
         Ok(stored)
     }
 
-    /// Applies a change, adding the bill of the attempt when it leaves an active state.
+    /// Applies a change; one that ends an attempt bills it at these rates (in the store's
+    /// atomic update, from the task as stored).
     pub async fn change(&self, id: &TaskId, mut change: Change) -> Result<Task, StoreError> {
-        if change.billed.is_none() && (change.to.is_terminal() || change.to == TaskState::Pending) {
-            if let Some(current) = self.store.get(id).await? {
-                change.billed = self.bill(&current, change.at_ms);
-            }
-        }
+        change.rates = Some(self.rates);
         let task = self.store.update(id, &change).await?;
         self.events.task(&task);
         Ok(task)
@@ -61,26 +58,12 @@ impl Tasks {
         c.reason = Some(reason.to_string());
         self.change(id, c).await
     }
+}
 
-    /// Seconds and cost of the current attempt if it is active: from the moment its container
-    /// was asked for to `end_ms`, rounded up to whole seconds (per-second billing).
-    fn bill(&self, t: &Task, end_ms: i64) -> Option<(u64, f64)> {
-        if !t.state.is_active() {
-            return None;
-        }
-        let start = t
-            .transitions
-            .iter()
-            .rev()
-            .find(|tr| tr.state == TaskState::Provisioning && tr.attempt == t.attempt)?
-            .at_ms;
-        let secs = ((end_ms - start).max(0) as u64).div_ceil(1000).max(1);
-        Some((secs, secs as f64 * self.per_second(t)))
-    }
-
-    /// Price of one second of this task's container.
+impl Rates {
+    /// Price of one second of `t`'s container.
     pub fn per_second(&self, t: &Task) -> f64 {
         let gb = f64::from(t.resources.memory_mb) / 1024.0;
-        t.resources.cpu * self.rates.cpu_second + gb * self.rates.gb_second
+        t.resources.cpu * self.cpu_second + gb * self.gb_second
     }
 }

@@ -350,20 +350,14 @@ async fn hostile_http_is_refused_clearly_with_bounded_memory_and_nothing_stored(
         .chain([e2e::worker_bin().display().to_string()])
         .collect();
     let h = HandlerProcess::start(&dir.0.join("data"), free_port(), &flags);
-    let (http, base) = (reqwest::Client::new(), h.url());
+    let api = e2e::Api {
+        base: h.url(),
+        http: reqwest::Client::new(),
+    };
+    let (http, base) = (api.http.clone(), api.base.clone());
     let post = |body: Vec<u8>| {
-        let (http, base) = (http.clone(), base.clone());
-        async move {
-            let r = http
-                .post(format!("{base}/api/work"))
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await
-                .unwrap();
-            let status = r.status().as_u16();
-            (status, r.json::<serde_json::Value>().await.unwrap())
-        }
+        let api = api.clone();
+        async move { api.post_raw("/api/work", body).await }
     };
     // Warm up, then take the resting memory.
     for _ in 0..200 {

@@ -76,6 +76,9 @@ pub struct Change {
     pub retry_at_ms: Option<i64>,
     /// Container seconds to add to the bill, with their cost.
     pub billed: Option<(u64, f64)>,
+    /// Prices to bill the current attempt with when this change ends it (leaves `Provisioning`
+    /// or `InProgress`); computed in [`apply`] from the task as stored, so no extra read.
+    pub rates: Option<crate::tasks::Rates>,
     /// Raise the attempt budget to at least this (a person's retry).
     pub max_attempts: Option<u32>,
 }
@@ -95,6 +98,7 @@ impl Change {
             reason: None,
             retry_at_ms: None,
             billed: None,
+            rates: None,
             max_attempts: None,
         }
     }
@@ -127,7 +131,14 @@ pub fn apply(task: &Task, change: &Change) -> Result<Task, StoreError> {
     if let Some(reason) = &change.reason {
         t.reason = (!reason.is_empty()).then(|| truncate(reason, model::limits::MAX_REASON_BYTES));
     }
-    if let Some((secs, cost)) = change.billed {
+    let billed = change.billed.or_else(|| {
+        let ends = change.to.is_terminal() || change.to == TaskState::Pending;
+        change
+            .rates
+            .filter(|_| ends)
+            .and_then(|r| bill(task, change.at_ms, r))
+    });
+    if let Some((secs, cost)) = billed {
         t.billed_seconds += secs;
         t.cost += cost;
     }
@@ -136,6 +147,22 @@ pub fn apply(task: &Task, change: &Change) -> Result<Task, StoreError> {
     t.retry_at_ms = change.retry_at_ms;
     stamp(&mut t, change);
     Ok(t)
+}
+
+/// Seconds and cost of `t`'s current attempt if it is active: from the moment its container was
+/// asked for to `end_ms`, rounded up to whole seconds (per-second billing).
+fn bill(t: &Task, end_ms: i64, rates: crate::tasks::Rates) -> Option<(u64, f64)> {
+    if !t.state.is_active() {
+        return None;
+    }
+    let start = t
+        .transitions
+        .iter()
+        .rev()
+        .find(|tr| tr.state == TaskState::Provisioning && tr.attempt == t.attempt)?
+        .at_ms;
+    let secs = ((end_ms - start).max(0) as u64).div_ceil(1000).max(1);
+    Some((secs, secs as f64 * rates.per_second(t)))
 }
 
 fn set_if<T>(slot: &mut T, value: Option<T>) {
