@@ -1,0 +1,134 @@
+//! `handler check` against the stand-ins: ARM, the identity endpoint and a registry's `/v2/`
+//! (`common::arm`, every behaviour cited there) and the MongoDB wire-protocol stand-in
+//! answering `hello` as a given server version (`tests/mongo-standin/server.py
+//! --server-version`). Each broken dependency must come back as a FAIL line that says what to
+//! do; a healthy setup must be all OK.
+
+mod common;
+
+use common::arm::{stand_in, StandIn, StandInCredential, RG, SUB};
+use handler::check::{run, Finding, Target, Verdict};
+use handler::runtime::aci::AciConfig;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn target(s: &StandIn, mongo_uri: &str) -> Target {
+    Target {
+        aci: AciConfig {
+            arm_endpoint: s.base.clone(),
+            arm_resource: "https://management.azure.com/".into(),
+            subscription_id: SUB.into(),
+            resource_group: RG.into(),
+            location: "westeurope".into(),
+            registry_server: Some("myacr.azurecr.io".into()),
+            registry_identity: Some("/subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.ManagedIdentity/userAssignedIdentities/pull".into()),
+            entrypoint: "/worker".into(),
+            poll: Duration::from_millis(20),
+            create_wait: Duration::from_secs(5),
+        },
+        mongo_uri: mongo_uri.into(),
+        image: "myacr.azurecr.io/eda-worker:latest".into(),
+        service_bus_namespace: Some("edademo-sb.servicebus.windows.net".into()),
+        service_bus_endpoint: Some(format!("{}/sb", s.base)),
+        registry_endpoint: Some(s.base.clone()),
+    }
+}
+
+async fn check(s: &StandIn, mongo_uri: &str) -> Vec<Finding> {
+    let credential = Arc::new(StandInCredential::new(&s.base));
+    run(&target(s, mongo_uri), reqwest::Client::new(), credential).await
+}
+
+fn line<'a>(findings: &'a [Finding], what: &str) -> &'a Finding {
+    findings.iter().find(|f| f.what == what).unwrap()
+}
+
+/// A MongoDB server answering as `version`, or a loud skip (mandatory in CI).
+fn mongo(version: &str) -> Option<common::mongo::MongoStandIn> {
+    let s = common::mongo::start_with(&["--server-version", version]);
+    if s.is_none() {
+        if handler::config::in_ci() {
+            panic!("the MongoDB stand-in is required in CI (CI=true)");
+        }
+        eprintln!("SKIPPED: the MongoDB stand-in cannot start here (pymongo + mongomock)");
+    }
+    s
+}
+
+#[actix_web::test]
+async fn a_healthy_setup_is_all_ok() {
+    let Some(m) = mongo("6.0") else { return };
+    let s = stand_in(3600).await;
+    let findings = check(&s, &format!("{}?serverSelectionTimeoutMS=5000", m.uri)).await;
+    for f in &findings {
+        assert_eq!(f.verdict, Verdict::Ok, "{f}");
+    }
+    let whats: Vec<&str> = findings.iter().map(|f| f.what).collect();
+    assert_eq!(
+        whats,
+        [
+            "token",
+            "ACI provider",
+            "create permission",
+            "Cosmos version",
+            "Service Bus",
+            "image"
+        ]
+    );
+    assert!(line(&findings, "Cosmos version")
+        .text
+        .contains("wire version 17 (MongoDB 6.0)"));
+    // Nothing billable: no container group was created, only reads.
+    let w = s.world.lock().unwrap();
+    assert!(w.groups.is_empty());
+    assert!(w.seen.iter().all(|r| r.method == "GET"), "{:?}", w.seen);
+}
+
+#[actix_web::test]
+async fn each_broken_dependency_says_what_to_do() {
+    let Some(m) = mongo("4.2") else { return };
+    let s = stand_in(3600).await;
+    {
+        let mut w = s.world.lock().unwrap();
+        w.unregistered = true;
+        w.permissions = Some(vec!["*/read".into()]);
+    }
+    let mut t = target(&s, &format!("{}?serverSelectionTimeoutMS=5000", m.uri));
+    t.image = "docker.io/library/busybox:latest".into();
+    t.service_bus_namespace = None;
+    let credential = Arc::new(StandInCredential::new(&s.base));
+    let findings = run(&t, reqwest::Client::new(), credential).await;
+    for f in &findings[1..] {
+        assert_eq!(f.verdict, Verdict::Fail, "{f}");
+    }
+    let text = |w: &str| line(&findings, w).text.clone();
+    assert!(text("ACI provider")
+        .contains("az provider register --namespace Microsoft.ContainerInstance"));
+    assert!(text("create permission").contains("Microsoft.ContainerInstance/containerGroups/write"));
+    let cosmos = text("Cosmos version");
+    assert!(
+        cosmos.contains("MongoDB 4.2") && cosmos.contains("MongoDB 4.4+"),
+        "{cosmos}"
+    );
+    assert!(text("Service Bus").contains("ServiceBusConnection__fullyQualifiedNamespace"));
+    assert!(text("image").contains("is not in myacr.azurecr.io"));
+}
+
+#[actix_web::test]
+async fn no_identity_and_no_registry_are_named() {
+    let s = stand_in(3600).await;
+    let credential = Arc::new(StandInCredential {
+        endpoint: "http://127.0.0.1:9/identity".into(),
+        ..StandInCredential::new(&s.base)
+    });
+    let mut t = target(&s, "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=500");
+    t.registry_endpoint = Some("http://127.0.0.1:9".into());
+    let findings = run(&t, reqwest::Client::new(), credential).await;
+    let token = line(&findings, "token");
+    assert_eq!(token.verdict, Verdict::Fail);
+    assert!(token.text.contains("system-assigned identity"), "{token}");
+    let image = line(&findings, "image");
+    assert_eq!(image.verdict, Verdict::Fail);
+    assert!(image.text.contains("cannot be reached"), "{image}");
+    assert_eq!(line(&findings, "Cosmos version").verdict, Verdict::Fail);
+}
