@@ -410,9 +410,11 @@ resource app 'Microsoft.Web/sites@2023-12-01' = {
     },
     isFlex
       ? {
-          // Flex Consumption runs custom handlers: runtime 'custom' is in the Flex stacks the
-          // platform publishes (Az.Functions 4.3.0, FunctionsStackFlexData/*/custom.json).
-          // Check the version your region accepts before deploying:
+          // Flex Consumption runs custom handlers: the Microsoft.Web spec's FunctionsRuntime.name
+          // lists "dotnet-isolated, node, java, powershell, python, custom", and 'custom' is in
+          // the Flex stacks the platform publishes (Az.Functions 4.3.0,
+          // FunctionsStackFlexData/*/custom.json). The version string is not documented there:
+          // check what your region accepts before deploying:
           //   az functionapp list-flexconsumption-runtimes -l <region> --runtime custom
           functionAppConfig: {
             deployment: {

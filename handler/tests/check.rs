@@ -132,3 +132,54 @@ async fn no_identity_and_no_registry_are_named() {
     assert!(image.text.contains("cannot be reached"), "{image}");
     assert_eq!(line(&findings, "Cosmos version").verdict, Verdict::Fail);
 }
+
+/// The real binary, configured by environment as the Function App's console would be: the
+/// token comes from `azure_identity`'s App Service credential (`IDENTITY_ENDPOINT`,
+/// `IDENTITY_HEADER`), each finding is one line, and any FAIL makes the exit status non-zero.
+#[actix_web::test]
+async fn the_check_command_prints_one_line_per_dependency_and_fails_on_a_fail() {
+    let Some(m) = mongo("6.0") else { return };
+    let s = stand_in(3600).await;
+    let run_binary = |s: &StandIn| {
+        let envs = [
+            ("IDENTITY_ENDPOINT", format!("{}/identity", s.base)),
+            ("IDENTITY_HEADER", common::arm::IDENTITY_SECRET.to_string()),
+            ("EDA_ARM_ENDPOINT", s.base.clone()),
+            ("EDA_SUBSCRIPTION_ID", SUB.to_string()),
+            ("EDA_RESOURCE_GROUP", RG.to_string()),
+            ("EDA_LOCATION", "westeurope".to_string()),
+            ("EDA_MONGO_URI", format!("{}?serverSelectionTimeoutMS=5000", m.uri)),
+            ("EDA_IMAGE", "myacr.azurecr.io/eda-worker:latest".to_string()),
+            ("EDA_REGISTRY_SERVER", "myacr.azurecr.io".to_string()),
+            ("EDA_REGISTRY_IDENTITY", "/subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.ManagedIdentity/userAssignedIdentities/pull".to_string()),
+            ("EDA_REGISTRY_ENDPOINT", s.base.clone()),
+            ("ServiceBusConnection__fullyQualifiedNamespace", "edademo-sb.servicebus.windows.net".to_string()),
+            ("EDA_SERVICE_BUS_ENDPOINT", format!("{}/sb", s.base)),
+        ];
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_handler"));
+        cmd.arg("check").env_clear().envs(envs);
+        tokio::task::spawn_blocking(move || cmd.output().unwrap())
+    };
+    let ok = run_binary(&s).await.unwrap();
+    let out = String::from_utf8_lossy(&ok.stdout).to_string();
+    assert!(
+        ok.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("OK   ")).count(),
+        6,
+        "{out}"
+    );
+
+    s.world.lock().unwrap().unregistered = true;
+    let bad = run_binary(&s).await.unwrap();
+    let out = String::from_utf8_lossy(&bad.stdout).to_string();
+    assert!(!bad.status.success(), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("FAIL ACI provider:")
+            && l.contains("az provider register --namespace Microsoft.ContainerInstance")),
+        "{out}"
+    );
+}
