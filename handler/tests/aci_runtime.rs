@@ -547,3 +547,102 @@ async fn a_gap_between_two_reads_marks_the_logs_truncated() {
         logs.text
     );
 }
+
+/// A folder removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Item 3 through the reconciler: a task that runs past its timeout has its group stopped
+/// (`POST .../stop`); the stopped group ([STATES]: `Stopped`, no container view left) reads as
+/// over, its logs are kept, and it is DELETEd, so it stops counting against the quota.
+#[actix_web::test]
+async fn a_timed_out_task_has_its_group_stopped_then_logged_and_deleted() {
+    use clap::Parser;
+    use handler::config::{Cli, Command};
+    use handler::spawn::{self, Delivery};
+    use handler::store::sqlite::SqliteStore;
+    use model::TaskState;
+
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let dir = TempDir(std::env::temp_dir().join(format!("eda-aci-{}-{nanos}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let argv = [
+        "handler",
+        "functions",
+        "--subscription-id",
+        SUB,
+        "--resource-group",
+        RG,
+        "--location",
+        "westeurope",
+        "--mongo-uri",
+        "mongodb://unused",
+        "--public-url",
+        "https://app.example",
+        "--api-key",
+        "k3y",
+        "--timeout-secs",
+        "1",
+        "--max-attempts",
+        "1",
+    ];
+    let Some(Command::Functions(args)) = Cli::try_parse_from(argv).unwrap().command else {
+        unreachable!()
+    };
+    let s = stand_in(3600).await;
+    let store = Arc::new(SqliteStore::open(&dir.0.join("eda.db")).unwrap());
+    let app = handler::functions::assemble(args.settings().unwrap(), store, Arc::new(runtime(&s)));
+    let d = Delivery {
+        message_id: format!("m-{nanos}"),
+        body: "work".into(),
+        delivery_count: 1,
+    };
+    let id = match spawn::handle(&app, &d).await.unwrap() {
+        spawn::Outcome::Started(id) => id,
+        other => panic!("{other:?}"),
+    };
+    let name = app
+        .tasks
+        .store
+        .get(&id)
+        .await
+        .unwrap()
+        .unwrap()
+        .container
+        .unwrap();
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while s.world.lock().unwrap().groups.contains_key(&name) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stopped group was never deleted"
+        );
+        handler::reconcile::sweep(&app).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let task = app.tasks.store.get(&id).await.unwrap().unwrap();
+    assert_eq!(task.state, TaskState::TimedOut);
+    let calls: Vec<(String, String)> = seen(&s)
+        .into_iter()
+        .filter(|r| r.path.ends_with(&name) || r.path.ends_with(&format!("{name}/stop")))
+        .map(|r| (r.method, r.path))
+        .collect();
+    let stop = calls
+        .iter()
+        .position(|(m, p)| m == "POST" && p.ends_with("/stop"));
+    let delete = calls.iter().position(|(m, _)| m == "DELETE");
+    assert!(
+        stop.is_some() && delete.is_some() && stop < delete,
+        "{calls:?}"
+    );
+    let logs = app.tasks.store.logs(&id).await.unwrap().unwrap();
+    assert_eq!(logs.text, "starting\nworking on it\ndone\n");
+}
