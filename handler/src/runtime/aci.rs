@@ -456,6 +456,8 @@ impl AciRuntime {
         struct Page {
             #[serde(default)]
             value: Vec<Permission>,
+            #[serde(rename = "nextLink", default)]
+            next_link: Option<String>,
         }
         #[derive(Deserialize)]
         struct Permission {
@@ -468,18 +470,19 @@ impl AciRuntime {
             "/subscriptions/{}/resourcegroups/{}/providers/Microsoft.Authorization/permissions",
             self.cfg.subscription_id, self.cfg.resource_group
         );
-        let a = self
-            .call(Method::GET, &self.url(&path, "2022-04-01"), None)
-            .await?;
-        if !a.status.is_success() {
-            return Err(a.into_error());
+        // Pageable (`x-ms-pageable: nextLink` in the spec): follow every page.
+        let mut next = Some(self.url(&path, "2022-04-01"));
+        let mut all = Vec::new();
+        while let Some(url) = next.take() {
+            let a = self.call(Method::GET, &url, None).await?;
+            if !a.status.is_success() {
+                return Err(a.into_error());
+            }
+            let page: Page = a.json()?;
+            all.extend(page.value.into_iter().map(|p| (p.actions, p.not_actions)));
+            next = page.next_link.filter(|l| !l.is_empty());
         }
-        let page: Page = a.json()?;
-        Ok(page
-            .value
-            .into_iter()
-            .map(|p| (p.actions, p.not_actions))
-            .collect())
+        Ok(all)
     }
 
     /// The settings this runtime was built with.
@@ -964,7 +967,11 @@ impl ContainerRuntime for AciRuntime {
     }
 
     async fn list(&self) -> Result<Vec<String>, RuntimeError> {
-        Ok(self.list_groups().await?)
+        let names = self.list_groups().await?;
+        // Groups another instance deleted leave no capture behind here.
+        let mut captures = self.captures.lock().unwrap_or_else(|p| p.into_inner());
+        captures.retain(|name, _| names.contains(name));
+        Ok(names)
     }
 }
 
