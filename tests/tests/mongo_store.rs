@@ -63,6 +63,10 @@ async fn a_server_older_than_the_drivers_minimum_is_refused_with_its_version() {
         let _ = std::process::Command::new("bash")
             .args([script, "--stop", &port])
             .output();
+        // start.sh keeps a state folder per port; this one was only ours.
+        let root = handler::config::env("MONGO_STANDIN_STATE")
+            .unwrap_or_else(|| "/tmp/eda-mongo-standin".into());
+        let _ = std::fs::remove_dir_all(format!("{root}/{port}"));
     };
     let sep = if uri.contains('?') { '&' } else { '?' };
     let uri = format!("{uri}{sep}serverSelectionTimeoutMS=10000");
