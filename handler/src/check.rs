@@ -168,8 +168,15 @@ async fn registration(rt: &AciRuntime) -> Finding {
 }
 
 /// Whether `action` is matched by the ARM action pattern `pattern` (`*` matches any run of
-/// characters; case-insensitive, as ARM compares actions).
+/// characters; case-insensitive, as ARM compares actions). A `/*/` segment also matches a
+/// single `/`: built-in roles grant `Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action`
+/// for the action `Microsoft.ManagedIdentity/userAssignedIdentities/assign/action`.
 fn action_matches(pattern: &str, action: &str) -> bool {
+    glob_matches(pattern, action) || glob_matches(&pattern.replace("/*/", "/"), action)
+}
+
+/// Plain `*` glob, case-insensitive.
+fn glob_matches(pattern: &str, action: &str) -> bool {
     fn glob(p: &[u8], a: &[u8]) -> bool {
         match p.split_first() {
             None => a.is_empty(),
@@ -199,6 +206,9 @@ async fn permission(rt: &AciRuntime) -> Finding {
         "Microsoft.ContainerInstance/containerGroups/read",
         "Microsoft.ContainerInstance/containerGroups/delete",
     ];
+    if let Some(f) = assign_permission(rt).await {
+        return f;
+    }
     match rt.permissions().await {
         Ok(perms) => {
             let missing: Vec<&str> = needed
@@ -220,6 +230,24 @@ async fn permission(rt: &AciRuntime) -> Finding {
             Verdict::Fail,
             format!("cannot list the identity's permissions: {e}"),
         ),
+    }
+}
+
+/// A create that attaches the pull identity needs its `assign/action` (else ARM answers
+/// `LinkedAuthorizationFailed`): `Some(FAIL)` when the identity lacks it, `None` when it has it
+/// or no pull identity is configured.
+async fn assign_permission(rt: &AciRuntime) -> Option<Finding> {
+    const W: &str = "create permission";
+    let id = rt.config().registry_identity.clone()?;
+    let action = "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action";
+    match rt.permissions_at(&id).await {
+        Ok(perms) if allowed(&perms, action) => None,
+        Ok(_) => Some(found(
+            W,
+            Verdict::Fail,
+            format!("the identity lacks {action} on the pull identity {id}: assign it Managed Identity Operator there (infra/main.bicep does)"),
+        )),
+        Err(e) => Some(found(W, Verdict::Fail, format!("cannot list the identity's permissions on the pull identity: {e}"))),
     }
 }
 
@@ -380,5 +408,8 @@ mod tests {
             &perms(&["Microsoft.Insights/metrics/read"], &[]),
             write
         ));
+        let assign = "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action";
+        let operator = "Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action";
+        assert!(allowed(&perms(&[operator], &[]), assign));
     }
 }

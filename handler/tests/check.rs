@@ -183,3 +183,23 @@ async fn the_check_command_prints_one_line_per_dependency_and_fails_on_a_fail() 
         "{out}"
     );
 }
+
+/// Attaching the pull identity needs its `assign/action`; without it every create would fail
+/// with `LinkedAuthorizationFailed`, so the check says which role to assign where.
+#[actix_web::test]
+async fn a_missing_assign_permission_on_the_pull_identity_is_named() {
+    let s = stand_in(3600).await;
+    s.world.lock().unwrap().resource_permissions = Some(vec!["*/read".into()]);
+    let findings = check(&s, "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=500").await;
+    let f = line(&findings, "create permission");
+    assert_eq!(f.verdict, Verdict::Fail, "{f}");
+    assert!(
+        f.text.contains("userAssignedIdentities/assign/action")
+            && f.text.contains("Managed Identity Operator"),
+        "{f}"
+    );
+    let asked = s.world.lock().unwrap().seen.iter().any(|r| {
+        r.path == "/subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.ManagedIdentity/userAssignedIdentities/pull/providers/Microsoft.Authorization/permissions"
+    });
+    assert!(asked, "asked on the pull identity itself");
+}

@@ -452,6 +452,20 @@ impl AciRuntime {
     /// azure-rest-api-specs `specification/authorization/resource-manager/Microsoft.Authorization/stable/2022-04-01/authorization-RoleDefinitionsCalls.json`), to
     /// tell before any spawn whether it may create container groups. Used by `handler check`.
     pub async fn permissions(&self) -> Result<Vec<(Vec<String>, Vec<String>)>, AciError> {
+        let scope = format!(
+            "/subscriptions/{}/resourcegroups/{}",
+            self.cfg.subscription_id, self.cfg.resource_group
+        );
+        self.permissions_at(&scope).await
+    }
+
+    /// The actions this identity may perform on the resource with id `scope`
+    /// (`Permissions_ListForResource`, same spec file as [`AciRuntime::permissions`]): e.g. on
+    /// the pull identity, whose `assign/action` a create with it needs.
+    pub async fn permissions_at(
+        &self,
+        scope: &str,
+    ) -> Result<Vec<(Vec<String>, Vec<String>)>, AciError> {
         #[derive(Deserialize)]
         struct Page {
             #[serde(default)]
@@ -467,8 +481,8 @@ impl AciRuntime {
             not_actions: Vec<String>,
         }
         let path = format!(
-            "/subscriptions/{}/resourcegroups/{}/providers/Microsoft.Authorization/permissions",
-            self.cfg.subscription_id, self.cfg.resource_group
+            "{}/providers/Microsoft.Authorization/permissions",
+            scope.trim_end_matches('/')
         );
         // Pageable (`x-ms-pageable: nextLink` in the spec): follow every page.
         let mut next = Some(self.url(&path, "2022-04-01"));

@@ -92,7 +92,21 @@ pub struct World {
     /// The actions `Permissions_ListForResourceGroup` reports ([PERMS]); `None`: the custom
     /// role `infra/main.bicep` grants.
     pub permissions: Option<Vec<String>>,
+    /// The actions `Permissions_ListForResource` reports on any other resource (the pull
+    /// identity); `None`: Managed Identity Operator's, which `infra/main.bicep` assigns there.
+    pub resource_permissions: Option<Vec<String>>,
 }
+
+/// Managed Identity Operator's actions (https://learn.microsoft.com/azure/role-based-access-control/built-in-roles).
+pub const MANAGED_IDENTITY_OPERATOR_ACTIONS: &[&str] = &[
+    "Microsoft.ManagedIdentity/userAssignedIdentities/*/read",
+    "Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action",
+    "Microsoft.Authorization/*/read",
+    "Microsoft.Insights/alertRules/*",
+    "Microsoft.Resources/subscriptions/resourceGroups/read",
+    "Microsoft.Resources/deployments/*",
+    "Microsoft.Support/*",
+];
 
 /// The custom role's actions in `infra/main.bicep`.
 pub const BICEP_ROLE_ACTIONS: &[&str] = &[
@@ -199,6 +213,16 @@ pub async fn arm(req: HttpRequest, body: web::Bytes, w: web::Data<Shared>) -> Ht
             .permissions
             .clone()
             .unwrap_or_else(|| BICEP_ROLE_ACTIONS.iter().map(|a| a.to_string()).collect());
+        return HttpResponse::Ok().json(json!({"value": [{"actions": actions, "notActions": []}]}));
+    }
+    if path.ends_with("/providers/Microsoft.Authorization/permissions") {
+        // [PERMS] Permissions_ListForResource, on any other resource (the pull identity).
+        let actions = w.resource_permissions.clone().unwrap_or_else(|| {
+            MANAGED_IDENTITY_OPERATOR_ACTIONS
+                .iter()
+                .map(|a| a.to_string())
+                .collect()
+        });
         return HttpResponse::Ok().json(json!({"value": [{"actions": actions, "notActions": []}]}));
     }
     if let Some(name) = path.strip_prefix("/ops/") {
