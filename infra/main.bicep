@@ -4,8 +4,19 @@
 //   az deployment group create -g eda-rg -f infra/main.bicep -p prefix=eda<unique>
 //
 // NOT COMPILED HERE: no `bicep` binary could be installed on the machine this was written on.
-// It was written against the documented resource types and API versions; run
-// `az bicep build -f infra/main.bicep` before the first deployment (docs/AZURE.md).
+// Every resource and property was checked by hand against its Azure resource reference for the
+// api-version used (docs/AZURE.md, "Bicep: what was checked how"); run
+// `az bicep build -f infra/main.bicep` before the first deployment.
+//
+// BEFORE THE FIRST DEPLOYMENT, once per subscription (the template deploys at resource-group
+// scope and cannot register resource providers; the Function App's role cannot either, and ACI
+// answers every create with 409 MissingSubscriptionRegistration until it is done):
+//   az provider register --namespace Microsoft.ContainerInstance
+//
+// Redeploying is safe and idempotent: no value changes between deployments unless a parameter
+// does (no newGuid()), and the code package is not an app setting on the default Flex
+// Consumption plan (functionAppConfig.deployment), so the app keeps its code. On Y1/EP1 pass
+// the package URL as `packageUri` to keep WEBSITE_RUN_FROM_PACKAGE (docs/AZURE.md).
 //
 // What it makes:
 //   - Service Bus namespace + work queue (max delivery count, lock duration, dead-lettering)
@@ -13,12 +24,15 @@
 //   - Storage account (the Functions host's own state), Log Analytics + Application Insights
 //   - Container registry for the worker image, and a user-assigned identity with AcrPull that
 //     the container groups pull with (no registry password anywhere)
-//   - Linux Function App (custom handler) with a system-assigned identity and its app settings
+//   - Linux Function App (custom handler) with a system-assigned identity and its app settings,
+//     on a Flex Consumption plan (FC1, default) or Linux Consumption (Y1) / Elastic Premium (EP1)
 //   - Roles for the Function App's identity: a custom role on this resource group that can
 //     manage container groups and read their metrics, and nothing else (Contributor would also
-//     let it change every other resource here); Service Bus data sender + receiver on the
-//     namespace (identity-based trigger/binding connection, no Service Bus key); Managed
-//     Identity Operator on the pull identity only (to attach it to container groups).
+//     let it change every other resource here); on the work queue only, the Service Bus roles
+//     the Functions docs list for an identity-based trigger (Data Receiver, Data Owner: the
+//     scale controller needs Manage) and output binding (Data Sender); Managed Identity
+//     Operator on the pull identity only (to attach it to container groups); on FC1, Storage
+//     Blob Data Contributor on the storage account (the deployment package container).
 
 @description('Short lowercase prefix for resource names (3-11 letters and digits); must make globally unique names.')
 @minLength(3)
@@ -54,16 +68,33 @@ param memoryMb int = 1536
 @description('How often ReconcileTimer runs (NCRONTAB with seconds).')
 param reconcileSchedule string = '*/10 * * * * *'
 
-@description('API key the /api routes require (Authorization: Bearer or x-api-key). Default: a new random value; read it back with `az functionapp config appsettings list`.')
+@description('API key the /api routes require (Authorization: Bearer or x-api-key). Required, and the same on every deployment (a generated default would change the key on each redeploy): e.g. `openssl rand -hex 24` once, kept in your secret store.')
 @secure()
-param apiKey string = newGuid()
+@minLength(16)
+param apiKey string
 
-@description('Function App plan: Y1 (Consumption) or EP1 (Elastic Premium).')
+@description('Function App plan: FC1 (Flex Consumption, default), Y1 (Linux Consumption, retiring September 2028) or EP1 (Elastic Premium).')
 @allowed([
+  'FC1'
   'Y1'
   'EP1'
 ])
-param planSku string = 'Y1'
+param planSku string = 'FC1'
+
+@description('Y1/EP1 only: the code package URL zip deploy put in WEBSITE_RUN_FROM_PACKAGE (read it with `az functionapp config appsettings list`). A redeploy writes every app setting, so pass it to keep the app\'s code; empty on the first deployment. Unused on FC1, whose package lives in functionAppConfig.deployment.')
+param packageUri string = ''
+
+@description('FC1 only: most instances the app scales out to (40-1000).')
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@description('FC1 only: memory per instance in MB.')
+@allowed([
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
 
 var names = {
   serviceBus: '${prefix}-sb'
@@ -75,7 +106,9 @@ var names = {
   pullIdentity: '${prefix}-acr-pull'
   plan: '${prefix}-plan'
   app: '${prefix}-func'
+  deploymentContainer: 'app-package'
 }
+var isFlex = planSku == 'FC1'
 var mongoDatabase = 'eda'
 var mongoCollection = 'tasks'
 
@@ -114,8 +147,10 @@ resource cosmos 'Microsoft.DocumentDB/databaseAccounts@2024-05-15' = {
   kind: 'MongoDB'
   properties: {
     databaseAccountOfferType: 'Standard'
+    // The mongodb crate 3.x needs wire version 9+ (MongoDB 4.4); Cosmos answers `hello` with the
+    // wire version of this serverVersion, so 4.2 (wire 8) cannot be used. 6.0 = wire 17.
     apiProperties: {
-      serverVersion: '4.2'
+      serverVersion: '6.0'
     }
     capabilities: [
       {
@@ -208,6 +243,20 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-01-01' = {
 
 var storageConnection = 'DefaultEndpointsProtocol=https;AccountName=${storage.name};EndpointSuffix=${environment().suffixes.storage};AccountKey=${storage.listKeys().keys[0].value}'
 
+// FC1: the deployment package lives in this blob container (functionAppConfig.deployment).
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-01-01' = if (isFlex) {
+  parent: storage
+  name: 'default'
+}
+
+resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-01-01' = if (isFlex) {
+  parent: blobService
+  name: names.deploymentContainer
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
 // ---------------------------------------------------------------- Registry + pull identity
 
 resource registry 'Microsoft.ContainerRegistry/registries@2023-07-01' = {
@@ -226,11 +275,15 @@ resource pullIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-
   location: location
 }
 
+// Built-in role ids (https://learn.microsoft.com/azure/role-based-access-control/built-in-roles),
+// always turned into ids with subscriptionResourceId().
 var roles = {
   acrPull: '7f951dda-4ed3-4680-a7ca-43fe172d538d'
   serviceBusDataReceiver: '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0'
   serviceBusDataSender: '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39'
+  serviceBusDataOwner: '090c5cfd-751d-490a-894a-3ce6f1109419'
   managedIdentityOperator: 'f1a07417-d97a-45cb-824c-7a7467783830'
+  storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 }
 
 resource pullIdentityAcrPull 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
@@ -245,76 +298,167 @@ resource pullIdentityAcrPull 'Microsoft.Authorization/roleAssignments@2022-04-01
 
 // ---------------------------------------------------------------- Function App
 
+// Plan shapes from the official quickstarts (Azure/azure-quickstart-templates
+// quickstarts/microsoft.web/function-app-flex-consumption, function-app-linux-consumption,
+// function-app-premium-plan): FC1 kind 'functionapp' tier FlexConsumption; Y1 tier Dynamic;
+// EP1 kind 'elastic' tier ElasticPremium with maximumElasticWorkerCount; Linux: reserved.
+var planShapes = {
+  FC1: {
+    kind: 'functionapp'
+    sku: {
+      name: 'FC1'
+      tier: 'FlexConsumption'
+    }
+    properties: {
+      reserved: true
+    }
+  }
+  Y1: {
+    kind: 'functionapp'
+    sku: {
+      name: 'Y1'
+      tier: 'Dynamic'
+    }
+    properties: {
+      reserved: true
+    }
+  }
+  EP1: {
+    kind: 'elastic'
+    sku: {
+      name: 'EP1'
+      tier: 'ElasticPremium'
+      family: 'EP'
+    }
+    properties: {
+      reserved: true
+      maximumElasticWorkerCount: 20
+    }
+  }
+}
+
 resource plan 'Microsoft.Web/serverfarms@2023-12-01' = {
   name: names.plan
   location: location
-  kind: 'functionapp'
-  sku: planSku == 'Y1'
-    ? {
-        name: 'Y1'
-        tier: 'Dynamic'
-      }
-    : {
-        name: 'EP1'
-        tier: 'ElasticPremium'
-      }
-  properties: {
-    reserved: true // Linux
-  }
+  kind: planShapes[planSku].kind
+  sku: planShapes[planSku].sku
+  properties: planShapes[planSku].properties
 }
+
+// Settings every plan gets.
+var commonSettings = [
+  { name: 'AzureWebJobsStorage', value: storageConnection }
+  { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: insights.properties.ConnectionString }
+  // Identity-based Service Bus connection for the trigger and the output bindings.
+  { name: 'ServiceBusConnection__fullyQualifiedNamespace', value: '${serviceBus.name}.servicebus.windows.net' }
+  { name: 'EDA_QUEUE_NAME', value: queue.name }
+  { name: 'EDA_RECONCILE_SCHEDULE', value: reconcileSchedule }
+  { name: 'EDA_MAX_DELIVERIES', value: string(maxDeliveryCount) }
+  { name: 'EDA_CONCURRENCY', value: string(concurrency) }
+  { name: 'EDA_CPU', value: cpu }
+  { name: 'EDA_MEMORY_MB', value: string(memoryMb) }
+  // Cosmos DB for MongoDB (RU) has no Entra ID data-plane auth: its connection string is
+  // the one secret in these settings (move it to a Key Vault reference if you have one).
+  { name: 'EDA_MONGO_URI', value: cosmos.listConnectionStrings().connectionStrings[0].connectionString }
+  { name: 'EDA_MONGO_DB', value: mongoDatabase }
+  { name: 'EDA_MONGO_COLLECTION', value: tasksCollection.name }
+  { name: 'EDA_SUBSCRIPTION_ID', value: subscription().subscriptionId }
+  { name: 'EDA_RESOURCE_GROUP', value: resourceGroup().name }
+  { name: 'EDA_LOCATION', value: location }
+  { name: 'EDA_IMAGE', value: '${registry.properties.loginServer}/${workerImageTag}' }
+  { name: 'EDA_REGISTRY_SERVER', value: registry.properties.loginServer }
+  { name: 'EDA_REGISTRY_IDENTITY', value: pullIdentity.id }
+  { name: 'EDA_API_KEY', value: apiKey }
+]
+
+// Y1/EP1 only: on FC1 these are deprecated (FUNCTIONS_WORKER_RUNTIME and the extension version
+// move to functionAppConfig.runtime; there is no content share), per
+// https://learn.microsoft.com/azure/azure-functions/functions-app-settings#flex-consumption-plan-deprecations
+var classicSettings = concat(
+  [
+    { name: 'FUNCTIONS_EXTENSION_VERSION', value: '~4' }
+    { name: 'FUNCTIONS_WORKER_RUNTIME', value: 'custom' }
+    { name: 'WEBSITE_CONTENTAZUREFILECONNECTIONSTRING', value: storageConnection }
+    { name: 'WEBSITE_CONTENTSHARE', value: toLower(names.app) }
+  ],
+  empty(packageUri) ? [] : [{ name: 'WEBSITE_RUN_FROM_PACKAGE', value: packageUri }]
+)
 
 resource app 'Microsoft.Web/sites@2023-12-01' = {
   name: names.app
   location: location
   kind: 'functionapp,linux'
+  dependsOn: [
+    deploymentContainer // FC1: the package container exists before the app points at it
+  ]
   identity: {
     type: 'SystemAssigned'
   }
+  properties: union(
+    {
+      serverFarmId: plan.id
+      reserved: true // Linux, as the quickstarts set it on the site too
+      httpsOnly: true
+      siteConfig: union(
+        {
+          minTlsVersion: '1.2'
+          ftpsState: 'Disabled'
+          appSettings: isFlex ? commonSettings : concat(commonSettings, classicSettings)
+        },
+        isFlex ? {} : { linuxFxVersion: '' }
+      )
+    },
+    isFlex
+      ? {
+          // Flex Consumption runs custom handlers: the Microsoft.Web spec's FunctionsRuntime.name
+          // lists "dotnet-isolated, node, java, powershell, python, custom", and 'custom' is in
+          // the Flex stacks the platform publishes (Az.Functions 4.3.0,
+          // FunctionsStackFlexData/*/custom.json). The version string is not documented there:
+          // check what your region accepts before deploying:
+          //   az functionapp list-flexconsumption-runtimes -l <region> --runtime custom
+          functionAppConfig: {
+            deployment: {
+              storage: {
+                type: 'blobContainer'
+                value: '${storage.properties.primaryEndpoints.blob}${names.deploymentContainer}'
+                authentication: {
+                  type: 'SystemAssignedIdentity'
+                }
+              }
+            }
+            scaleAndConcurrency: {
+              maximumInstanceCount: maximumInstanceCount
+              instanceMemoryMB: instanceMemoryMB
+            }
+            runtime: {
+              name: 'custom'
+              version: '1.0'
+            }
+          }
+        }
+      : {}
+  )
+}
+
+// FC1: the app reads its package from the deployment container with its own identity.
+resource appReadsPackage 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (isFlex) {
+  scope: storage
+  name: guid(storage.id, app.id, roles.storageBlobDataContributor)
   properties: {
-    serverFarmId: plan.id
-    httpsOnly: true
-    siteConfig: {
-      linuxFxVersion: ''
-      minTlsVersion: '1.2'
-      ftpsState: 'Disabled'
-      appSettings: [
-        { name: 'FUNCTIONS_EXTENSION_VERSION', value: '~4' }
-        { name: 'FUNCTIONS_WORKER_RUNTIME', value: 'custom' }
-        { name: 'AzureWebJobsStorage', value: storageConnection }
-        { name: 'WEBSITE_CONTENTAZUREFILECONNECTIONSTRING', value: storageConnection }
-        { name: 'WEBSITE_CONTENTSHARE', value: toLower(names.app) }
-        { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: insights.properties.ConnectionString }
-        // Identity-based Service Bus connection for the trigger and the output bindings.
-        { name: 'ServiceBusConnection__fullyQualifiedNamespace', value: '${serviceBus.name}.servicebus.windows.net' }
-        { name: 'EDA_QUEUE_NAME', value: queue.name }
-        { name: 'EDA_RECONCILE_SCHEDULE', value: reconcileSchedule }
-        { name: 'EDA_MAX_DELIVERIES', value: string(maxDeliveryCount) }
-        { name: 'EDA_CONCURRENCY', value: string(concurrency) }
-        { name: 'EDA_CPU', value: cpu }
-        { name: 'EDA_MEMORY_MB', value: string(memoryMb) }
-        // Cosmos DB for MongoDB (RU) has no Entra ID data-plane auth: its connection string is
-        // the one secret in these settings (move it to a Key Vault reference if you have one).
-        { name: 'EDA_MONGO_URI', value: cosmos.listConnectionStrings().connectionStrings[0].connectionString }
-        { name: 'EDA_MONGO_DB', value: mongoDatabase }
-        { name: 'EDA_MONGO_COLLECTION', value: tasksCollection.name }
-        { name: 'EDA_SUBSCRIPTION_ID', value: subscription().subscriptionId }
-        { name: 'EDA_RESOURCE_GROUP', value: resourceGroup().name }
-        { name: 'EDA_LOCATION', value: location }
-        { name: 'EDA_IMAGE', value: '${registry.properties.loginServer}/${workerImageTag}' }
-        { name: 'EDA_REGISTRY_SERVER', value: registry.properties.loginServer }
-        { name: 'EDA_REGISTRY_IDENTITY', value: pullIdentity.id }
-        { name: 'EDA_API_KEY', value: apiKey }
-      ]
-    }
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor)
+    principalId: app.identity.principalId
+    principalType: 'ServicePrincipal'
   }
 }
 
 // The least the handler needs on this resource group: its container groups (create, read,
 // stop, delete, logs), their metrics, and reading the status of the create operations.
+// Role names must be unique in the tenant: resource group names are not (the same name exists in
+// other subscriptions), so the name carries a hash of this resource group's id.
 resource containerGroupsRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(resourceGroup().id, 'eda-container-groups-operator')
   properties: {
-    roleName: 'EDA container groups operator (${resourceGroup().name})'
+    roleName: 'EDA container groups operator ${uniqueString(resourceGroup().id)}'
     description: 'Create, watch and delete container groups and read their metrics in one resource group.'
     type: 'CustomRole'
     assignableScopes: [
@@ -334,10 +478,15 @@ resource containerGroupsRole 'Microsoft.Authorization/roleDefinitions@2022-04-01
   }
 }
 
+// The id of a role definition is subscription-level even when it is deployed into a resource
+// group: `containerGroupsRole.id` would carry the resource group, so it is built with
+// subscriptionResourceId(). Referencing the role by name keeps the dependency (the assignment
+// waits for the definition). A brand-new definition can take a moment to replicate; if the first
+// deployment fails with RoleDefinitionDoesNotExist, run it again (it is idempotent).
 resource appContainerGroups 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(resourceGroup().id, app.id, containerGroupsRole.id)
+  name: guid(resourceGroup().id, app.id, containerGroupsRole.name)
   properties: {
-    roleDefinitionId: containerGroupsRole.id
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', containerGroupsRole.name)
     principalId: app.identity.principalId
     principalType: 'ServicePrincipal'
   }
@@ -354,9 +503,14 @@ resource appAssignsPullIdentity 'Microsoft.Authorization/roleAssignments@2022-04
   }
 }
 
+// Service Bus, on the work queue only. The Functions docs (MicrosoftDocs/azure-docs
+// articles/azure-functions/functions-bindings-service-bus.md, "Grant permission to the identity")
+// list Azure Service Bus Data Receiver and Data Owner for the trigger (the runtime-driven scale
+// controller needs the Manage claim, which only Data Owner has) and Data Sender for the output
+// binding.
 resource appReceives 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  scope: serviceBus
-  name: guid(serviceBus.id, app.id, roles.serviceBusDataReceiver)
+  scope: queue
+  name: guid(queue.id, app.id, roles.serviceBusDataReceiver)
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataReceiver)
     principalId: app.identity.principalId
@@ -364,9 +518,19 @@ resource appReceives 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
+resource appOwnsQueue 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  scope: queue
+  name: guid(queue.id, app.id, roles.serviceBusDataOwner)
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataOwner)
+    principalId: app.identity.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
 resource appSends 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  scope: serviceBus
-  name: guid(serviceBus.id, app.id, roles.serviceBusDataSender)
+  scope: queue
+  name: guid(queue.id, app.id, roles.serviceBusDataSender)
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataSender)
     principalId: app.identity.principalId
@@ -390,3 +554,6 @@ output queue string = queue.name
 
 @description('The Service Bus namespace.')
 output serviceBusNamespace string = serviceBus.name
+
+@description('The plan the app runs on.')
+output plan string = planSku

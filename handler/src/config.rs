@@ -32,6 +32,31 @@ pub enum Command {
     Submit(SubmitArgs),
     /// List the tasks of a running handler.
     Tasks(TasksArgs),
+    /// With the Function App's settings and identity, check every Azure dependency and say what
+    /// to fix (nothing billable is created). Run it in the Function App's console (Kudu/SSH).
+    Check(CheckArgs),
+}
+
+/// `handler check`: the same Azure settings as `handler functions`, plus what only the check
+/// needs.
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// Worker image the container groups run.
+    #[arg(long, env = "EDA_IMAGE", default_value = DEFAULT_IMAGE)]
+    pub image: String,
+    /// Service Bus namespace of the trigger and output bindings (the app setting the bindings'
+    /// identity-based connection uses).
+    #[arg(long, env = "ServiceBusConnection__fullyQualifiedNamespace")]
+    pub service_bus_namespace: Option<String>,
+    /// Base URL to reach Service Bus at (default `https://<namespace>`; tests: a stand-in).
+    #[arg(long, env = "EDA_SERVICE_BUS_ENDPOINT")]
+    pub service_bus_endpoint: Option<String>,
+    /// Base URL of the image registry (default `https://<registry server>`; tests: a stand-in).
+    #[arg(long, env = "EDA_REGISTRY_ENDPOINT")]
+    pub registry_endpoint: Option<String>,
+    /// Azure resources and endpoints, as `handler functions` reads them.
+    #[command(flatten)]
+    pub azure: Box<AzureArgs>,
 }
 
 /// Which container runtime local mode uses.

@@ -18,9 +18,11 @@
 //! - [`dashboard`]: serves the embedded Leptos dashboard.
 //! - [`local`]: wires local mode together and runs it; [`client`]: `submit` and `tasks` commands.
 //! - [`token`], [`clock`]: small helpers (worker tokens, time).
+//! - [`check`]: `handler check`, every Azure dependency checked with the app's identity.
 
 pub mod api;
 pub mod app;
+pub mod check;
 pub mod client;
 pub mod clock;
 pub mod config;

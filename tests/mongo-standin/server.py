@@ -50,8 +50,16 @@ KNOWN_REQUIRED_FLAGS = FLAG_CHECKSUM | FLAG_MORE_TO_COME
 MAX_BSON_OBJECT_SIZE = 16 * 1024 * 1024
 MAX_MESSAGE_SIZE = 48_000_000
 MAX_WRITE_BATCH_SIZE = 100_000
-# MongoDB 6.0. The Rust driver 3.x needs at least 7 (MongoDB 4.0); nothing above 6.0 is needed.
-MAX_WIRE_VERSION = 17
+# Wire version of each MongoDB server release, as the server's `hello` reports it in
+# `maxWireVersion` (MongoDB source, src/mongo/db/wire_version.h: 4.0 = 7, 4.2 = 8, 4.4 = 9,
+# 5.0 = 13, 6.0 = 17, 7.0 = 21, 8.0 = 25). Cosmos DB for MongoDB answers with the wire version
+# of the account's `serverVersion`. The Rust driver 3.x refuses anything below 9
+# (DRIVER_MIN_WIRE_VERSION in mongodb-3.x/src/sdam/description/server.rs).
+WIRE_VERSIONS = {"3.6": 6, "4.0": 7, "4.2": 8, "4.4": 9, "5.0": 13, "6.0": 17, "7.0": 21,
+                 "8.0": 25}
+# Default: 6.0, the serverVersion infra/main.bicep gives the Cosmos account.
+SERVER_VERSION = "6.0"
+MAX_WIRE_VERSION = WIRE_VERSIONS[SERVER_VERSION]
 DEFAULT_BATCH = 101
 # Batches stay well under one message, like the server's 16 MiB reply batches.
 BATCH_BYTES = MAX_BSON_OBJECT_SIZE - 1024 * 1024
@@ -419,9 +427,9 @@ class Engine:
 
     def cmd_build_info(self, body, db, conn_id):
         return {
-            "version": "6.0.0",
+            "version": f"{SERVER_VERSION}.0",
             "gitVersion": "mongo-standin",
-            "versionArray": [6, 0, 0, 0],
+            "versionArray": [int(p) for p in SERVER_VERSION.split(".")] + [0, 0],
             "bits": 64,
             "debug": False,
             "maxBsonObjectSize": MAX_BSON_OBJECT_SIZE,
@@ -439,14 +447,15 @@ class Engine:
         return {"authInfo": {"authenticatedUsers": [], "authenticatedUserRoles": []}}
 
     def cmd_server_status(self, body, db, conn_id):
-        return {"host": socket.gethostname(), "version": "6.0.0", "process": "mongo-standin",
+        return {"host": socket.gethostname(), "version": f"{SERVER_VERSION}.0",
+                "process": "mongo-standin",
                 "uptime": float(time.time() - self.started),
                 "connections": {"current": len(CONNECTIONS)}}
 
     def cmd_get_parameter(self, body, db, conn_id):
         reply = {}
         if body.get("featureCompatibilityVersion") or body.get("getParameter") == "*":
-            reply["featureCompatibilityVersion"] = {"version": "6.0"}
+            reply["featureCompatibilityVersion"] = {"version": SERVER_VERSION}
         return reply
 
     def cmd_auth(self, body, db, conn_id):
@@ -1100,7 +1109,7 @@ class Server(socketserver.ThreadingTCPServer):
 
 
 def main(argv=None):
-    global LOG_QUIET
+    global LOG_QUIET, SERVER_VERSION, MAX_WIRE_VERSION
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     ap.add_argument("--port", type=int, default=27017, help="port (0 picks a free one)")
@@ -1111,7 +1120,13 @@ def main(argv=None):
     ap.add_argument("--throttle-every", type=int, default=0, metavar="N",
                     help="fail every Nth data command with Cosmos DB's throttling error 16500 "
                          "(RetryAfterMs=5), to test retry paths; 0 = never (default)")
+    ap.add_argument("--server-version", default=SERVER_VERSION, choices=sorted(WIRE_VERSIONS),
+                    help="MongoDB (or Cosmos DB serverVersion) release to answer hello as: its "
+                         "maxWireVersion and buildInfo version (default %(default)s); e.g. 4.2 "
+                         "answers wire version 8, which the Rust driver refuses")
     args = ap.parse_args(argv)
+    SERVER_VERSION = args.server_version
+    MAX_WIRE_VERSION = WIRE_VERSIONS[SERVER_VERSION]
     if args.throttle_every < 0:
         ap.error("--throttle-every must be >= 0")
     LOG_QUIET = args.quiet

@@ -35,14 +35,19 @@
 //!
 //! - create: `GET` the group first (exists: [`Created::AlreadyExisted`], no `PUT`), else `PUT`
 //!   it and poll the operation until `Succeeded`/`Failed` or [`AciConfig::create_wait`].
-//! - status: the group's `instanceView` and its container's `currentState`.
-//! - kill: `POST .../stop`; remove: `DELETE` (202, 204 and 404 are all fine).
-//! - logs: `GET .../containers/{name}/logs?tail=`; metrics: Azure Monitor `CpuUsage`,
-//!   `MemoryUsage` on the group's resource id.
+//! - status: the group's `instanceView.state` (Stopped, Succeeded, Failed: over), then its
+//!   container's `currentState` ([`status_of`]).
+//! - kill: `POST .../stop`; remove: `DELETE` (200, 202, 204 and 404 are all fine).
+//! - logs: `GET .../containers/{name}/logs?tail=&timestamps=true`, read while the container
+//!   runs and once more at the end, merged by [`super::aci_logs`]; metrics: Azure Monitor
+//!   `CpuUsage`, `MemoryUsage` on the group's resource id.
 //!
-//! 429 and 5xx (and transport errors) are [`RuntimeError::Unavailable`]: the spawner retries them
-//! without spending one of the message's deliveries.
+//! Errors: 5xx, 408 and transport errors are [`RuntimeError::Unavailable`]; ARM's 429 and a
+//! container-group quota reached are [`RuntimeError::Throttled`] with the `Retry-After` Azure
+//! gave; 409 `MissingSubscriptionRegistration` is [`RuntimeError::NotSetUp`] with the command
+//! that fixes it. All three are transient: never the message's fault.
 
+use super::aci_logs::{tail_bytes, Capture};
 use super::{ContainerRuntime, ContainerSpec, ContainerStatus, Created, Phase, RuntimeError};
 use crate::config::AzureArgs;
 use async_trait::async_trait;
@@ -60,12 +65,24 @@ use azure_mgmt_containerinstance::models::{
 use model::{Logs, MetricSample};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The ARM API version of the container group calls: the one the models were generated from
-/// (`azure_mgmt_containerinstance`'s default tag, package-preview-2024-05).
-pub const API_VERSION: &str = "2024-05-01-preview";
+/// The ARM API version of the container group calls: the newest stable one,
+/// azure-rest-api-specs
+/// `specification/containerinstance/resource-manager/Microsoft.ContainerInstance/stable/2025-09-01/containerInstance.json`.
+/// The bodies are `azure_mgmt_containerinstance`'s 2024-05-01-preview models; every field we
+/// send (see [`AciRuntime::group_body`]) exists with the same name and shape in 2025-09-01,
+/// which `handler/tests/aci_runtime.rs` checks field by field against a list taken from that
+/// spec, and every field we read (`provisioningState`, `instanceView.state`, the containers'
+/// `instanceView.currentState`, `Logs.content`) is there too.
+pub const API_VERSION: &str = "2025-09-01";
+/// The Resources API version used to read the provider's registration state
+/// (`GET /subscriptions/{id}/providers/Microsoft.ContainerInstance`).
+pub const PROVIDERS_API_VERSION: &str = "2021-04-01";
+/// Lines asked for per read of a container's log.
+pub const LOG_TAIL_LINES: usize = 5_000;
 /// The Azure Monitor metrics API version.
 pub const METRICS_API_VERSION: &str = "2018-01-01";
 
@@ -91,6 +108,8 @@ pub enum AciError {
         code: String,
         /// ARM error message.
         message: String,
+        /// The answer's `Retry-After`, if it had one (ARM sends it with 429).
+        retry_after: Option<Duration>,
     },
     /// The long-running create operation ended `Failed` or `Canceled`.
     #[error("container group creation {status}: {code}: {message}")]
@@ -110,6 +129,33 @@ pub enum AciError {
     Decode(String),
 }
 
+/// ARM's code when the subscription is not registered for a resource provider:
+/// https://learn.microsoft.com/azure/azure-resource-manager/troubleshooting/error-register-resource-provider
+pub const NOT_REGISTERED: &str = "MissingSubscriptionRegistration";
+
+/// What an operator runs when [`NOT_REGISTERED`] comes back.
+pub const REGISTER_HINT: &str = "the subscription is not registered for the Microsoft.ContainerInstance resource provider; \
+an administrator must run `az provider register --namespace Microsoft.ContainerInstance` once (the Function App's role cannot)";
+
+/// How long to wait on a quota error that came without `Retry-After`: the regional quota frees
+/// up as our own finished groups are deleted, which the reconciler does every timer tick.
+const QUOTA_WAIT: Duration = Duration::from_secs(30);
+
+/// ARM error codes (or words in the message) that mean a container-group quota is reached.
+/// Quotas: https://learn.microsoft.com/azure/container-instances/container-instances-resource-and-quota-limits;
+/// the message seen when it is reached ("container group quota 'ContainerGroups' exceeded in
+/// region", code `ServiceUnavailable`): MicrosoftDocs/SupportArticles-docs
+/// `support/azure/azure-container-instances/configuration-setup/service-unavailable-container-group-quota-exceeded.md`.
+fn is_quota_error(code: &str, message: &str) -> bool {
+    let codes = [
+        "ContainerGroupQuotaReached",
+        "QuotaExceeded",
+        "RegionalQuotaExceeded",
+    ];
+    codes.iter().any(|c| code.eq_ignore_ascii_case(c))
+        || message.to_ascii_lowercase().contains("quota")
+}
+
 impl From<AciError> for RuntimeError {
     fn from(e: AciError) -> RuntimeError {
         let text = e.to_string();
@@ -117,10 +163,34 @@ impl From<AciError> for RuntimeError {
             AciError::Transport(_) | AciError::IdentityUnavailable(_) => {
                 RuntimeError::Unavailable(text)
             }
+            AciError::Status { code, .. } if code == NOT_REGISTERED => {
+                RuntimeError::NotSetUp(format!("{REGISTER_HINT} ({text})"))
+            }
+            AciError::Status {
+                status,
+                retry_after,
+                ..
+            } if *status == StatusCode::TOO_MANY_REQUESTS => RuntimeError::Throttled {
+                message: text,
+                retry_after: *retry_after,
+            },
+            AciError::Status {
+                code,
+                message,
+                retry_after,
+                ..
+            } if is_quota_error(code, message) => RuntimeError::Throttled {
+                message: text,
+                retry_after: retry_after.or(Some(QUOTA_WAIT)),
+            },
+            AciError::OperationFailed { code, message, .. } if is_quota_error(code, message) => {
+                RuntimeError::Throttled {
+                    message: text,
+                    retry_after: Some(QUOTA_WAIT),
+                }
+            }
             AciError::Status { status, .. }
-                if *status == StatusCode::TOO_MANY_REQUESTS
-                    || *status == StatusCode::REQUEST_TIMEOUT
-                    || status.is_server_error() =>
+                if *status == StatusCode::REQUEST_TIMEOUT || status.is_server_error() =>
             {
                 RuntimeError::Unavailable(text)
             }
@@ -229,6 +299,16 @@ pub struct AciRuntime {
     cfg: AciConfig,
     /// Bearer tokens for ARM (caches them itself).
     credential: Arc<dyn TokenCredential>,
+    /// Logs captured while containers run, by container name ([`aci_logs`]): filled by
+    /// [`ContainerRuntime::status`] when it sees a running container, completed and read by
+    /// [`ContainerRuntime::logs`], dropped by [`ContainerRuntime::remove`]. In this process's
+    /// memory: another instance or a restart starts from what ACI still holds (and says when
+    /// that was cut).
+    captures: Mutex<HashMap<String, Capture>>,
+    /// Lines asked for per log read ([`LOG_TAIL_LINES`] unless [`AciRuntime::with_log_capture`]).
+    log_tail: usize,
+    /// Least time between two log reads of one running container (ARM read budget).
+    log_every: Duration,
 }
 
 /// ARM's error body.
@@ -270,6 +350,7 @@ impl Answer {
             status: self.status,
             code: e.error.code,
             message: e.error.message,
+            retry_after: retry_after(&self.headers),
         }
     }
 
@@ -289,7 +370,138 @@ impl AciRuntime {
             http,
             cfg,
             credential,
+            captures: Mutex::new(HashMap::new()),
+            log_tail: LOG_TAIL_LINES,
+            log_every: Duration::from_secs(5),
         }
+    }
+
+    /// Reads a running container's log at most once per `every`, `tail_lines` lines at a time
+    /// (defaults: every 5 s, [`LOG_TAIL_LINES`]).
+    pub fn with_log_capture(mut self, tail_lines: usize, every: Duration) -> AciRuntime {
+        self.log_tail = tail_lines.max(1);
+        self.log_every = every;
+        self
+    }
+
+    /// Reads the container's log once and merges it into its capture.
+    async fn capture_logs(&self, name: &str) -> Result<(), AciError> {
+        let url = format!(
+            "{}&tail={}&timestamps=true",
+            self.url(
+                &format!("{}/containers/{name}/logs", self.group_id(name)),
+                API_VERSION
+            ),
+            self.log_tail
+        );
+        let a = self.call(Method::GET, &url, None).await?;
+        if a.status == StatusCode::NOT_FOUND {
+            return Ok(());
+        }
+        if !a.status.is_success() {
+            return Err(a.into_error());
+        }
+        let logs: azure_mgmt_containerinstance::models::Logs = a.json()?;
+        let mut captures = self.captures.lock().unwrap_or_else(|p| p.into_inner());
+        let c = captures.entry(name.to_string()).or_default();
+        c.merge(&logs.content.unwrap_or_default(), self.log_tail);
+        c.read_at = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Reads a running container's log unless it was read less than `log_every` ago. A
+    /// failure is only logged: the next look tries again, and the final read happens anyway.
+    async fn capture_while_running(&self, name: &str) {
+        let due = {
+            let captures = self.captures.lock().unwrap_or_else(|p| p.into_inner());
+            captures
+                .get(name)
+                .and_then(|c| c.read_at)
+                .is_none_or(|t| t.elapsed() >= self.log_every)
+        };
+        if due {
+            if let Err(e) = self.capture_logs(name).await {
+                tracing::debug!(container = name, error = %e, "log capture failed; retried later");
+            }
+        }
+    }
+
+    /// Whether the subscription is registered for `Microsoft.ContainerInstance`
+    /// (`registrationState` of `GET /subscriptions/{id}/providers/Microsoft.ContainerInstance`,
+    /// Resources API [`PROVIDERS_API_VERSION`]). Used by `handler check`.
+    pub async fn registration_state(&self) -> Result<String, AciError> {
+        #[derive(Deserialize)]
+        struct Provider {
+            #[serde(rename = "registrationState", default)]
+            registration_state: String,
+        }
+        let path = format!(
+            "/subscriptions/{}/providers/Microsoft.ContainerInstance",
+            self.cfg.subscription_id
+        );
+        let a = self
+            .call(Method::GET, &self.url(&path, PROVIDERS_API_VERSION), None)
+            .await?;
+        if !a.status.is_success() {
+            return Err(a.into_error());
+        }
+        Ok(a.json::<Provider>()?.registration_state)
+    }
+
+    /// The actions this identity may perform on the resource group (`Permissions_ListForResourceGroup`,
+    /// azure-rest-api-specs `specification/authorization/resource-manager/Microsoft.Authorization/stable/2022-04-01/authorization-RoleDefinitionsCalls.json`), to
+    /// tell before any spawn whether it may create container groups. Used by `handler check`.
+    pub async fn permissions(&self) -> Result<Vec<(Vec<String>, Vec<String>)>, AciError> {
+        let scope = format!(
+            "/subscriptions/{}/resourcegroups/{}",
+            self.cfg.subscription_id, self.cfg.resource_group
+        );
+        self.permissions_at(&scope).await
+    }
+
+    /// The actions this identity may perform on the resource with id `scope`
+    /// (`Permissions_ListForResource`, same spec file as [`AciRuntime::permissions`]): e.g. on
+    /// the pull identity, whose `assign/action` a create with it needs.
+    pub async fn permissions_at(
+        &self,
+        scope: &str,
+    ) -> Result<Vec<(Vec<String>, Vec<String>)>, AciError> {
+        #[derive(Deserialize)]
+        struct Page {
+            #[serde(default)]
+            value: Vec<Permission>,
+            #[serde(rename = "nextLink", default)]
+            next_link: Option<String>,
+        }
+        #[derive(Deserialize)]
+        struct Permission {
+            #[serde(default)]
+            actions: Vec<String>,
+            #[serde(rename = "notActions", default)]
+            not_actions: Vec<String>,
+        }
+        let path = format!(
+            "{}/providers/Microsoft.Authorization/permissions",
+            scope.trim_end_matches('/')
+        );
+        // Pageable (`x-ms-pageable: nextLink` in the spec): follow every page.
+        let mut next = Some(self.url(&path, "2022-04-01"));
+        let mut all = Vec::new();
+        while let Some(url) = next.take() {
+            let a = self.call(Method::GET, &url, None).await?;
+            if !a.status.is_success() {
+                return Err(a.into_error());
+            }
+            let page: Page = a.json()?;
+            all.extend(page.value.into_iter().map(|p| (p.actions, p.not_actions)));
+            next = page.next_link.filter(|l| !l.is_empty());
+        }
+        Ok(all)
+    }
+
+    /// The settings this runtime was built with.
+    pub fn config(&self) -> &AciConfig {
+        &self.cfg
     }
 
     /// Builds the runtime from the parsed flags with the Function App's managed identity
@@ -534,7 +746,17 @@ fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
     Some(Duration::from_secs(secs.min(60)))
 }
 
-/// Reads the status of a group from its provisioning state and its container's instance view.
+/// Reads the status of a group from its own state, its container's instance view and its
+/// provisioning state.
+///
+/// The group's `instanceView.state` comes first: a group that was stopped (our timeout or
+/// cancel, `POST .../stop`), or ran to its end, is over whatever its container view says, and
+/// a stopped group may carry no container view at all. Group states, per
+/// https://learn.microsoft.com/azure/container-instances/container-state: `Running`,
+/// `Stopped`, `Pending`, `Succeeded` ("ran to completion successfully", restart policy Never
+/// or OnFailure) and `Failed` ("failed to run to completion", restart policy Never). Stopped,
+/// Succeeded and Failed are over; the container's `Terminated` state gives the exit code when
+/// it is there. A group whose provisioning `Failed` or was `Canceled` is over too.
 pub fn status_of(group: &ContainerGroup) -> ContainerStatus {
     let p = &group.container_group_properties.properties;
     let current = p
@@ -548,9 +770,24 @@ pub fn status_of(group: &ContainerGroup) -> ContainerStatus {
         oom_killed: false,
         detail: None,
     };
+    let detail = current
+        .and_then(|s| s.detail_status.clone())
+        .filter(|d| !d.is_empty());
+    let oom = detail.as_deref().is_some_and(|d| d.contains("OOMKilled"));
+    let exit_code = current
+        .filter(|s| s.state.as_deref() == Some("Terminated"))
+        .and_then(|s| s.exit_code.map(i64::from));
+    let group_state = p.instance_view.as_ref().and_then(|v| v.state.as_deref());
+    if let Some(state @ ("Stopped" | "Succeeded" | "Failed")) = group_state {
+        let detail = detail.unwrap_or_else(|| format!("container group {state}"));
+        return ContainerStatus {
+            phase: Phase::Exited,
+            exit_code,
+            oom_killed: oom,
+            detail: Some(detail),
+        };
+    }
     if let Some(s) = current {
-        let detail = s.detail_status.clone().filter(|d| !d.is_empty());
-        let oom = detail.as_deref().is_some_and(|d| d.contains("OOMKilled"));
         return match s.state.as_deref() {
             Some("Running") => ContainerStatus {
                 phase: Phase::Running,
@@ -558,7 +795,7 @@ pub fn status_of(group: &ContainerGroup) -> ContainerStatus {
             },
             Some("Terminated") => ContainerStatus {
                 phase: Phase::Exited,
-                exit_code: s.exit_code.map(i64::from),
+                exit_code,
                 oom_killed: oom,
                 detail,
             },
@@ -566,14 +803,11 @@ pub fn status_of(group: &ContainerGroup) -> ContainerStatus {
         };
     }
     match p.provisioning_state.as_deref() {
-        Some("Failed") | Some("Canceled") => ContainerStatus {
+        Some(state @ ("Failed" | "Canceled")) => ContainerStatus {
             phase: Phase::Exited,
             exit_code: None,
             oom_killed: false,
-            detail: Some(format!(
-                "container group provisioning {}",
-                p.provisioning_state.as_deref().unwrap_or_default()
-            )),
+            detail: Some(format!("container group provisioning {state}")),
         },
         _ => starting,
     }
@@ -677,7 +911,11 @@ impl ContainerRuntime for AciRuntime {
     }
 
     async fn status(&self, name: &str) -> Result<Option<ContainerStatus>, RuntimeError> {
-        Ok(self.get_group(name).await?.as_ref().map(status_of))
+        let status = self.get_group(name).await?.as_ref().map(status_of);
+        if status.as_ref().is_some_and(|s| s.phase == Phase::Running) {
+            self.capture_while_running(name).await;
+        }
+        Ok(status)
     }
 
     async fn kill(&self, name: &str) -> Result<(), RuntimeError> {
@@ -693,37 +931,30 @@ impl ContainerRuntime for AciRuntime {
         let url = self.url(&self.group_id(name), API_VERSION);
         let a = self.call(Method::DELETE, &url, None).await?;
         match a.status {
-            s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
+            // 200, 202 ("Delete started") and 204 ("not found") per the spec's
+            // ContainerGroups_Delete; 404 from a proxy in between is fine too.
+            s if s.is_success() || s == StatusCode::NOT_FOUND => {
+                let mut captures = self.captures.lock().unwrap_or_else(|p| p.into_inner());
+                captures.remove(name);
+                Ok(())
+            }
             _ => Err(a.into_error().into()),
         }
     }
 
     async fn logs(&self, name: &str, max_bytes: usize) -> Result<Logs, RuntimeError> {
-        // `tail` counts lines: ask for enough short lines to fill `max_bytes`, then cut bytes.
-        let tail = (max_bytes / 16).clamp(100, 100_000);
-        let url = format!(
-            "{}&tail={tail}",
-            self.url(
-                &format!("{}/containers/{name}/logs", self.group_id(name)),
-                API_VERSION
-            )
-        );
-        let a = self.call(Method::GET, &url, None).await?;
-        if a.status == StatusCode::NOT_FOUND {
+        // One last read completes what was captured while it ran ([`aci_logs`]).
+        self.capture_logs(name).await?;
+        let captures = self.captures.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(c) = captures.get(name) else {
             return Ok(Logs {
                 text: String::new(),
                 truncated: false,
             });
-        }
-        if !a.status.is_success() {
-            return Err(a.into_error().into());
-        }
-        let logs: azure_mgmt_containerinstance::models::Logs = a.json()?;
-        let text = logs.content.unwrap_or_default();
-        let lines = text.lines().count();
-        let cut = tail_bytes(&text, max_bytes);
+        };
+        let cut = tail_bytes(&c.text, max_bytes);
         Ok(Logs {
-            truncated: cut.len() < text.len() || lines >= tail,
+            truncated: c.truncated || cut.len() < c.text.len(),
             text: cut.to_string(),
         })
     }
@@ -750,20 +981,12 @@ impl ContainerRuntime for AciRuntime {
     }
 
     async fn list(&self) -> Result<Vec<String>, RuntimeError> {
-        Ok(self.list_groups().await?)
+        let names = self.list_groups().await?;
+        // Groups another instance deleted leave no capture behind here.
+        let mut captures = self.captures.lock().unwrap_or_else(|p| p.into_inner());
+        captures.retain(|name, _| names.contains(name));
+        Ok(names)
     }
-}
-
-/// The last `max` bytes of `s`, starting on a character boundary.
-fn tail_bytes(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut start = s.len() - max;
-    while !s.is_char_boundary(start) {
-        start += 1;
-    }
-    &s[start..]
 }
 
 #[cfg(test)]
@@ -796,6 +1019,32 @@ mod tests {
             "containers": [{"name": "c", "properties": {"image": "i"}}]}}),
         );
         assert_eq!(status_of(&failed).phase, Phase::Exited);
+        // A stopped group may have no container view left: over, not Starting forever.
+        let stopped = group(
+            serde_json::json!({"properties": {"provisioningState": "Succeeded",
+            "instanceView": {"state": "Stopped"},
+            "containers": [{"name": "c", "properties": {"image": "i"}}]}}),
+        );
+        let s = status_of(&stopped);
+        assert_eq!(
+            (s.phase, s.exit_code, s.detail.as_deref()),
+            (Phase::Exited, None, Some("container group Stopped"))
+        );
+        // The group's state wins over a container view that still says Running.
+        let succeeded = group(
+            serde_json::json!({"properties": {"provisioningState": "Succeeded",
+            "instanceView": {"state": "Succeeded"},
+            "containers": [{"name": "c", "properties": {"image": "i", "instanceView":
+            {"currentState": {"state": "Running"}}}}]}}),
+        );
+        assert_eq!(status_of(&succeeded).phase, Phase::Exited);
+        let running = group(
+            serde_json::json!({"properties": {"provisioningState": "Succeeded",
+            "instanceView": {"state": "Running"},
+            "containers": [{"name": "c", "properties": {"image": "i", "instanceView":
+            {"currentState": {"state": "Running"}}}}]}}),
+        );
+        assert_eq!(status_of(&running).phase, Phase::Running);
     }
 
     #[test]
@@ -812,12 +1061,6 @@ mod tests {
         assert_eq!(s.memory_bytes, 1_048_576);
         assert_eq!(s.at_ms, 1_796_032_860_000);
         assert_eq!(sample_of(br#"{"value": []}"#).unwrap(), None);
-    }
-
-    #[test]
-    fn tails_cut_on_char_boundaries() {
-        assert_eq!(tail_bytes("héllo", 4), "llo");
-        assert_eq!(tail_bytes("abc", 10), "abc");
     }
 
     #[test]
@@ -838,6 +1081,7 @@ mod tests {
             status,
             code: code.into(),
             message: "m".into(),
+            retry_after: None,
         };
         let e = |x: AciError| RuntimeError::from(x);
         assert!(e(status(StatusCode::TOO_MANY_REQUESTS, "x")).is_transient());
@@ -850,5 +1094,19 @@ mod tests {
             e(status(StatusCode::FORBIDDEN, "AuthorizationFailed")),
             RuntimeError::Rejected(_)
         ));
+        let throttled = e(AciError::Status {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "TooManyRequests".into(),
+            message: "m".into(),
+            retry_after: Some(Duration::from_secs(7)),
+        });
+        assert_eq!(throttled.retry_after(), Some(Duration::from_secs(7)));
+        assert!(throttled.is_transient());
+        let quota = e(status(StatusCode::CONFLICT, "ContainerGroupQuotaReached"));
+        assert!(matches!(quota, RuntimeError::Throttled { .. }) && quota.is_transient());
+        let not_registered = e(status(StatusCode::CONFLICT, NOT_REGISTERED));
+        assert!(matches!(not_registered, RuntimeError::NotSetUp(_)));
+        assert!(not_registered.to_string().contains("az provider register"));
+        assert!(not_registered.is_transient());
     }
 }

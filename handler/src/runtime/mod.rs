@@ -3,12 +3,14 @@
 //! - [`docker`]: Docker Engine API (bollard), the local default.
 //! - [`image`]: builds the `FROM scratch` worker image for Docker from the static worker binary.
 //! - [`process`]: plain child processes of the handler, where no Docker Engine answers.
-//! - [`aci`]: Azure Container Instances over ARM, in Azure.
+//! - [`aci`]: Azure Container Instances over ARM, in Azure; [`aci_logs`] captures their logs
+//!   while they run.
 //!
 //! A "container" is named by the caller (`model::naming`), so every backend can answer "does this
 //! task attempt's container exist?" after a restart without any bookkeeping of its own.
 
 pub mod aci;
+pub mod aci_logs;
 pub mod docker;
 pub mod image;
 pub mod process;
@@ -27,18 +29,52 @@ pub enum RuntimeError {
     /// The image does not exist and cannot be had. Permanent for this message.
     #[error("image not found: {0}")]
     ImageMissing(String),
-    /// The runtime refused the container (bad spec, quota). Permanent for this message.
+    /// The runtime refused the container (bad spec, no permission). Permanent for this message.
     #[error("container rejected: {0}")]
     Rejected(String),
+    /// The runtime asked us to slow down: ARM throttling (429 with `Retry-After`) or a regional
+    /// container-group quota reached. Transient and never the message's fault: the spawn and
+    /// delivery policy waits at least `retry_after` (when given) and tries again, without
+    /// treating the message as poison.
+    #[error("container runtime throttled: {message}")]
+    Throttled {
+        /// What Azure said (code and message).
+        message: String,
+        /// How long Azure asked us to wait, when it said.
+        retry_after: Option<std::time::Duration>,
+    },
+    /// The deployment is missing something only an operator can add, e.g. the subscription is
+    /// not registered for the `Microsoft.ContainerInstance` resource provider (ARM 409
+    /// `MissingSubscriptionRegistration`). Every spawn fails the same way until it is fixed, so
+    /// it is transient for the message (not poison) and the text says what to run.
+    #[error("container runtime not set up: {0}")]
+    NotSetUp(String),
     /// Anything else the runtime said.
     #[error("container runtime: {0}")]
     Other(String),
 }
 
 impl RuntimeError {
-    /// True when retrying later may work without anything changing on our side.
+    /// True when retrying later may work without anything changing in the message: the
+    /// runtime is down, throttling us, or waiting for an operator ([`RuntimeError::NotSetUp`]).
     pub fn is_transient(&self) -> bool {
-        matches!(self, RuntimeError::Unavailable(_))
+        matches!(
+            self,
+            RuntimeError::Unavailable(_)
+                | RuntimeError::Throttled { .. }
+                | RuntimeError::NotSetUp(_)
+        )
+    }
+
+    /// The least time to wait before trying again, when the runtime said (`Retry-After`), or a
+    /// minute for an operator's fix ([`RuntimeError::NotSetUp`]): retrying sooner only spends
+    /// ARM's request budget.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            RuntimeError::Throttled { retry_after, .. } => *retry_after,
+            RuntimeError::NotSetUp(_) => Some(std::time::Duration::from_secs(60)),
+            _ => None,
+        }
     }
 }
 

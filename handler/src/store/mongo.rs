@@ -25,6 +25,12 @@
 //!   message.
 //! - Documents are limited to 16 MB (2 MB on some Cosmos tiers): logs are cut to
 //!   `MAX_LOG_BYTES`, metrics to `MAX_METRIC_SAMPLES`, reasons to `MAX_REASON_BYTES`.
+//! - Cosmos answers `hello` with the wire version of the account's `serverVersion`. The
+//!   `mongodb` crate 3.x refuses servers below wire version 9, MongoDB 4.4
+//!   (`DRIVER_MIN_WIRE_VERSION` in its `src/sdam/description/server.rs`), so a 4.2 account
+//!   (wire 8) cannot be used at all. The driver's own error names only wire versions;
+//!   [`MongoStore::connect`] turns it into one that names the server version and the fix
+//!   ([`explain_incompatible`]). `infra/main.bicep` sets `serverVersion: '6.0'` (wire 17).
 
 use super::{apply, Change, ListFilter, StoreError, TaskStore};
 use async_trait::async_trait;
@@ -135,6 +141,52 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
+/// The least wire version the `mongodb` crate accepts (its `DRIVER_MIN_WIRE_VERSION`, in
+/// `src/sdam/description/server.rs` of mongodb 3.x) and the server version that speaks it.
+pub const DRIVER_MIN_WIRE_VERSION: i32 = 9;
+/// See [`DRIVER_MIN_WIRE_VERSION`].
+pub const DRIVER_MIN_SERVER_VERSION: &str = "4.4";
+
+/// The MongoDB server release that introduced wire version `wire` (MongoDB's wire-version
+/// table: 4.0 = 7, 4.2 = 8, 4.4 = 9, 5.0 = 13, 6.0 = 17, 7.0 = 21, 8.0 = 25).
+pub fn server_version_of_wire(wire: i32) -> &'static str {
+    match wire {
+        i32::MIN..=5 => "3.4 or older",
+        6 => "3.6",
+        7 => "4.0",
+        8 => "4.2",
+        9..=12 => "4.4",
+        13..=16 => "5.0",
+        17..=20 => "6.0",
+        21..=24 => "7.0",
+        _ => "8.0 or newer",
+    }
+}
+
+/// The driver's "reports wire version N, but this version of the MongoDB Rust driver requires
+/// at least 9" (server selection) as a message a user can act on, or `None` for other errors.
+pub fn explain_incompatible(driver_message: &str) -> Option<String> {
+    let rest = driver_message.split("reports wire version ").nth(1)?;
+    let wire: i32 = rest
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()?;
+    let server = server_version_of_wire(wire);
+    Some(format!(
+        "the MongoDB server speaks wire version {wire} (MongoDB {server}; for Cosmos DB for MongoDB: \
+         serverVersion {server}), but the mongodb driver needs wire version {DRIVER_MIN_WIRE_VERSION} or newer \
+         (MongoDB {DRIVER_MIN_SERVER_VERSION}+): set the Cosmos account's serverVersion to 6.0 (infra/main.bicep does; \
+         existing accounts: https://learn.microsoft.com/azure/cosmos-db/mongodb/upgrade-version). Driver: {driver_message}"
+    ))
+}
+
+/// [`backend`], but an incompatible server gets [`explain_incompatible`]'s words.
+fn connect_error(e: mongodb::error::Error) -> StoreError {
+    let text = e.to_string();
+    StoreError::Backend(explain_incompatible(&text).unwrap_or(text))
+}
+
 /// The task document: the task's fields plus `_id`, `seq`, `rev` and `token_hash`.
 pub fn to_doc(
     task: &Task,
@@ -195,6 +247,31 @@ impl MongoStore {
         Ok(store)
     }
 
+    /// The server's `maxWireVersion` from `hello` (for `handler check`). The driver refuses an
+    /// incompatible server before any command; that error comes back explained
+    /// ([`explain_incompatible`]: it names the server's version and the driver's minimum).
+    pub async fn wire_version(uri: &str) -> Result<i32, StoreError> {
+        let client = mongodb::Client::with_uri_str(normalize_uri(uri))
+            .await
+            .map_err(backend)?;
+        let store_result = client
+            .database("admin")
+            .run_command(doc! { "hello": 1 })
+            .await;
+        match store_result {
+            Ok(reply) => reply
+                .get("maxWireVersion")
+                .and_then(|v| match v {
+                    Bson::Int32(n) => Some(*n),
+                    Bson::Int64(n) => i32::try_from(*n).ok(),
+                    Bson::Double(n) => Some(*n as i32),
+                    _ => None,
+                })
+                .ok_or_else(|| backend("hello answered without maxWireVersion")),
+            Err(e) => Err(connect_error(e)),
+        }
+    }
+
     /// Drops database `db` (tests clean up the fresh database they made).
     pub async fn drop_database(uri: &str, db: &str) -> Result<(), StoreError> {
         let client = mongodb::Client::with_uri_str(normalize_uri(uri))
@@ -205,6 +282,7 @@ impl MongoStore {
 
     /// `{seq: -1}` for the board, `{state: 1, seq: -1}` for filtered pages and the reconciler.
     async fn create_indexes(&self) -> Result<(), StoreError> {
+        // The first command: an incompatible server fails here, with words from connect_error.
         let named = |keys: Document, name: &str| {
             IndexModel::builder()
                 .keys(keys)
@@ -217,7 +295,7 @@ impl MongoStore {
         ];
         with_retry(|| self.tasks.create_indexes(models.clone()))
             .await
-            .map_err(backend)?;
+            .map_err(connect_error)?;
         Ok(())
     }
 
@@ -581,5 +659,22 @@ mod tests {
         let m = "Command failed: Error=16500, RetryAfterMs=120, Details='Request rate is large'";
         assert_eq!(retry_after_ms(m), Some(120));
         assert_eq!(retry_after_ms("nothing"), None);
+    }
+
+    #[test]
+    fn an_old_server_is_named_with_its_version_and_the_drivers_minimum() {
+        let driver =
+            "Server selection timeout: Server at 127.0.0.1:1 reports wire version 8, but this \
+                      version of the MongoDB Rust driver requires at least 9 (MongoDB 4.4).";
+        let text = explain_incompatible(driver).unwrap();
+        assert!(text.contains("wire version 8 (MongoDB 4.2"), "{text}");
+        assert!(text.contains("serverVersion 4.2"), "{text}");
+        assert!(
+            text.contains("wire version 9 or newer (MongoDB 4.4+)"),
+            "{text}"
+        );
+        assert_eq!(explain_incompatible("connection refused"), None);
+        assert_eq!(server_version_of_wire(17), "6.0");
+        assert_eq!(server_version_of_wire(21), "7.0");
     }
 }

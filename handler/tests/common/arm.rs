@@ -1,6 +1,33 @@
 //! A local stand-in for Azure Resource Manager, Azure Monitor and App Service's managed-identity
 //! endpoint, speaking the documented protocols over real HTTP and recording every request.
 //! Shared by the ACI runtime tests and the functions-mode process test.
+//!
+//! Every behaviour is taken from a primary source, cited where it is played:
+//!
+//! - [SPEC] azure-rest-api-specs
+//!   `specification/containerinstance/resource-manager/Microsoft.ContainerInstance/stable/2025-09-01/containerInstance.json`
+//!   and its `examples/` (paths, status codes per operation, bodies, `Logs`, `tail`, `timestamps`).
+//! - [ASYNC] https://learn.microsoft.com/azure/azure-resource-manager/management/async-operations
+//!   (201 + `Azure-AsyncOperation` + `Retry-After`; the operation body's `status` is
+//!   `InProgress` until `Succeeded`/`Failed`/`Canceled`, with `error` when it failed).
+//! - [STATES] https://learn.microsoft.com/azure/container-instances/container-state (group
+//!   `instanceView.state`: Running, Stopped, Pending, Succeeded, Failed; containers'
+//!   `currentState.state` Running/Terminated/Waiting).
+//! - [THROTTLE] https://learn.microsoft.com/azure/azure-resource-manager/management/request-limits-and-throttling
+//!   (429 Too Many Requests with `Retry-After` seconds).
+//! - [REGISTER] https://learn.microsoft.com/azure/azure-resource-manager/troubleshooting/error-register-resource-provider
+//!   (`MissingSubscriptionRegistration`: "The subscription is not registered to use namespace
+//!   ..."), and the Resources API's provider `registrationState`.
+//! - [QUOTA] MicrosoftDocs/SupportArticles-docs
+//!   `support/azure/azure-container-instances/configuration-setup/service-unavailable-container-group-quota-exceeded.md`
+//!   (the quota-exceeded message) and
+//!   https://learn.microsoft.com/azure/container-instances/container-instances-resource-and-quota-limits.
+//! - [PERMS] Microsoft.Authorization `Permissions_ListForResourceGroup`, azure-rest-api-specs
+//!   `specification/authorization/resource-manager/Microsoft.Authorization/stable/2022-04-01/authorization-RoleDefinitionsCalls.json`:
+//!   `GET /subscriptions/{id}/resourcegroups/{rg}/providers/Microsoft.Authorization/permissions`
+//!   answers `{"value": [{"actions": [...], "notActions": [...]}]}` for the caller.
+//!
+//! Fault injections that no source documents are named as such (`log_retained_after_stop`).
 
 #![allow(dead_code)]
 
@@ -47,7 +74,47 @@ pub struct World {
     pub tokens_issued: u32,
     /// Answer 401 to the next ARM request (a revoked token).
     pub unauthorized: bool,
+    /// `Retry-After` seconds sent with a 429 ([THROTTLE]); 0 by default so tests stay fast.
+    pub retry_after_secs: u64,
+    /// The subscription is not registered for Microsoft.ContainerInstance: every container
+    /// group request answers 409 `MissingSubscriptionRegistration` and the provider reads
+    /// `NotRegistered` ([REGISTER]).
+    pub unregistered: bool,
+    /// The regional container-group quota is reached: a PUT of a new group answers 409
+    /// `ContainerGroupQuotaReached` with the quota message ([QUOTA]).
+    pub quota_reached: bool,
+    /// Each group's container output: (RFC 3339 timestamp, line), oldest first. Groups with
+    /// none answer the fixed three lines the older tests expect.
+    pub logs: HashMap<String, Vec<(String, String)>>,
+    /// Fault injection (no source documents how much ACI keeps): once a group is stopped or
+    /// ended, its log answers keep only this many newest lines.
+    pub log_retained_after_stop: Option<usize>,
+    /// The actions `Permissions_ListForResourceGroup` reports ([PERMS]); `None`: the custom
+    /// role `infra/main.bicep` grants.
+    pub permissions: Option<Vec<String>>,
+    /// The actions `Permissions_ListForResource` reports on any other resource (the pull
+    /// identity); `None`: Managed Identity Operator's, which `infra/main.bicep` assigns there.
+    pub resource_permissions: Option<Vec<String>>,
 }
+
+/// Managed Identity Operator's actions (https://learn.microsoft.com/azure/role-based-access-control/built-in-roles).
+pub const MANAGED_IDENTITY_OPERATOR_ACTIONS: &[&str] = &[
+    "Microsoft.ManagedIdentity/userAssignedIdentities/*/read",
+    "Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action",
+    "Microsoft.Authorization/*/read",
+    "Microsoft.Insights/alertRules/*",
+    "Microsoft.Resources/subscriptions/resourceGroups/read",
+    "Microsoft.Resources/deployments/*",
+    "Microsoft.Support/*",
+];
+
+/// The custom role's actions in `infra/main.bicep`.
+pub const BICEP_ROLE_ACTIONS: &[&str] = &[
+    "Microsoft.ContainerInstance/containerGroups/*",
+    "Microsoft.ContainerInstance/locations/*/read",
+    "Microsoft.Insights/metrics/read",
+    "Microsoft.Insights/metricDefinitions/read",
+];
 
 pub type Shared = Arc<Mutex<World>>;
 
@@ -110,10 +177,54 @@ pub async fn arm(req: HttpRequest, body: web::Bytes, w: web::Data<Shared>) -> Ht
             .json(json!({"error": {"code": "InvalidAuthenticationToken", "message": "expired"}}));
     }
     if std::mem::take(&mut w.throttle) {
+        // [THROTTLE]: 429 with Retry-After in seconds.
         return HttpResponse::TooManyRequests()
-            .json(json!({"error": {"code": "TooManyRequests", "message": "slow down"}}));
+            .insert_header(("Retry-After", w.retry_after_secs.to_string()))
+            .json(json!({"error": {"code": "TooManyRequests", "message": "The request is being throttled as the limit has been reached for operation 'PutContainerGroup'."}}));
     }
     let path = req.path().to_string();
+    if path == "/v2/" {
+        // A container registry's API base: 401 with a Bearer challenge when not signed in
+        // (distribution/distribution docs/spec/api.md, "API Version Check").
+        return HttpResponse::Unauthorized()
+            .insert_header(("Docker-Distribution-API-Version", "registry/2.0"))
+            .insert_header(("WWW-Authenticate", "Bearer realm=\"https://myacr.azurecr.io/oauth2/token\",service=\"myacr.azurecr.io\""))
+            .finish();
+    }
+    if path == format!("/subscriptions/{SUB}/providers/Microsoft.ContainerInstance") {
+        // [REGISTER]: the provider's registration state (Resources API, Providers_Get).
+        let state = if w.unregistered {
+            "NotRegistered"
+        } else {
+            "Registered"
+        };
+        return HttpResponse::Ok().json(json!({
+            "id": format!("/subscriptions/{SUB}/providers/Microsoft.ContainerInstance"),
+            "namespace": "Microsoft.ContainerInstance",
+            "registrationState": state,
+        }));
+    }
+    if path
+        == format!(
+        "/subscriptions/{SUB}/resourcegroups/{RG}/providers/Microsoft.Authorization/permissions"
+    ) {
+        // [PERMS]
+        let actions = w
+            .permissions
+            .clone()
+            .unwrap_or_else(|| BICEP_ROLE_ACTIONS.iter().map(|a| a.to_string()).collect());
+        return HttpResponse::Ok().json(json!({"value": [{"actions": actions, "notActions": []}]}));
+    }
+    if path.ends_with("/providers/Microsoft.Authorization/permissions") {
+        // [PERMS] Permissions_ListForResource, on any other resource (the pull identity).
+        let actions = w.resource_permissions.clone().unwrap_or_else(|| {
+            MANAGED_IDENTITY_OPERATOR_ACTIONS
+                .iter()
+                .map(|a| a.to_string())
+                .collect()
+        });
+        return HttpResponse::Ok().json(json!({"value": [{"actions": actions, "notActions": []}]}));
+    }
     if let Some(name) = path.strip_prefix("/ops/") {
         if w.op_forbidden {
             return HttpResponse::Forbidden()
@@ -127,6 +238,12 @@ pub async fn arm(req: HttpRequest, body: web::Bytes, w: web::Data<Shared>) -> Ht
     let Some(rest) = path.strip_prefix(&prefix) else {
         return not_found();
     };
+    if w.unregistered {
+        // [REGISTER]: ARM refuses every request for an unregistered namespace with 409.
+        return HttpResponse::Conflict().json(json!({"error": {
+            "code": "MissingSubscriptionRegistration",
+            "message": "The subscription is not registered to use namespace 'Microsoft.ContainerInstance'. See https://aka.ms/rps-not-found for how to register subscriptions."}}));
+    }
     let parts: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
     let method = req.method().as_str();
     match (method, parts.as_slice()) {
@@ -148,7 +265,19 @@ pub async fn arm(req: HttpRequest, body: web::Bytes, w: web::Data<Shared>) -> Ht
             }
             HttpResponse::Ok().json(&w.groups[*name])
         }
+        ("PUT", [name]) if w.groups.contains_key(*name) => {
+            // [SPEC] ContainerGroups_CreateOrUpdate: PUT is idempotent; an existing group
+            // answers 200 with its body (nothing new is made).
+            HttpResponse::Ok().json(&w.groups[*name])
+        }
+        ("PUT", _) if w.quota_reached => {
+            // [QUOTA]
+            HttpResponse::Conflict().json(json!({"error": {
+                "code": "ContainerGroupQuotaReached",
+                "message": "Resource type 'Microsoft.ContainerInstance/containerGroups' container group quota 'ContainerGroups' exceeded in region 'westeurope'. Limit: '100', Usage: '100' Requested: '1'."}}))
+        }
         ("PUT", [name]) => {
+            // [SPEC] 201 with the group, [ASYNC] Azure-AsyncOperation + Retry-After.
             let mut g = json_body;
             g["name"] = json!(name);
             g["id"] = json!(format!("{prefix}/{name}"));
@@ -160,20 +289,27 @@ pub async fn arm(req: HttpRequest, body: web::Bytes, w: web::Data<Shared>) -> Ht
                 .insert_header(("Retry-After", "0"))
                 .json(g)
         }
+        // [SPEC] ContainerGroups_Delete: 202 "Delete started", 204 "not found".
         ("DELETE", [name]) => match w.groups.remove(*name) {
-            Some(_) => HttpResponse::Accepted().finish(),
+            Some(_) => {
+                w.logs.remove(*name);
+                HttpResponse::Accepted().finish()
+            }
             None => HttpResponse::NoContent().finish(),
         },
         ("POST", [name, "stop"]) if w.groups.contains_key(*name) => {
-            set_state(
-                &mut w,
-                name,
-                json!({"state": "Terminated", "exitCode": 137, "detailStatus": "Killed"}),
-            );
+            // [SPEC] ContainerGroups_Stop: 204. [STATES] the group is then `Stopped`; no
+            // source says what the container view shows after a stop, so it is dropped (the
+            // hardest case for a reader: only the group's state tells it is over).
+            let g = w.groups.get_mut(*name).unwrap();
+            g["properties"]["instanceView"] = json!({"state": "Stopped", "events": []});
+            if let Some(c) = g["properties"]["containers"][0]["properties"].as_object_mut() {
+                c.remove("instanceView");
+            }
             HttpResponse::NoContent().finish()
         }
         ("GET", [name, "containers", _, "logs"]) if w.groups.contains_key(*name) => {
-            HttpResponse::Ok().json(json!({"content": "starting\nworking on it\ndone\n"}))
+            logs_answer(&w, name, &req)
         }
         ("GET", [name, "providers", "Microsoft.Insights", "metrics"])
             if w.groups.contains_key(*name) =>
@@ -189,11 +325,77 @@ pub async fn arm(req: HttpRequest, body: web::Bytes, w: web::Data<Shared>) -> Ht
     }
 }
 
+/// Sets the container's `currentState` and, as ACI does with restart policy Never
+/// ([STATES]), the group's `instanceView.state`: `Running` while it runs, `Succeeded` after
+/// exit code 0, `Failed` after any other.
 pub fn set_state(w: &mut World, name: &str, state: Value) {
+    let group_state = match (state["state"].as_str(), state["exitCode"].as_i64()) {
+        (Some("Terminated"), Some(0)) => "Succeeded",
+        (Some("Terminated"), _) => "Failed",
+        (Some("Running"), _) => "Running",
+        _ => "Pending",
+    };
     if let Some(g) = w.groups.get_mut(name) {
         g["properties"]["containers"][0]["properties"]["instanceView"] =
             json!({ "currentState": state });
+        g["properties"]["instanceView"] = json!({ "state": group_state, "events": [] });
     }
+}
+
+/// Appends `lines` to the output of group `name`, stamped one millisecond apart after
+/// `2026-12-02T10:00:00Z` plus what the group already printed.
+pub fn print(w: &mut World, name: &str, lines: &[&str]) {
+    let out = w.logs.entry(name.to_string()).or_default();
+    for line in lines {
+        let n = out.len();
+        let ts = format!(
+            "2026-12-02T10:{:02}:{:02}.{:03}000000Z",
+            n / 60_000,
+            (n / 1000) % 60,
+            n % 1000
+        );
+        out.push((ts, line.to_string()));
+    }
+}
+
+/// [SPEC] Containers_ListLogs: `{"content": ...}`; `tail` = the last N lines; without it,
+/// everything "up to 4mb"; `timestamps=true` puts each line's time first.
+fn logs_answer(w: &World, name: &str, req: &HttpRequest) -> HttpResponse {
+    let q = web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        .map(|q| q.into_inner())
+        .unwrap_or_default();
+    let fixed = [
+        ("2026-12-02T10:00:00.000000000Z", "starting"),
+        ("2026-12-02T10:00:00.001000000Z", "working on it"),
+        ("2026-12-02T10:00:00.002000000Z", "done"),
+    ]
+    .map(|(t, l)| (t.to_string(), l.to_string()));
+    let mut lines: Vec<(String, String)> = w.logs.get(name).cloned().unwrap_or(fixed.to_vec());
+    let state = w.groups[name]["properties"]["instanceView"]["state"].clone();
+    let ended = matches!(state.as_str(), Some("Stopped" | "Succeeded" | "Failed"));
+    if let (true, Some(keep)) = (ended, w.log_retained_after_stop) {
+        lines = lines.split_off(lines.len().saturating_sub(keep));
+    }
+    if let Some(tail) = q.get("tail").and_then(|t| t.parse::<usize>().ok()) {
+        lines = lines.split_off(lines.len().saturating_sub(tail));
+    }
+    let stamps = q.get("timestamps").map(String::as_str) == Some("true");
+    let mut content: String = lines
+        .iter()
+        .map(|(t, l)| match stamps {
+            true => format!("{t} {l}\n"),
+            false => format!("{l}\n"),
+        })
+        .collect();
+    const MAX: usize = 4 * 1024 * 1024;
+    if content.len() > MAX {
+        let mut start = content.len() - MAX;
+        while !content.is_char_boundary(start) {
+            start += 1;
+        }
+        content = content.split_off(start);
+    }
+    HttpResponse::Ok().json(json!({ "content": content }))
 }
 
 /// The create operation: InProgress once, then Succeeded (or Failed when asked to).

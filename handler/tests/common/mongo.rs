@@ -32,9 +32,20 @@ pub fn server() -> Option<(Option<MongoStandIn>, String)> {
 }
 
 /// Starts the stand-in on a free port if the Python named by `EDA_MONGO_STANDIN_PYTHON`
-/// (default `python3`) can import `pymongo` and `mongomock`; `None` otherwise.
+/// (default: the venv `tests/mongo-standin/start.sh` builds, else `python3`) can import
+/// `pymongo` and `mongomock`; `None` otherwise.
 pub fn start() -> Option<MongoStandIn> {
-    let python = handler::config::env("EDA_MONGO_STANDIN_PYTHON").unwrap_or("python3".into());
+    start_with(&[])
+}
+
+/// [`start`] with extra `server.py` flags, e.g. `["--server-version", "4.2"]`.
+pub fn start_with(extra: &[&str]) -> Option<MongoStandIn> {
+    let venv = "/tmp/eda-mongo-standin-venv/bin/python";
+    let default = match std::path::Path::new(venv).exists() {
+        true => venv.to_string(),
+        false => "python3".to_string(),
+    };
+    let python = handler::config::env("EDA_MONGO_STANDIN_PYTHON").unwrap_or(default);
     let importable = Command::new(&python)
         .args(["-c", "import pymongo, mongomock"])
         .stdout(Stdio::null())
@@ -49,7 +60,8 @@ pub fn start() -> Option<MongoStandIn> {
         "/../tests/mongo-standin/server.py"
     );
     let mut child = Command::new(&python)
-        .args([script, "--port", "0"])
+        .args([script, "--port", "0", "--quiet"])
+        .args(extra)
         .stdout(Stdio::piped())
         .spawn()
         .ok()?;
