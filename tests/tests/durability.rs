@@ -94,7 +94,24 @@ async fn every_acknowledged_task_is_in_the_disk_image_of_its_last_durability_poi
     for c in callers {
         c.await.unwrap();
     }
+    // Control: the images are the files as they were, not the live files. A task acknowledged
+    // later is absent from an earlier image (so the check below can fail) and present in its own.
+    let before = taken.load(Ordering::SeqCst) - 1;
+    let late = queue.submit(vec![task(100_000)]).await.unwrap()[0]
+        .id
+        .clone();
+    let after = taken.load(Ordering::SeqCst) - 1;
     store.db.set_sync_hook(None);
+    assert!(boot(&dir.0, &images, before)
+        .get(&late)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(boot(&dir.0, &images, after)
+        .get(&late)
+        .await
+        .unwrap()
+        .is_some());
     let acked = acked.lock().unwrap().clone();
     assert_eq!(acked.len(), CALLERS * EACH);
     let batches = taken.load(Ordering::SeqCst);
@@ -109,16 +126,24 @@ async fn every_acknowledged_task_is_in_the_disk_image_of_its_last_durability_poi
         images_checked.entry(k).or_default().push(id);
     }
     for (k, ids) in images_checked {
-        let boot = dir.0.join(format!("boot-{k}"));
-        copy_files(&images.join(k.to_string()), &boot).unwrap();
-        let after = SqliteStore::open(&boot.join("eda.db")).unwrap();
+        let disk = boot(&dir.0, &images, k);
         for id in ids {
             assert!(
-                after.get(&id).await.unwrap().is_some(),
+                disk.get(&id).await.unwrap().is_some(),
                 "task {id} was acknowledged after durability point {k} but is not on its disk"
             );
         }
     }
+}
+
+/// Disk image `k` opened by the store, as a rebooted machine would open the disk (on a fresh
+/// copy, so the image stays as it was).
+fn boot(dir: &Path, images: &Path, k: usize) -> SqliteStore {
+    static BOOTS: AtomicUsize = AtomicUsize::new(0);
+    let n = BOOTS.fetch_add(1, Ordering::SeqCst);
+    let to = dir.join(format!("boot-{n}"));
+    copy_files(&images.join(k.to_string()), &to).unwrap();
+    SqliteStore::open(&to.join("eda.db")).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -828,3 +828,55 @@ impl TaskStore for SqliteStore {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite_error(code: std::ffi::c_int) -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None)
+    }
+
+    #[test]
+    fn sqlite_errors_name_the_storage_problem() {
+        // Primary codes and SQLITE_READONLY_DBMOVED (8 | 4 << 8), https://www.sqlite.org/rescode.html
+        let cases = [
+            (13, Some(StorageProblem::Full)),
+            (8, Some(StorageProblem::ReadOnly)),
+            (8 | (4 << 8), Some(StorageProblem::Gone)),
+            (10, Some(StorageProblem::Failing)),
+            (19, None), // SQLITE_CONSTRAINT: not about storage
+        ];
+        for (code, want) in cases {
+            assert_eq!(sqlite_problem(&sqlite_error(code)), want, "code {code}");
+        }
+        let e = backend(sqlite_error(13));
+        assert!(matches!(
+            e,
+            StoreError::Storage {
+                problem: StorageProblem::Full,
+                ..
+            }
+        ));
+        // The cause is kept, not flattened.
+        let cause = std::error::Error::source(&e).unwrap().to_string();
+        assert!(cause.contains("database or disk is full"), "{cause}");
+    }
+
+    #[test]
+    fn a_removed_directory_is_gone_and_a_present_one_keeps_the_suggestion() {
+        let dir = std::env::temp_dir().join(format!("eda-diagnose-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(
+            diagnose_dir(&dir, StorageProblem::Failing),
+            StorageProblem::Failing
+        );
+        std::fs::remove_dir(&dir).unwrap();
+        assert_eq!(
+            diagnose_dir(&dir, StorageProblem::Failing),
+            StorageProblem::Gone
+        );
+        let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        assert_eq!(io_problem(&full), Some(StorageProblem::Full));
+    }
+}
