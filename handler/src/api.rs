@@ -7,7 +7,7 @@ use crate::clock::now_ms;
 use crate::reconcile;
 use crate::runtime::RuntimeError;
 use crate::spawn::check_work;
-use crate::store::{Change, ListFilter, StoreError};
+use crate::store::{Change, ListFilter, StorageProblem, StoreError};
 use crate::token;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -92,8 +92,33 @@ impl From<StoreError> for ApiError {
             StoreError::BadCursor => {
                 ApiError::bad("bad_cursor", "the cursor is not one this API returned")
             }
+            e @ StoreError::Storage { .. } => ApiError::storage(&e),
             e @ StoreError::Backend(_) => ApiError::internal(e),
         }
+    }
+}
+
+impl ApiError {
+    /// The data directory cannot take writes: 507 Insufficient Storage when it is full (RFC
+    /// 4918 section 11.5: "unable to store the representation needed to complete the
+    /// request"), 503 otherwise; the message says where and what. The cause goes to the log.
+    fn storage(e: &StoreError) -> ApiError {
+        let StoreError::Storage { dir, problem, .. } = e else {
+            return ApiError::internal(e);
+        };
+        let cause = std::error::Error::source(e).map(|c| c.to_string());
+        tracing::error!(dir = %dir.display(), %problem, cause, "the store cannot write");
+        let (status, code) = match problem {
+            StorageProblem::Full => (StatusCode::INSUFFICIENT_STORAGE, "storage_full"),
+            StorageProblem::ReadOnly => (StatusCode::SERVICE_UNAVAILABLE, "storage_read_only"),
+            StorageProblem::Gone => (StatusCode::SERVICE_UNAVAILABLE, "storage_gone"),
+            StorageProblem::Failing => (StatusCode::SERVICE_UNAVAILABLE, "storage_failing"),
+        };
+        ApiError::new(
+            status,
+            code,
+            format!("{e}; the request was not acknowledged (retry once the cause is fixed)"),
+        )
     }
 }
 
@@ -252,10 +277,22 @@ fn json_depth(text: &str) -> usize {
     max
 }
 
+/// `GET /api/health`: 200 when the handler can take work; 507/503 with the store's error
+/// (as any route answers it) while its data directory cannot take writes.
 async fn health(app: Data) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({
-        "ok": true, "runtime": app.runtime.kind(), "store": app.tasks.store.kind(),
-    }))
+    let (runtime, store) = (app.runtime.kind(), app.tasks.store.kind());
+    match app.tasks.store.ready().await {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({
+            "ok": true, "ready": true, "runtime": runtime, "store": store,
+        })),
+        Err(e) => {
+            let e = ApiError::from(e);
+            HttpResponse::build(e.status).json(serde_json::json!({
+                "ok": false, "ready": false, "runtime": runtime, "store": store,
+                "code": e.code, "message": e.message,
+            }))
+        }
+    }
 }
 
 /// `POST /api/work`: one item or an array; every item is checked before anything is stored.

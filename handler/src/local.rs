@@ -2,8 +2,15 @@
 //! answers, else child processes), the queue consumer, the reconciler, the sampler and the HTTP
 //! server, and runs them until shutdown.
 //!
-//! Shutdown has two stages: the first Ctrl-C stops taking messages and lets spawns in flight
-//! finish (containers keep running; the next start adopts them); a second Ctrl-C exits at once.
+//! Shutdown, one rule for every runtime: the first Ctrl-C or SIGTERM stops taking messages, lets
+//! spawns in flight finish and stops the server; it never waits for running work (it may take
+//! hours) and never leaves it unaccounted. A second signal exits at once. What happens to the
+//! running work is what its runtime can vouch for after the handler is gone:
+//! - Docker: containers keep running; the next start adopts them by name, and their reports or
+//!   exit codes finish their tasks.
+//! - process runtime: workers are the handler's children and end with it, on a stop as on a
+//!   crash (see `runtime::process`); the next start finds them gone, truthfully, and retries
+//!   their attempts (each retry uses one attempt of the task's budget).
 
 use crate::app::App;
 use crate::config::{LocalArgs, RuntimeChoice};
@@ -195,17 +202,35 @@ fn cors(origins: &[String]) -> actix_cors::Cors {
         .max_age(3600)
 }
 
-/// Runs local mode until Ctrl-C (graceful) or a second Ctrl-C (immediate).
+/// Runs local mode until Ctrl-C or SIGTERM (graceful), or a second one (immediate).
 pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
     let running = start(args).await?;
     println!(
         "Event-Driven ACI local mode: dashboard and API on {}",
         running.url()
     );
-    tokio::signal::ctrl_c().await?;
-    println!("stopping: finishing spawns in flight (Ctrl-C again to exit now)");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    stop_signal(&mut term).await?;
+    let outlives = running.app.runtime.kind() != "process";
+    println!(
+        "stopping: finishing spawns in flight (Ctrl-C again to exit now); {}",
+        if outlives {
+            "running containers keep running and are adopted on the next start"
+        } else {
+            "running process workers end with the handler and are retried on the next start"
+        }
+    );
     tokio::select! {
         _ = running.stop() => Ok(()),
-        _ = tokio::signal::ctrl_c() => std::process::exit(130),
+        _ = stop_signal(&mut term) => std::process::exit(130),
+    }
+}
+
+/// Waits for Ctrl-C (SIGINT) or SIGTERM: both ask for the same graceful stop.
+async fn stop_signal(term: &mut tokio::signal::unix::Signal) -> anyhow::Result<()> {
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("listening for Ctrl-C"),
+        _ = term.recv() => Ok(()),
     }
 }

@@ -80,6 +80,36 @@ impl HandlerProcess {
         self.child.wait().expect("reap the handler");
     }
 
+    /// SIGTERM (what `kill <pid>`, systemd and `docker stop` send), then waits up to 30 s for it
+    /// to exit and returns how it exited.
+    pub fn term(&mut self) -> std::process::ExitStatus {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM {} failed", self.child.id());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the handler") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the handler did not exit within 30 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Live processes (pid, process group) that the handler's process runtime started for this
+    /// data dir, found by the marker in their environment (`runtime::process::OWNER_ENV`), so
+    /// what a worker started counts too.
+    pub fn worker_processes(&self) -> Vec<(u32, u32)> {
+        let logs = std::fs::canonicalize(self.data_dir.join("logs"))
+            .unwrap_or_else(|_| self.data_dir.join("logs"));
+        handler::runtime::process::marked_processes(&logs.display().to_string())
+    }
+
     /// Starts it again with the same port, data dir and flags.
     pub fn restart(&mut self) {
         self.child = spawn(self.addr, &self.data_dir, &self.flags);

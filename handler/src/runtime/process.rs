@@ -7,8 +7,22 @@
 //! cgroup v1 memory group per child where the handler may create one (nested under its own
 //! group); where it may not, the limit is skipped, quietly (debug log).
 //!
-//! Unlike Docker, it forgets its children when the handler exits: after a restart `list` is
-//! empty and the reconciler treats their tasks' containers as gone.
+//! Unlike Docker, its containers cannot outlive the handler, so they are made to die with it:
+//! - a *lifeline*: each child's stdin is a pipe whose only write end the handler holds; a tiny
+//!   watcher in the child's process group blocks reading it and SIGKILLs the whole group when
+//!   it reads end-of-file, which the kernel delivers when the handler exits for any reason
+//!   (return, SIGTERM, SIGKILL, panic). No pre-exec hook, no unsafe code, and unlike
+//!   `PR_SET_PDEATHSIG` it does not depend on which thread forked, and it reaches the work the
+//!   worker started, not only the worker;
+//! - a *sweep at start*: every child carries `EDA_PROCESS_OWNER=<its logs dir>` in its
+//!   environment; a new runtime kills every process whose environment has its marker (left by
+//!   a previous instance whose lifeline could not fire, or that left its process group) before
+//!   anything runs, and waits until they are gone. The marker, not a pid, identifies them, so a
+//!   reused pid is never killed.
+//!
+//! After a restart `list` is therefore empty *and true*: the reconciler's "disappeared without
+//! reporting; retrying" is safe, no attempt runs twice, and the concurrency cap counts every
+//! live worker.
 
 use super::{ContainerRuntime, ContainerSpec, ContainerStatus, Created, Phase, RuntimeError};
 use async_trait::async_trait;
@@ -29,9 +43,17 @@ const MEMORY_CGROUP_MOUNT: &str = "/sys/fs/cgroup/memory";
 const MAX_TREE: usize = 64;
 /// The shell that moves a child into its cgroup before it becomes the worker.
 const SHELL: &str = "/bin/sh";
-/// `sh -c` script: `$0` is the cgroup's `cgroup.procs`, `$@` the worker and its arguments. A
-/// failed write only loses the limit (debug-level matter), never the task.
-const JOIN_CGROUP_THEN_EXEC: &str = r#"echo $$ > "$0" 2>/dev/null; exec "$@""#;
+/// `sh -c` script every child runs first: `$0` is the cgroup's `cgroup.procs` (or `/dev/null`),
+/// `$@` the worker and its arguments. It joins the cgroup (a failed write only loses the limit,
+/// never the task), moves the lifeline (stdin) to fd 3, starts the watcher that kills the
+/// process group (`kill -9 0`) once the lifeline reads end-of-file, and becomes the worker
+/// (with stdin `/dev/null` and without fd 3), so the handler waits on the worker itself.
+const SUPERVISED_EXEC: &str =
+    r#"echo $$ > "$0" 2>/dev/null; exec 3<&0 </dev/null; (read _ <&3; kill -9 0) & exec "$@" 3<&-"#;
+/// The environment variable that marks a child (and what it starts) as this runtime's.
+pub const OWNER_ENV: &str = "EDA_PROCESS_OWNER";
+/// How long the start-up sweep waits for the leftovers it killed to be gone.
+const LEFTOVER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// How long `remove` waits for a killed child's cgroup to empty before leaving it behind.
 const CGROUP_EMPTY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Poll interval of that wait.
@@ -73,6 +95,9 @@ pub struct ProcessRuntime {
     worker_bin: PathBuf,
     /// Where each child's `<name>.log` is written.
     logs_dir: PathBuf,
+    /// The value of [`OWNER_ENV`] in every child: the logs dir, made absolute, so one data dir's
+    /// runtime finds its own leftovers and never another's.
+    owner: String,
     /// The memory cgroup under which each child gets its own group; `None`: no limits here.
     cgroup_parent: Option<PathBuf>,
     /// Shared with the waiter tasks.
@@ -107,15 +132,29 @@ fn exit_status(status: std::io::Result<ExitStatus>, oom_killed: bool) -> Contain
 
 impl ProcessRuntime {
     /// A runtime running `worker_bin` for each container, logging to `logs_dir` (created if
-    /// missing). Probes once whether memory cgroups can be created here.
+    /// missing). Kills what a previous runtime on the same `logs_dir` left running (see the
+    /// module doc) and probes once whether memory cgroups can be created here.
     pub fn new(worker_bin: PathBuf, logs_dir: PathBuf) -> ProcessRuntime {
         if let Err(e) = std::fs::create_dir_all(&logs_dir) {
             tracing::warn!(dir = %logs_dir.display(), error = %e, "cannot create the logs dir");
+        }
+        let owner = std::fs::canonicalize(&logs_dir)
+            .unwrap_or_else(|_| logs_dir.clone())
+            .display()
+            .to_string();
+        let killed = kill_leftovers(&owner, LEFTOVER_WAIT);
+        if killed > 0 {
+            tracing::warn!(
+                killed,
+                owner,
+                "killed worker processes a previous run of this data dir left behind"
+            );
         }
         let (exits, _) = broadcast::channel(1024);
         ProcessRuntime {
             worker_bin,
             logs_dir,
+            owner,
             cgroup_parent: probe_cgroup_parent(),
             children: Arc::new(Mutex::new(Children::default())),
             exits,
@@ -168,41 +207,51 @@ impl ProcessRuntime {
             )));
         }
         let cgroup = self.limited_cgroup(&spec.name, spec.resources.memory_mb);
-        let mut cmd = match &cgroup {
-            // The child joins its cgroup itself before exec'ing the worker, so nothing it starts
-            // can escape the limit (no pre_exec hook: unsafe code is denied here).
-            Some(dir) => {
-                let mut c = tokio::process::Command::new(SHELL);
-                c.args(["-c", JOIN_CGROUP_THEN_EXEC])
-                    .arg(dir.join("cgroup.procs"))
-                    .arg(&self.worker_bin);
-                c
-            }
-            None => tokio::process::Command::new(&self.worker_bin),
-        };
+        // The child joins its cgroup and starts its lifeline watcher itself, before exec'ing the
+        // worker (no pre_exec hook: unsafe code is denied here).
+        let procs = cgroup
+            .as_ref()
+            .map_or_else(|| PathBuf::from("/dev/null"), |d| d.join("cgroup.procs"));
+        let mut cmd = tokio::process::Command::new(SHELL);
+        cmd.args(["-c", SUPERVISED_EXEC])
+            .arg(procs)
+            .arg(&self.worker_bin);
         let path = crate::config::env("PATH").unwrap_or_else(|| DEFAULT_PATH.to_string());
         cmd.args(&spec.args)
             // Like a container: only what the spec gives (and PATH), none of the handler's secrets.
             .env_clear()
             .env("PATH", path)
+            .env(OWNER_ENV, &self.owner)
             .envs(spec.env.iter().chain(&spec.secret_env).map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
+            // The lifeline: its write end stays with the waiter (close-on-exec, so no other
+            // child inherits it) until the child exits or the handler does.
+            .stdin(Stdio::piped())
             .stdout(out)
             .stderr(err)
             // Its own process group, so kill reaches the work it started too.
             .process_group(0);
-        let child = match cmd.spawn() {
+        let mut child = match cmd.spawn() {
             Ok(child) => child,
             Err(e) => {
                 let _ = std::fs::remove_file(&log);
                 if let Some(dir) = &cgroup {
                     let _ = std::fs::remove_dir(dir);
                 }
-                return Err(spawn_error(&self.worker_bin, e));
+                return Err(RuntimeError::Other(format!(
+                    "cannot start {SHELL} for the worker {}: {e}",
+                    self.worker_bin.display()
+                )));
             }
         };
+        let lifeline = child.stdin.take();
         let pid = child.id().unwrap_or(0);
-        self.watch(spec.name.clone(), generation, child, cgroup.clone());
+        self.watch(
+            spec.name.clone(),
+            generation,
+            child,
+            cgroup.clone(),
+            lifeline,
+        );
         Ok(Child {
             generation,
             pid,
@@ -222,12 +271,15 @@ impl ProcessRuntime {
         generation: u64,
         mut child: tokio::process::Child,
         cgroup: Option<PathBuf>,
+        lifeline: Option<tokio::process::ChildStdin>,
     ) {
         let children = self.children.clone();
         let exits = self.exits.clone();
         let pid = child.id();
         tokio::spawn(async move {
             let status = child.wait().await;
+            // Held until now: dropping it earlier would make the child kill itself.
+            drop(lifeline);
             let oom = cgroup.as_deref().is_some_and(oom_killed);
             if let Some(pid) = pid {
                 kill_group(pid);
@@ -246,16 +298,6 @@ impl ProcessRuntime {
             }
             let _ = exits.send(name);
         });
-    }
-}
-
-/// A failed spawn: a missing worker binary is this runtime's "image not found".
-fn spawn_error(worker_bin: &Path, e: std::io::Error) -> RuntimeError {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => {
-            RuntimeError::ImageMissing(format!("worker {}: {e}", worker_bin.display()))
-        }
-        _ => RuntimeError::Other(format!("cannot start {}: {e}", worker_bin.display())),
     }
 }
 
@@ -285,6 +327,79 @@ fn probe_cgroup_parent() -> Option<PathBuf> {
             tracing::debug!(cgroup = %parent.display(), error = %e, "memory limits unavailable");
             None
         }
+    }
+}
+
+/// Kills every process whose environment holds `OWNER_ENV=<owner>` (and its process group),
+/// then waits up to `wait` until they are gone; returns how many it found. Our own process is
+/// never a candidate: the handler's environment does not carry the marker.
+pub fn kill_leftovers(owner: &str, wait: std::time::Duration) -> usize {
+    let found = marked_processes(owner);
+    let own_group = rustix::process::getpgrp().as_raw_nonzero().get() as u32;
+    for &(pid, pgid) in &found {
+        // The group too: what the worker started and that cleared its environment dies with it.
+        if pgid > 1 && pgid != own_group {
+            kill_group(pgid);
+        }
+        kill_pid(pid);
+    }
+    let deadline = Instant::now() + wait;
+    while found.iter().any(|&(pid, _)| alive(pid)) {
+        if Instant::now() >= deadline {
+            tracing::warn!(owner, "leftover worker processes did not die in time");
+            break;
+        }
+        std::thread::sleep(CGROUP_EMPTY_POLL);
+    }
+    found.len()
+}
+
+/// `(pid, process group)` of every live process whose environment has `OWNER_ENV=<owner>`.
+/// Processes we may not read (another user's) cannot be ours and are skipped.
+pub fn marked_processes(owner: &str) -> Vec<(u32, u32)> {
+    let marker = format!("{OWNER_ENV}={owner}");
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != std::process::id())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|v| v == marker.as_bytes()))
+        })
+        .filter_map(|pid| Some((pid, stat_pgrp(pid)?)))
+        .filter(|&(pid, _)| alive(pid))
+        .collect()
+}
+
+/// Whether `pid` exists and is not a zombie (a zombie has run its last instruction).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| Some(s.rsplit_once(')')?.1.split_whitespace().next()? != "Z"))
+        .unwrap_or(false)
+}
+
+/// The process group of `pid` (field 5 of `/proc/<pid>/stat`).
+fn stat_pgrp(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
+}
+
+/// SIGKILL to one process; "no such process" is fine.
+fn kill_pid(pid: u32) {
+    if let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
     }
 }
 

@@ -11,6 +11,8 @@ pub mod sqlite;
 
 use async_trait::async_trait;
 use model::{Logs, MetricSample, Task, TaskId, TaskPage, TaskState, Transition, TransitionError};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Errors of any store.
 #[derive(Debug, thiserror::Error)]
@@ -34,9 +36,71 @@ pub enum StoreError {
     /// The list cursor could not be read.
     #[error("invalid cursor")]
     BadCursor,
+    /// The data directory cannot take the write: full, read-only, gone or failing. The write
+    /// was not kept (it was one transaction), and the client is told where and what, so they
+    /// can act; the cause (e.g. SQLite's "database or disk is full") stays in `source`, for
+    /// the log only.
+    #[error("the data directory {} {problem}", dir.display())]
+    Storage {
+        /// The directory holding the database.
+        dir: PathBuf,
+        /// What is wrong with it.
+        problem: StorageProblem,
+        /// The error that showed it (a SQLite or I/O error), shared by every caller of a group
+        /// commit that failed together.
+        #[source]
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
     /// The backend failed (I/O, driver, corrupt document). Logged, never shown to clients.
     #[error("store backend: {0}")]
     Backend(String),
+}
+
+impl StoreError {
+    /// A copy for another caller of the same failed group commit (the error types inside are
+    /// not `Clone`; a storage cause is shared, anything else is kept as its text).
+    pub fn share(&self) -> StoreError {
+        match self {
+            StoreError::Storage {
+                dir,
+                problem,
+                source,
+            } => StoreError::Storage {
+                dir: dir.clone(),
+                problem: *problem,
+                source: source.clone(),
+            },
+            other => StoreError::Backend(other.to_string()),
+        }
+    }
+}
+
+/// What is wrong with the data directory when a write fails there. Decides the HTTP status
+/// (see `api.rs`): `Full` is 507 Insufficient Storage, the others 503.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageProblem {
+    /// Its file system has no space left (SQLite "database or disk is full", ENOSPC, quota).
+    Full,
+    /// It does not take writes: a read-only mount or missing permissions.
+    ReadOnly,
+    /// It, or the database file in it, was removed or replaced while the handler ran: writes
+    /// would go to a file nobody will find again, so none is acknowledged.
+    Gone,
+    /// Another I/O error (EIO, a failed fsync).
+    Failing,
+}
+
+impl std::fmt::Display for StorageProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StorageProblem::Full => "is full: its file system has no space left for the database",
+            StorageProblem::ReadOnly => "is read-only: the database cannot be written",
+            StorageProblem::Gone => {
+                "is gone: the database file was removed or replaced while the handler ran"
+            }
+            StorageProblem::Failing => "fails to write: the disk reported an I/O error",
+        })
+    }
 }
 
 /// Which tasks `GET /api/tasks` wants.
@@ -236,6 +300,11 @@ pub trait TaskStore: Send + Sync {
     async fn metrics(&self, id: &TaskId) -> Result<Vec<MetricSample>, StoreError>;
     /// Removes every terminal task with its logs and metrics; returns the removed tasks.
     async fn remove_finished(&self) -> Result<Vec<Task>, StoreError>;
+    /// Whether writes are accepted now (for `GET /api/health`). A backend that saw its storage
+    /// fail re-checks it here, so readiness returns by itself once the cause is gone.
+    async fn ready(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
