@@ -587,3 +587,64 @@ pub fn env(name: &str) -> Option<String> {
 pub fn in_ci() -> bool {
     env("CI").is_some_and(|v| v == "true" || v == "1")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn containment(flags: &[&str]) -> Result<Containment, ConfigError> {
+        let argv: Vec<String> = ["handler", "local"]
+            .iter()
+            .chain(flags)
+            .map(|s| s.to_string())
+            .collect();
+        local_args(&argv)
+            .expect("flags parse")
+            .containment
+            .resolve()
+    }
+
+    #[test]
+    fn the_defaults_are_the_hardened_bridge() {
+        let c = containment(&[]).unwrap();
+        assert_eq!(c.network, TaskNetwork::Bridge);
+        assert_eq!(c.network_name, "eda-tasks");
+        let h = c.hardening;
+        assert_eq!(h.user.as_deref(), Some("65534:65534"));
+        assert!(h.read_only && h.drop_all_caps && h.no_new_privileges);
+        assert_eq!((h.tmpfs_mb, h.pids_limit), (64, 256));
+        assert!(h.cap_add.is_empty());
+    }
+
+    #[test]
+    fn a_worker_that_needs_more_says_so() {
+        let c = containment(&[
+            "--task-network=isolated",
+            "--task-user=image",
+            "--task-read-only=false",
+            "--task-cap-add=cap_net_bind_service,SYS_PTRACE",
+            "--task-pids-limit=0",
+        ])
+        .unwrap();
+        assert_eq!(c.network_name, "eda-tasks-isolated");
+        assert_eq!(c.hardening.user, None);
+        assert!(!c.hardening.read_only);
+        assert_eq!(c.hardening.cap_add, ["NET_BIND_SERVICE", "SYS_PTRACE"]);
+        assert_eq!(c.hardening.pids_limit, 0);
+    }
+
+    #[test]
+    fn bad_containment_flags_are_refused_by_name() {
+        for (flag, named) in [
+            ("--task-cap-add=ALL", "--task-cap-add"),
+            ("--task-cap-add=net-admin", "--task-cap-add"),
+            ("--task-user=a b", "--task-user"),
+            ("--task-pids-limit=-1", "--task-pids-limit"),
+            ("--task-network-name=-x", "--task-network-name"),
+            ("--task-tmpfs-mb=100000", "--task-tmpfs-mb"),
+        ] {
+            let e = containment(&[flag]).unwrap_err().to_string();
+            assert!(e.contains(named), "{flag}: {e}");
+        }
+    }
+}

@@ -482,3 +482,79 @@ async fn without_a_network_tasks_finish_from_their_exit_codes() {
     finish_all(&running, &api).await;
     running.stop().await;
 }
+
+/// `handler local` (the real binary) with no Docker Engine reachable: `DOCKER_HOST` points at a
+/// socket that does not exist.
+fn handler_without_docker(runtime: &str, data: &TempDir) -> std::process::Child {
+    Command::new(e2e::faults::handler_bin())
+        .args(["local", "--bind", "127.0.0.1:0", "--runtime", runtime])
+        .arg("--data-dir")
+        .arg(&data.0)
+        .arg("--worker-bin")
+        .arg(e2e::worker_bin())
+        .env("DOCKER_HOST", "unix:///nonexistent/eda-no-docker.sock")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the handler binary")
+}
+
+#[test]
+fn docker_demanded_but_absent_fails_at_start_and_says_why() {
+    let data = TempDir::new("no-docker");
+    let out = handler_without_docker("docker", &data)
+        .wait_with_output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("--runtime docker: no Docker Engine answers"),
+        "{err}"
+    );
+    assert!(!err.contains("process runtime"), "never falls back: {err}");
+}
+
+#[test]
+fn auto_falls_back_to_processes_and_says_they_are_not_contained() {
+    use std::io::BufRead;
+    let data = TempDir::new("auto-fallback");
+    let mut child = handler_without_docker("auto", &data);
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !seen
+        .iter()
+        .any(|l: &String| l.contains("local mode listening"))
+    {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = seen.join("\n");
+    assert!(log.contains("local mode listening"), "{log}");
+    assert!(
+        log.contains(
+            "--runtime auto: no Docker Engine answers; falling back to the process runtime"
+        ),
+        "{log}"
+    );
+    let warning: Vec<&String> = seen
+        .iter()
+        .filter(|l| l.contains("NOT contained"))
+        .collect();
+    assert_eq!(warning.len(), 1, "one line says so: {log}");
+}
