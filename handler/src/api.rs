@@ -178,6 +178,28 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
+/// The routes of the worker listener (local mode, bound to the task network's gateway): the
+/// worker's report and nothing else. A task that finds this listener can only report the state
+/// of a task whose token it holds (its own); listing, logs, enqueue, cancel, clear, events and
+/// the dashboard answer 404 here, whatever key or token is sent.
+pub fn worker_routes(cfg: &mut web::ServiceConfig) {
+    let path = web::PathConfig::default()
+        .error_handler(|e, _| ApiError::bad("invalid_path", e.to_string()).into());
+    cfg.service(
+        web::scope("/api")
+            .app_data(path)
+            .route("/tasks/{id}/state", web::post().to(report)),
+    )
+    .default_service(web::to(|| async {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "worker_listener",
+            "this listener serves only the worker's report (POST /api/tasks/{id}/state)",
+        )
+        .error_response()
+    }));
+}
+
 /// With an API key configured, every route but the worker's report (which has its task token)
 /// and health needs it, as `Authorization: Bearer <key>` or `x-api-key: <key>`.
 async fn require_api_key(

@@ -3,6 +3,7 @@
 //! Raw flags ([`Cli`]) are turned into resolved [`Settings`] in one step ([`Settings::resolve`]),
 //! so the rest of the code never looks at `std::env`. Every default is stated on its flag.
 
+pub use crate::runtime::containment::{Containment, Hardening};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use model::Resources;
 use std::net::SocketAddr;
@@ -70,6 +71,159 @@ pub enum RuntimeChoice {
     Process,
 }
 
+/// How a task container reaches the network (local mode, Docker runtime).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TaskNetwork {
+    /// A Docker bridge network of the handler's own (`eda-tasks`): outbound access, no way to
+    /// the host's loopback; the handler answers tasks only on its worker listener.
+    Bridge,
+    /// The same on an internal network (`eda-tasks-isolated`): the worker listener and nothing
+    /// outside the host.
+    Isolated,
+    /// No network at all: the worker cannot report, the outcome comes from the exit code.
+    None,
+    /// The host's network (opt-in, warned about): tasks reach everything on the host's
+    /// loopback, this API included.
+    Host,
+}
+
+/// Whether tasks share one network namespace or get one each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TaskNetns {
+    /// All tasks join one namespace held by a tiny sandbox container: starts cost what host
+    /// networking costs, but tasks can reach each other's listening ports.
+    Shared,
+    /// One namespace per task (Docker's default): tasks cannot reach each other; each start
+    /// pays for a new namespace and veth pair (~300 ms on Docker 20.10 here).
+    Own,
+}
+
+/// How task containers are contained (local mode, Docker runtime). README "Security" explains
+/// each; the defaults are the hardened ones, a worker that needs more says so here.
+#[derive(Debug, Clone, Args)]
+pub struct ContainmentArgs {
+    /// Network of task containers: bridge, isolated (no outbound), none (no network), host
+    /// (opt-in: tasks can reach this API and all of the host's loopback).
+    #[arg(long, env = "EDA_TASK_NETWORK", value_enum, default_value_t = TaskNetwork::Bridge)]
+    pub task_network: TaskNetwork,
+    /// Docker network the handler creates (when missing) and keeps for tasks; its sandbox
+    /// container is `<name>-ns`. Default: `eda-tasks`, `eda-tasks-isolated` or `eda-tasks-none`.
+    #[arg(long, env = "EDA_TASK_NETWORK_NAME")]
+    pub task_network_name: Option<String>,
+    /// One shared network namespace for all tasks (fast starts), or one each.
+    #[arg(long, env = "EDA_TASK_NETNS", value_enum, default_value_t = TaskNetns::Shared)]
+    pub task_netns: TaskNetns,
+    /// Port of the worker listener on the task network's gateway. Default: the API's port
+    /// (set it when --bind is a wildcard address, which already holds that port everywhere).
+    #[arg(long, env = "EDA_TASK_PORT")]
+    pub task_port: Option<u16>,
+    /// User tasks run as (`uid[:gid]` or a name the image knows); `image` keeps the image's own
+    /// USER (often root).
+    #[arg(long, env = "EDA_TASK_USER", default_value = "65534:65534")]
+    pub task_user: String,
+    /// Read-only root filesystem for tasks (a tmpfs at /tmp stays writable).
+    #[arg(long, env = "EDA_TASK_READ_ONLY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub task_read_only: bool,
+    /// Size of the writable tmpfs at /tmp in MiB (0: none).
+    #[arg(long, env = "EDA_TASK_TMPFS_MB", default_value_t = 64)]
+    pub task_tmpfs_mb: u32,
+    /// Capabilities tasks keep (e.g. NET_BIND_SERVICE); all others are dropped. Repeat or
+    /// comma-separate. None by default.
+    #[arg(long = "task-cap-add", env = "EDA_TASK_CAP_ADD", value_delimiter = ',')]
+    pub task_cap_add: Vec<String>,
+    /// Most processes (and threads) in one task container (0: no limit).
+    #[arg(long, env = "EDA_TASK_PIDS_LIMIT", default_value_t = 256)]
+    pub task_pids_limit: i64,
+    /// Forbid gaining privileges (setuid binaries, file capabilities) inside tasks.
+    #[arg(long, env = "EDA_TASK_NO_NEW_PRIVILEGES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub task_no_new_privileges: bool,
+}
+
+impl ContainmentArgs {
+    /// Checks the flags and resolves them into what the Docker runtime applies.
+    pub fn resolve(&self) -> Result<Containment, ConfigError> {
+        let bad = |m: String| Err(ConfigError::OutOfRange(m));
+        let name = self.task_network_name.clone().unwrap_or_else(|| {
+            match self.task_network {
+                TaskNetwork::Isolated => "eda-tasks-isolated",
+                TaskNetwork::None => "eda-tasks-none",
+                _ => "eda-tasks",
+            }
+            .to_string()
+        });
+        if !docker_name_ok(&name) {
+            return bad(format!(
+                "--task-network-name `{name}`: 1..=60 of a-z, A-Z, 0-9, '_', '.', '-', starting with a letter or digit"
+            ));
+        }
+        let user = match self.task_user.as_str() {
+            "image" => None,
+            u if !u.is_empty()
+                && u.len() <= 64
+                && u.split(':').count() <= 2
+                && u.split(':').all(docker_name_ok) =>
+            {
+                Some(u.to_string())
+            }
+            u => {
+                return bad(format!(
+                    "--task-user `{u}`: expected uid[:gid], a user name, or `image`"
+                ))
+            }
+        };
+        let mut caps = Vec::new();
+        for c in self
+            .task_cap_add
+            .iter()
+            .map(|c| c.trim())
+            .filter(|c| !c.is_empty())
+        {
+            let c = c.to_ascii_uppercase();
+            let c = c.strip_prefix("CAP_").unwrap_or(&c);
+            if c.is_empty() || !c.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') || c == "ALL"
+            {
+                return bad(format!(
+                    "--task-cap-add `{c}`: a capability name such as NET_BIND_SERVICE (not ALL)"
+                ));
+            }
+            caps.push(c.to_string());
+        }
+        if self.task_pids_limit < 0 {
+            return bad("--task-pids-limit must be >= 0 (0: no limit)".into());
+        }
+        if self.task_tmpfs_mb > 65_536 {
+            return bad("--task-tmpfs-mb must be 0..=65536".into());
+        }
+        Ok(Containment {
+            network: self.task_network,
+            network_name: name,
+            // The sandbox's program is x86-64 machine code (`image::pause_program`).
+            netns: if cfg!(target_arch = "x86_64") {
+                self.task_netns
+            } else {
+                TaskNetns::Own
+            },
+            hardening: Hardening {
+                user,
+                read_only: self.task_read_only,
+                tmpfs_mb: self.task_tmpfs_mb,
+                drop_all_caps: true,
+                cap_add: caps,
+                pids_limit: self.task_pids_limit,
+                no_new_privileges: self.task_no_new_privileges,
+            },
+        })
+    }
+}
+
+/// A Docker object name we accept: 1..=60 of `[a-zA-Z0-9_.-]`, starting alphanumeric.
+fn docker_name_ok(s: &str) -> bool {
+    (1..=60).contains(&s.len())
+        && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
 /// Settings that every mode that runs tasks shares.
 #[derive(Debug, Clone, Args)]
 pub struct TaskArgs {
@@ -132,7 +286,8 @@ pub struct LocalArgs {
     /// runtime builds a missing worker image. Default: `worker` next to this executable.
     #[arg(long, env = "EDA_WORKER_BIN")]
     pub worker_bin: Option<PathBuf>,
-    /// URL workers call back; default `http://<bind>`.
+    /// URL workers call back. Default: the worker listener on the task network's gateway
+    /// (Docker, `bridge`/`isolated`), else `http://<bind>`. Given, no worker listener starts.
     #[arg(long, env = "EDA_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// API key required on /api routes (as `Authorization: Bearer` or `x-api-key`).
@@ -148,6 +303,9 @@ pub struct LocalArgs {
     /// Task settings.
     #[command(flatten)]
     pub task: TaskArgs,
+    /// Containment of task containers (Docker runtime; boxed: it would make `Command` large).
+    #[command(flatten)]
+    pub containment: Box<ContainmentArgs>,
 }
 
 /// `handler functions`.
@@ -453,4 +611,65 @@ pub fn env(name: &str) -> Option<String> {
 /// True when running in CI (`CI=true`): tests that need Docker or Chromium must fail, not skip.
 pub fn in_ci() -> bool {
     env("CI").is_some_and(|v| v == "true" || v == "1")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn containment(flags: &[&str]) -> Result<Containment, ConfigError> {
+        let argv: Vec<String> = ["handler", "local"]
+            .iter()
+            .chain(flags)
+            .map(|s| s.to_string())
+            .collect();
+        local_args(&argv)
+            .expect("flags parse")
+            .containment
+            .resolve()
+    }
+
+    #[test]
+    fn the_defaults_are_the_hardened_bridge() {
+        let c = containment(&[]).unwrap();
+        assert_eq!(c.network, TaskNetwork::Bridge);
+        assert_eq!(c.network_name, "eda-tasks");
+        let h = c.hardening;
+        assert_eq!(h.user.as_deref(), Some("65534:65534"));
+        assert!(h.read_only && h.drop_all_caps && h.no_new_privileges);
+        assert_eq!((h.tmpfs_mb, h.pids_limit), (64, 256));
+        assert!(h.cap_add.is_empty());
+    }
+
+    #[test]
+    fn a_worker_that_needs_more_says_so() {
+        let c = containment(&[
+            "--task-network=isolated",
+            "--task-user=image",
+            "--task-read-only=false",
+            "--task-cap-add=cap_net_bind_service,SYS_PTRACE",
+            "--task-pids-limit=0",
+        ])
+        .unwrap();
+        assert_eq!(c.network_name, "eda-tasks-isolated");
+        assert_eq!(c.hardening.user, None);
+        assert!(!c.hardening.read_only);
+        assert_eq!(c.hardening.cap_add, ["NET_BIND_SERVICE", "SYS_PTRACE"]);
+        assert_eq!(c.hardening.pids_limit, 0);
+    }
+
+    #[test]
+    fn bad_containment_flags_are_refused_by_name() {
+        for (flag, named) in [
+            ("--task-cap-add=ALL", "--task-cap-add"),
+            ("--task-cap-add=net-admin", "--task-cap-add"),
+            ("--task-user=a b", "--task-user"),
+            ("--task-pids-limit=-1", "--task-pids-limit"),
+            ("--task-network-name=-x", "--task-network-name"),
+            ("--task-tmpfs-mb=100000", "--task-tmpfs-mb"),
+        ] {
+            let e = containment(&[flag]).unwrap_err().to_string();
+            assert!(e.contains(named), "{flag}: {e}");
+        }
+    }
 }

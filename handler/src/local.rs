@@ -2,6 +2,11 @@
 //! answers, else child processes), the queue consumer, the reconciler, the sampler and the HTTP
 //! server, and runs them until shutdown.
 //!
+//! With Docker, task containers are contained (`runtime::containment`): they run on a network of
+//! their own and reach the handler only through a second listener, the worker listener, bound to
+//! that network's gateway and serving the worker's report route alone (`api::worker_routes`).
+//! The API and dashboard stay on `--bind` (loopback by default), out of the tasks' reach.
+//!
 //! Shutdown, one rule for every runtime: the first Ctrl-C or SIGTERM stops taking messages, lets
 //! spawns in flight finish and stops the server; it never waits for running work (it may take
 //! hours) and never leaves it unaccounted. A second signal exits at once. What happens to the
@@ -25,7 +30,7 @@ use crate::store::sqlite::SqliteStore;
 use crate::tasks::{Rates, Tasks};
 use crate::{api, dashboard, reconcile};
 use anyhow::Context;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -35,12 +40,14 @@ use tokio_util::task::TaskTracker;
 pub struct Running {
     /// Where the API and dashboard listen (the real port when 0 was asked for).
     pub addr: SocketAddr,
+    /// Where the worker listener listens (the task network's gateway), if one runs.
+    pub worker_addr: Option<SocketAddr>,
     /// The shared context (tests use it to reach the store and runtime directly).
     pub app: Arc<App>,
     /// The local queue (tests drop raw messages on it as another producer would).
     pub queue: Arc<LocalQueue>,
-    /// The HTTP server, to stop it.
-    server: actix_web::dev::ServerHandle,
+    /// The HTTP servers (API, and the worker listener if any), to stop them.
+    servers: Vec<actix_web::dev::ServerHandle>,
     /// The consumer, reconciler, sampler and spawns in flight.
     tracker: TaskTracker,
 }
@@ -56,31 +63,82 @@ impl Running {
         self.app.shutdown.cancel();
         self.tracker.close();
         self.tracker.wait().await;
-        self.server.stop(true).await;
+        for server in self.servers {
+            server.stop(true).await;
+        }
     }
 }
 
-/// Picks the runtime: Docker when it answers (building the worker image if missing), else
-/// child processes (unless Docker was demanded).
-async fn runtime(args: &LocalArgs) -> anyhow::Result<Arc<dyn ContainerRuntime>> {
+/// The runtime chosen, and where tasks call back from its network, if it has one of its own.
+struct Chosen {
+    /// The runtime.
+    runtime: Arc<dyn ContainerRuntime>,
+    /// The task network's gateway: where the worker listener must listen.
+    gateway: Option<IpAddr>,
+}
+
+/// Picks the runtime: Docker when it answers (building the worker image if missing, preparing
+/// the task network), else child processes (never when Docker was demanded).
+async fn runtime(args: &LocalArgs) -> anyhow::Result<Chosen> {
     let worker = args.worker_bin();
+    let containment = args.containment.resolve()?;
     if args.runtime != RuntimeChoice::Process {
         match DockerRuntime::connect().await {
             Ok(docker) => {
                 worker_image(&docker, &args.task.image, &worker).await?;
-                return Ok(Arc::new(docker));
+                let docker = docker.contained(containment);
+                let prepared = docker
+                    .prepare()
+                    .await
+                    .context("preparing the task network (see --task-network)")?;
+                announce(docker.containment());
+                return Ok(Chosen {
+                    runtime: Arc::new(docker),
+                    gateway: prepared.gateway,
+                });
             }
             Err(e) if args.runtime == RuntimeChoice::Docker => {
-                return Err(e).context("--runtime docker")
+                return Err(e).context(
+                    "--runtime docker: no Docker Engine answers (start dockerd, or use --runtime auto / process)",
+                )
             }
             Err(e) => {
-                tracing::warn!(error = %e, "no Docker Engine answers; using the process runtime")
+                tracing::warn!(error = %e, "--runtime auto: no Docker Engine answers; falling back to the process runtime")
             }
         }
     }
+    tracing::warn!(
+        "process runtime: tasks are NOT contained; they run as child processes with this handler's user, files and network, and can reach its API on loopback (use Docker to contain them)"
+    );
     let logs = args.data_dir.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
-    Ok(Arc::new(ProcessRuntime::new(worker, logs)))
+    Ok(Chosen {
+        runtime: Arc::new(ProcessRuntime::new(worker, logs)),
+        gateway: None,
+    })
+}
+
+/// One line on what tasks can reach; a loud one for the host network.
+fn announce(c: &crate::config::Containment) {
+    if c.network == crate::config::TaskNetwork::Host {
+        tracing::warn!("{}", c.describe());
+    } else {
+        tracing::info!("{}", c.describe());
+    }
+}
+
+/// Binds the worker listener on the task network's gateway. Its port is `--task-port`, or the
+/// API's: stable across restarts (containers still running call the same URL), and free, as
+/// the API holds that port on another address only.
+fn worker_listener(
+    args: &LocalArgs,
+    gateway: IpAddr,
+    api: SocketAddr,
+) -> anyhow::Result<std::net::TcpListener> {
+    let addr = SocketAddr::new(gateway, args.containment.task_port.unwrap_or(api.port()));
+    std::net::TcpListener::bind(addr).with_context(|| {
+        format!("binding the worker listener on {addr}, the task network's gateway (--task-port picks another port)")
+    })
 }
 
 /// Builds the worker image when it is missing, or refreshes it when it is our default image and
@@ -119,6 +177,15 @@ pub async fn start(args: LocalArgs) -> anyhow::Result<Running> {
     let events = Events::default();
     let queue = Arc::new(LocalQueue::new(store.db.clone(), events.clone()));
     let recovered = queue.recover().await?;
+    let chosen = runtime(&args).await?;
+    let workers = match chosen.gateway.filter(|_| args.public_url.is_none()) {
+        Some(gateway) => Some(worker_listener(&args, gateway, addr)?),
+        None => None,
+    };
+    let worker_addr = workers.as_ref().map(|l| l.local_addr()).transpose()?;
+    if let Some(w) = worker_addr {
+        settings.public_url = format!("http://{w}");
+    }
     let rates = Rates {
         cpu_second: settings.rates.0,
         gb_second: settings.rates.1,
@@ -131,7 +198,7 @@ pub async fn start(args: LocalArgs) -> anyhow::Result<Running> {
             events,
             rates,
         },
-        runtime: runtime(&args).await?,
+        runtime: chosen.runtime,
         intake: queue.clone(),
         wake: Arc::new(Notify::new()),
         shutdown: CancellationToken::new(),
@@ -146,17 +213,21 @@ pub async fn start(args: LocalArgs) -> anyhow::Result<Running> {
     {
         app.slots.adopt(t.id);
     }
-    let server = serve(listener, &args, app.clone())?;
+    let mut servers = vec![serve(listener, &args, app.clone())?];
+    if let Some(workers) = workers {
+        servers.push(serve_workers(workers, app.clone())?);
+    }
     let tracker = TaskTracker::new();
     tracker.spawn(queue::consume(app.clone(), queue.clone(), tracker.clone()));
     tracker.spawn(reconcile::run(app.clone()));
     tracker.spawn(reconcile::sample(app.clone()));
-    tracing::info!(%addr, runtime = app.runtime.kind(), recovered, "local mode listening");
+    tracing::info!(%addr, ?worker_addr, runtime = app.runtime.kind(), recovered, "local mode listening");
     Ok(Running {
         addr,
+        worker_addr,
         app,
         queue,
-        server,
+        servers,
         tracker,
     })
 }
@@ -180,6 +251,27 @@ fn serve(
     .shutdown_timeout(5)
     .listen(listener)?;
     let server = server.run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    Ok(handle)
+}
+
+/// The worker listener: the worker's report route only, no dashboard, no CORS.
+fn serve_workers(
+    listener: std::net::TcpListener,
+    app: Arc<App>,
+) -> anyhow::Result<actix_web::dev::ServerHandle> {
+    let data = actix_web::web::Data::new(app);
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(data.clone())
+            .configure(api::worker_routes)
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(5)
+    .listen(listener)?
+    .run();
     let handle = server.handle();
     tokio::spawn(server);
     Ok(handle)

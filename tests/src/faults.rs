@@ -286,11 +286,19 @@ pub fn docker_flags(image: &str) -> Vec<String> {
 /// A private Docker daemon (its own socket, data root, exec root and containerd), so a test can
 /// stop and start "the Docker daemon" without disturbing anything else on the machine that uses
 /// the shared one. Stopped and removed on drop.
+///
+/// It shares the host's network namespace (the handler under test must reach its task network's
+/// gateway, and its containers the handler), so it must keep off the main daemon's interfaces:
+/// with `--bridge=none` dockerd deletes any `docker0` it finds at start (the main daemon's!),
+/// so it gets a default bridge of its own ([`PrivateDockerd::bridge`], made here, deleted on
+/// drop), no iptables rules, and its own networks are removed before it stops.
 pub struct PrivateDockerd {
     /// The running `dockerd`, if started.
     child: Option<Child>,
     /// Folder holding the socket, data root and exec root.
     pub dir: PathBuf,
+    /// Name of its default bridge (15 characters at most, as Linux wants).
+    pub bridge: String,
 }
 
 impl PrivateDockerd {
@@ -314,7 +322,20 @@ impl PrivateDockerd {
     pub fn start() -> PrivateDockerd {
         let dir = PathBuf::from(format!("/tmp/edafd-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut d = PrivateDockerd { child: None, dir };
+        let bridge = format!("edafd{}", std::process::id() % 10_000_000);
+        let made = Command::new("ip")
+            .args(["link", "add", &bridge, "type", "bridge"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            made,
+            "cannot create the private daemon's bridge {bridge} (ip link add)"
+        );
+        let mut d = PrivateDockerd {
+            child: None,
+            dir,
+            bridge,
+        };
         d.resume();
         d
     }
@@ -337,7 +358,9 @@ impl PrivateDockerd {
             .arg(format!("--data-root={}/root", d.display()))
             .arg(format!("--exec-root={}/exec", d.display()))
             .arg(format!("--pidfile={}/docker.pid", d.display()))
-            .args(["--bridge=none", "--iptables=false", "--ip-masq=false"])
+            // Its own bridge, never `none` (which deletes the host daemon's docker0).
+            .arg(format!("--bridge={}", self.bridge))
+            .args(["--iptables=false", "--ip-masq=false"])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -392,7 +415,16 @@ impl Drop for PrivateDockerd {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+        // Its networks' bridges live in the host's namespace and outlive the daemon.
+        let _ = Command::new("docker")
+            .args(["-H", &self.host(), "network", "prune", "-f"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         self.stop();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .status();
         // dockerd leaves its network namespace mounted under the exec root: unmount what is
         // left under the folder before removing it.
         let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();

@@ -1,7 +1,9 @@
 //! The Docker daemon stops mid-run and comes back: tasks wait with a visible reason, then
-//! complete. Runs against a private daemon of its own (`PrivateDockerd`: own socket, data root
-//! and containerd), so stopping it disturbs no other test or user of the machine's daemon. Alone
-//! in its test binary because it points `DOCKER_HOST` of the whole process at that daemon.
+//! complete. Runs against a private daemon of its own (`PrivateDockerd`: own socket, data root,
+//! containerd and default bridge), so stopping it disturbs no other test or user of the
+//! machine's daemon; the test checks that the host daemon's `docker0` is still there afterwards
+//! (an earlier version of the private daemon deleted it). Alone in its test binary because it
+//! points `DOCKER_HOST` of the whole process at that daemon.
 
 use e2e::faults::{docker_flags, PrivateDockerd};
 use e2e::{eventually, need, start_local, Api, TempDir};
@@ -16,6 +18,7 @@ async fn tasks_wait_for_a_stopped_docker_daemon_and_then_complete() {
     ) {
         return;
     }
+    let docker0_before = docker0_exists();
     let mut daemon = PrivateDockerd::start();
     // Everything in this process (bollard in the handler, the docker CLI) now talks to it.
     std::env::set_var("DOCKER_HOST", daemon.host());
@@ -87,4 +90,20 @@ async fn tasks_wait_for_a_stopped_docker_daemon_and_then_complete() {
         done.tasks
     );
     running.stop().await;
+    drop(daemon);
+    assert_eq!(
+        docker0_exists(),
+        docker0_before,
+        "the private daemon must leave the host daemon's docker0 bridge alone"
+    );
+}
+
+/// Whether the host daemon's default bridge exists (`ip link show docker0`).
+fn docker0_exists() -> bool {
+    std::process::Command::new("ip")
+        .args(["link", "show", "docker0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }

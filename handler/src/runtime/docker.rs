@@ -1,15 +1,17 @@
 //! The Docker Engine backend (bollard): local mode's default runtime.
 //!
 //! Each task attempt is one container named by the caller, labelled `eda.managed=true` and
-//! `eda.task=<id>` so [`ContainerRuntime::list`] and the `die` event filter find only ours. Containers
-//! use the host network, because local mode binds the handler to 127.0.0.1 and the worker calls
-//! back there. They are never auto-removed: the reconciler reads the exit code and logs first,
-//! then calls [`ContainerRuntime::remove`].
+//! `eda.task=<id>` so [`ContainerRuntime::list`] and the `die` event filter find only ours. Its
+//! network and hardening come from a [`Containment`] (`containment` explains them; local mode
+//! uses the hardened defaults, [`DockerRuntime::connect`] alone keeps the host network). They are
+//! never auto-removed: the reconciler reads the exit code and logs first, then calls
+//! [`ContainerRuntime::remove`].
 //!
 //! Engine quirks this file works around (see MACHINE-NOTES): the engine here speaks API 1.41, so
 //! the client negotiates down at connect; `stats` with `one_shot` has no CPU delta, so the
 //! previous CPU totals are kept per container and the delta is computed here.
 
+use super::containment::{self, Containment, Prepared};
 use super::{ContainerRuntime, ContainerSpec, ContainerStatus, Created, Phase, RuntimeError};
 use async_trait::async_trait;
 use bollard::errors::Error as DockerError;
@@ -56,6 +58,11 @@ pub struct DockerRuntime {
     /// The CPU counter seen by the previous [`ContainerRuntime::sample`] of each container, so a
     /// sample is the average since the previous one. Entries are dropped on `remove`.
     cpu_marks: Mutex<HashMap<String, CpuMark>>,
+    /// Network and hardening of task containers; fixed at start-up.
+    containment: Containment,
+    /// `NetworkMode` of task containers, set by [`DockerRuntime::prepare`] (the network's id
+    /// or the sandbox); read by every create.
+    network_mode: Mutex<String>,
 }
 
 impl DockerRuntime {
@@ -74,11 +81,54 @@ impl DockerRuntime {
         Ok(DockerRuntime::with_client(docker))
     }
 
-    /// Wraps an already connected client.
+    /// Wraps an already connected client; containers get the host network and no hardening
+    /// until [`DockerRuntime::contained`] says otherwise.
     pub fn with_client(docker: Docker) -> DockerRuntime {
         DockerRuntime {
             docker,
             cpu_marks: Mutex::new(HashMap::new()),
+            containment: Containment::legacy(),
+            network_mode: Mutex::new("host".into()),
+        }
+    }
+
+    /// The same runtime, containing its task containers as `c` says. Call
+    /// [`DockerRuntime::prepare`] before the first task.
+    pub fn contained(mut self, c: Containment) -> DockerRuntime {
+        self.containment = c;
+        self
+    }
+
+    /// How task containers are contained.
+    pub fn containment(&self) -> &Containment {
+        &self.containment
+    }
+
+    /// Creates what task containers need (network, sandbox) when missing; returns the gateway
+    /// the worker listener must listen on, if any.
+    pub async fn prepare(&self) -> Result<Prepared, RuntimeError> {
+        let prepared = containment::prepare(&self.docker, &self.containment).await?;
+        *self.network_mode.lock().expect("network mode lock") = prepared.network_mode.clone();
+        Ok(prepared)
+    }
+
+    /// Creates and starts, or adopts, the container of `spec`.
+    async fn create_once(&self, spec: &ContainerSpec) -> Result<Created, RuntimeError> {
+        let options = CreateContainerOptionsBuilder::new()
+            .name(&spec.name)
+            .build();
+        let mode = self.network_mode.lock().expect("network mode lock").clone();
+        match self
+            .docker
+            .create_container(Some(options), create_body(spec, &self.containment, &mode))
+            .await
+        {
+            Ok(_) => {
+                self.start(&spec.name).await?;
+                Ok(Created::New)
+            }
+            Err(e) if status_of(&e) == Some(409) => self.adopt(&spec.name).await,
+            Err(e) => Err(map_err(e)),
         }
     }
 
@@ -149,7 +199,7 @@ fn cpu_between(prev: CpuMark, now: CpuMark) -> f64 {
 }
 
 /// The HTTP status the daemon answered, if it answered.
-fn status_of(e: &DockerError) -> Option<u16> {
+pub(crate) fn status_of(e: &DockerError) -> Option<u16> {
     match e {
         DockerError::DockerResponseServerError { status_code, .. } => Some(*status_code),
         _ => None,
@@ -158,7 +208,7 @@ fn status_of(e: &DockerError) -> Option<u16> {
 
 /// Maps a client error to the trait's error: transport failures are transient, 404 on create is
 /// a missing image, other 4xx are refusals.
-fn map_err(e: DockerError) -> RuntimeError {
+pub(crate) fn map_err(e: DockerError) -> RuntimeError {
     match e {
         DockerError::DockerResponseServerError {
             status_code,
@@ -189,8 +239,9 @@ fn absent_is_none<T>(r: Result<T, DockerError>) -> Result<Option<T>, RuntimeErro
     }
 }
 
-/// The create body: the worker image with the spec's args, env, labels and limits.
-fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
+/// The create body: the worker image with the spec's args, env, labels and limits, contained
+/// as `c` says on `network_mode`.
+fn create_body(spec: &ContainerSpec, c: &Containment, network_mode: &str) -> ContainerCreateBody {
     let env = spec
         .env
         .iter()
@@ -205,7 +256,7 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         (TASK_LABEL.to_string(), task),
     ]);
     let memory = i64::from(spec.resources.memory_mb) * 1024 * 1024;
-    ContainerCreateBody {
+    let mut body = ContainerCreateBody {
         image: Some(spec.image.clone()),
         cmd: Some(spec.args.clone()),
         env: Some(env),
@@ -215,12 +266,13 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
             // No swap: the memory asked for is a hard limit, as in ACI.
             memory_swap: (memory > 0).then_some(memory),
             nano_cpus: (spec.resources.cpu > 0.0).then_some((spec.resources.cpu * 1e9) as i64),
-            network_mode: Some("host".into()),
             auto_remove: Some(false),
             ..Default::default()
         }),
         ..Default::default()
-    }
+    };
+    c.apply(&mut body, network_mode);
+    body
 }
 
 /// The trait's view of Docker's container state.
@@ -321,21 +373,24 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<Created, RuntimeError> {
-        let options = CreateContainerOptionsBuilder::new()
-            .name(&spec.name)
-            .build();
-        match self
-            .docker
-            .create_container(Some(options), create_body(spec))
-            .await
-        {
-            Ok(_) => {
-                self.start(&spec.name).await?;
-                Ok(Created::New)
-            }
-            Err(e) if status_of(&e) == Some(409) => self.adopt(&spec.name).await,
-            Err(e) => Err(map_err(e)),
+        let first = self.create_once(spec).await;
+        let retry = self.containment.shares_netns()
+            && matches!(
+                first,
+                Err(RuntimeError::Rejected(_) | RuntimeError::Other(_))
+            );
+        if !retry {
+            return first;
         }
+        // The sandbox holding the shared namespace may be gone (removed by hand, or not yet
+        // restarted after the daemon was): bring it back, drop the half-made container (never
+        // started, so nothing ran), and try once more.
+        if let Err(e) = &first {
+            tracing::warn!(container = %spec.name, error = %e, "start failed; checking the network sandbox and retrying once");
+        }
+        self.prepare().await?;
+        self.remove(&spec.name).await?;
+        self.create_once(spec).await
     }
 
     async fn status(&self, name: &str) -> Result<Option<ContainerStatus>, RuntimeError> {
@@ -620,7 +675,7 @@ mod tests {
     }
 
     #[test]
-    fn create_body_has_limits_labels_and_host_network() {
+    fn create_body_has_limits_labels_and_the_given_network() {
         let spec = ContainerSpec {
             name: "eda-abc-1".into(),
             image: "img".into(),
@@ -632,7 +687,7 @@ mod tests {
                 memory_mb: 64,
             },
         };
-        let body = create_body(&spec);
+        let body = create_body(&spec, &Containment::legacy(), "host");
         let host = body.host_config.unwrap();
         assert_eq!(host.memory, Some(64 << 20));
         assert_eq!(host.nano_cpus, Some(500_000_000));

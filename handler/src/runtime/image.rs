@@ -15,6 +15,8 @@ use std::path::Path;
 
 /// Image label holding the SHA-256 of the worker binary inside.
 pub const WORKER_HASH_LABEL: &str = "eda.worker.sha256";
+/// The image of the network sandbox (`containment`): [`pause_program`] alone.
+pub const PAUSE_IMAGE: &str = "eda-netns:latest";
 
 /// Busybox applets linked in `/bin` when busybox is included.
 const APPLETS: &[&str] = &[
@@ -60,6 +62,64 @@ pub async fn ensure_worker_image(
     let context = build_context(&worker, &hash, busybox.as_deref()).map_err(ImageError::Context)?;
     build(docker, tag, context).await?;
     Ok(true)
+}
+
+/// Makes sure [`PAUSE_IMAGE`] holds [`pause_program`]; returns its tag.
+pub async fn ensure_pause_image(docker: &Docker) -> Result<&'static str, ImageError> {
+    let program = pause_program();
+    let hash = hex::encode(Sha256::digest(&program));
+    if current_hash(docker, PAUSE_IMAGE).await.as_deref() != Some(hash.as_str()) {
+        let dockerfile = format!(
+            "FROM scratch\nCOPY pause /pause\nLABEL {WORKER_HASH_LABEL}={hash}\nENTRYPOINT [\"/pause\"]\n"
+        );
+        let mut tar = tar::Builder::new(Vec::new());
+        append_file(&mut tar, "pause", &program).map_err(ImageError::Context)?;
+        append_file(&mut tar, "Dockerfile", dockerfile.as_bytes()).map_err(ImageError::Context)?;
+        let context = tar.into_inner().map_err(ImageError::Context)?;
+        build(docker, PAUSE_IMAGE, context).await?;
+    }
+    Ok(PAUSE_IMAGE)
+}
+
+/// A static x86-64 Linux program that waits forever and does nothing else: the process that
+/// keeps a shared network namespace alive (Kubernetes' "pause" container plays the same part).
+/// 129 bytes, written here rather than shipped as a binary: a 64-byte ELF header, one 56-byte
+/// loadable segment, and nine bytes of code:
+///
+/// ```text
+/// loop: mov eax, 34    ; pause(2): sleep until a signal arrives
+///       syscall
+///       jmp loop       ; a signal that did not kill us: wait again
+/// ```
+///
+/// The handler talks to a Linux Docker Engine on x86-64 here. ([`pause_program`] is the only
+/// machine code in the project; on another architecture, `--task-netns own` needs none.)
+pub fn pause_program() -> Vec<u8> {
+    const BASE: u64 = 0x40_0000;
+    const CODE: [u8; 9] = [0xb8, 0x22, 0, 0, 0, 0x0f, 0x05, 0xeb, 0xf7];
+    let (ehsize, phsize) = (64u16, 56u16);
+    let total = u64::from(ehsize + phsize) + CODE.len() as u64;
+    let mut elf = Vec::with_capacity(total as usize);
+    elf.extend_from_slice(b"\x7fELF");
+    elf.extend_from_slice(&[2, 1, 1, 0]); // 64-bit, little endian, version 1, System V
+    elf.extend_from_slice(&[0; 8]);
+    elf.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    elf.extend_from_slice(&0x3eu16.to_le_bytes()); // x86-64
+    elf.extend_from_slice(&1u32.to_le_bytes());
+    elf.extend_from_slice(&(BASE + u64::from(ehsize + phsize)).to_le_bytes()); // entry
+    elf.extend_from_slice(&u64::from(ehsize).to_le_bytes()); // program headers' offset
+    elf.extend_from_slice(&0u64.to_le_bytes()); // no section headers
+    elf.extend_from_slice(&0u32.to_le_bytes()); // flags
+    for half in [ehsize, phsize, 1, 0, 0, 0] {
+        elf.extend_from_slice(&half.to_le_bytes());
+    }
+    elf.extend_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+    elf.extend_from_slice(&5u32.to_le_bytes()); // read + execute
+    for word in [0, BASE, BASE, total, total, 0x1000] {
+        elf.extend_from_slice(&word.to_le_bytes());
+    }
+    elf.extend_from_slice(&CODE);
+    elf
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, ImageError> {
@@ -155,6 +215,18 @@ mod tests {
         for want in ["worker", "bin/busybox", "bin/sh", "Dockerfile"] {
             assert!(names.iter().any(|n| n == want), "{want} missing: {names:?}");
         }
+    }
+
+    #[test]
+    fn the_pause_program_is_a_complete_elf() {
+        let p = pause_program();
+        assert_eq!(p.len(), 129);
+        assert_eq!(&p[..4], b"\x7fELF");
+        let entry = u64::from_le_bytes(p[24..32].try_into().unwrap());
+        assert_eq!(entry, 0x40_0000 + 120, "entry is the first code byte");
+        let filesz = u64::from_le_bytes(p[64 + 32..64 + 40].try_into().unwrap());
+        assert_eq!(filesz, 129, "the segment maps the whole file");
+        assert_eq!(&p[120..], [0xb8, 0x22, 0, 0, 0, 0x0f, 0x05, 0xeb, 0xf7]);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Where containers run: the [`ContainerRuntime`] trait and its backends.
 //!
 //! - [`docker`]: Docker Engine API (bollard), the local default.
+//! - [`containment`]: the network, sandbox and hardening of Docker task containers.
 //! - [`image`]: builds the `FROM scratch` worker image for Docker from the static worker binary.
 //! - [`process`]: plain child processes of the handler, where no Docker Engine answers.
 //! - [`aci`]: Azure Container Instances over ARM, in Azure; [`aci_logs`] captures their logs
@@ -11,6 +12,7 @@
 
 pub mod aci;
 pub mod aci_logs;
+pub mod containment;
 pub mod docker;
 pub mod image;
 pub mod process;
