@@ -155,7 +155,9 @@ pub fn check_work(work: &str) -> Result<(), String> {
     Ok(())
 }
 
-async fn ensure_task(app: &Arc<App>, d: &Delivery) -> Result<Task, SpawnError> {
+/// The message's task as stored, inserted `Pending` if this is the first time it is seen (also
+/// used by Functions mode to store a task it leaves waiting at the global cap).
+pub async fn ensure_task(app: &Arc<App>, d: &Delivery) -> Result<Task, SpawnError> {
     let env = envelope(d)?;
     if let Some(t) = app.tasks.store.get(&env.id).await? {
         return Ok(t);
