@@ -326,6 +326,9 @@ fn route_match(template: &str, path: &str) -> Option<Vec<(String, String)>> {
     (t.len() == p.len()).then_some(values)
 }
 
+/// Route values of a matched template, by name.
+type RouteValues = Vec<(String, String)>;
+
 /// The HTTP function for a request: templates with more literal segments win (as ASP.NET
 /// routing orders them); the method must be listed in `methods`.
 fn route<'a>(
@@ -339,7 +342,7 @@ fn route<'a>(
         .and_then(|v| v.as_str())
         .unwrap_or("api")
         .to_string();
-    let mut candidates: Vec<(usize, &app::Function, Vec<(String, String)>)> = Vec::new();
+    let mut candidates: Vec<(usize, &app::Function, RouteValues)> = Vec::new();
     for f in &ctx.app.functions {
         let t = f.trigger();
         if t.kind != "httpTrigger" {

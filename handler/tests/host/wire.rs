@@ -384,7 +384,7 @@ pub fn base64(b: &[u8]) -> String {
 /// end; `None` where it would throw.
 pub fn from_base64(s: &str) -> Option<Vec<u8>> {
     let s: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if s.len() % 4 != 0 {
+    if !s.len().is_multiple_of(4) {
         return None;
     }
     let pad = s.iter().rev().take_while(|&&b| b == b'=').count();
