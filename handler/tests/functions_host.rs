@@ -608,6 +608,41 @@ mod fixtures {
         assert_eq!(ours.status, 202, "a number works as well as a string");
     }
 
+    /// HttpWorkerTestUtilities.GetHttpScriptInvocationResultWithJsonRes and
+    /// HttpScriptInvocationResultExtensionsTests.ToScripInvocationResultTests: `res` with
+    /// statusCode "201" and body "my world", two log lines, the return value kept.
+    #[test]
+    fn invocation_results() {
+        let outs = [OutBinding {
+            name: "res".into(),
+            kind: "http".into(),
+            binary: false,
+        }];
+        let body = json!({"Logs": ["invocation log1", "invocation log2"],
+            "Outputs": {"res": {"statusCode": "201", "body": "my world"}},
+            "ReturnValue": "Hello return"});
+        let r = read_result(200, body.to_string().as_bytes(), &outs).unwrap();
+        assert_eq!(r.logs, ["invocation log1", "invocation log2"]);
+        assert_eq!(r.return_value, Some(json!("Hello return")));
+        let Some(Output::Http(res)) = r.outputs.get("res") else {
+            panic!("{r:?}")
+        };
+        assert_eq!(
+            (res.status, res.body.as_slice()),
+            (201, b"my world".as_slice())
+        );
+        // Newtonsoft reads the property names case-insensitively.
+        let lower = json!({"logs": ["l"], "outputs": {}, "returnValue": null});
+        assert_eq!(
+            read_result(200, lower.to_string().as_bytes(), &outs)
+                .unwrap()
+                .logs,
+            ["l"]
+        );
+        // GetHttpScriptInvocationResult: a body that is not a result fails the invocation.
+        assert!(read_result(200, b"TestMessage", &outs).is_err());
+    }
+
     /// GetBindingValue + ReadAsEnumerable: what a Service Bus output binding sends.
     #[test]
     fn collector_outputs() {

@@ -192,7 +192,8 @@ pub struct InvocationResult {
     pub outputs: BTreeMap<String, Output>,
     /// `Logs`, written by the host to the invocation's logger.
     pub logs: Vec<String>,
-    /// `ReturnValue`, kept only when function.json has a `$return` binding (ours have none).
+    /// `ReturnValue` (`ToScriptInvocationResult` keeps it; it is bound to `$return` when
+    /// function.json has one, else an object's properties act as outputs; ours send `null`).
     pub return_value: Option<Value>,
 }
 
@@ -236,12 +237,20 @@ pub fn read_result(
         },
         ..InvocationResult::default()
     };
-    for b in outs {
-        if b.name == "$return" {
-            result.return_value = field("ReturnValue").filter(|v| !v.is_null());
-            continue;
-        }
-        let value = outputs.get(&b.name).filter(|v| !v.is_null());
+    result.return_value = field("ReturnValue").filter(|v| !v.is_null());
+    // `WorkerFunctionInvoker.HandleOutputDictionary` (src/WebJobs.Script/Description/Workers/
+    // WorkerFunctionInvoker.cs): without a `$return` binding, an object returned as
+    // `ReturnValue` supplies outputs by property name, over `Outputs`.
+    let has_return = outs.iter().any(|b| b.name == "$return");
+    let returned = match (&result.return_value, has_return) {
+        (Some(Value::Object(o)), false) => o.clone(),
+        _ => Map::new(),
+    };
+    for b in outs.iter().filter(|b| b.name != "$return") {
+        let value = returned
+            .get(&b.name)
+            .or_else(|| outputs.get(&b.name))
+            .filter(|v| !v.is_null());
         if b.kind == "http" {
             // GetHttpOutputBindingResponse: an absent value gives an empty response object.
             let out = match value {
