@@ -746,3 +746,34 @@ async fn before_the_store_connects_invocations_get_a_clear_error() {
     stop.cancel();
     h.running.stop().await;
 }
+
+/// Racing deliveries all pass the first look at the cap (nothing is active yet); the
+/// claim-then-check makes all but one give their task back before any container exists.
+#[tokio::test]
+async fn racing_deliveries_at_the_cap_create_no_more_containers_than_the_cap() {
+    let h = harness("race", &["--concurrency", "1"]).await;
+    let calls = (0..8).map(|i| {
+        let body = sb_text(&format!("racer {i}"), &format!("m-race-{i}"), 1);
+        h.invoke("ServiceBusTrigger", body)
+    });
+    let answers = futures::future::join_all(calls).await;
+    assert!(answers.iter().all(|(s, _)| *s == 200), "{answers:?}");
+    assert!(
+        *h.runtime.creates.lock().unwrap() <= 1,
+        "more containers than the cap"
+    );
+    let mut pending = 0;
+    for i in 0..8 {
+        let t = h.task(&derived_id(&format!("m-race-{i}"))).await;
+        match t.state {
+            TaskState::Pending => {
+                pending += 1;
+                assert_eq!(t.attempt, 0, "{t:?}");
+            }
+            TaskState::Provisioning => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(pending >= 7, "{pending} pending");
+    h.running.stop().await;
+}

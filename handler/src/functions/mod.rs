@@ -6,7 +6,7 @@
 //! `http://127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT/{FunctionName}`:
 //!
 //! - `ServiceBusTrigger`: the message and its `MessageId`/`DeliveryCount` become a
-//!   [`Delivery`] for [`spawn::handle`], after [`admit::admit`] checked the global cap. Success
+//!   [`Delivery`] for [`spawn::handle_checked`], within the global cap ([`admit`]). Success
 //!   completes the message; a permanent error answers 500 so the host fails the invocation
 //!   (`EnsureSuccessStatusCode` in azure-functions-host's `DefaultHttpWorkerService`) and
 //!   Service Bus redelivers. At the last allowed delivery the task is marked `DeadLettered`
@@ -327,6 +327,9 @@ async fn admitted_spawn(app: &Arc<App>, d: &Delivery) -> Result<String, SpawnErr
     }
     match spawn_patiently(app, d).await {
         Ok(outcome) => Ok(format!("message {id}: {outcome:?}")),
+        Err(SpawnError::NoRoom(why)) => Ok(format!(
+            "message {id}: {why}; the task stays Pending and the ReconcileTimer sends it again when there is room"
+        )),
         Err(e) if e.is_transient() => match admit::defer(app, d, &e).await? {
             Some(delay) => {
                 tracing::warn!(message = %id, error = %e, "runtime unavailable; spawn deferred");
@@ -345,7 +348,7 @@ async fn admitted_spawn(app: &Arc<App>, d: &Delivery) -> Result<String, SpawnErr
 async fn spawn_patiently(app: &Arc<App>, d: &Delivery) -> Result<Outcome, SpawnError> {
     let mut delay = Duration::from_millis(500);
     for _ in 1..TRANSIENT_TRIES {
-        match spawn::handle(app, d).await {
+        match spawn::handle_checked(app, d, &admit::GlobalCap).await {
             Err(e) if e.is_transient() => {
                 tracing::info!(error = %e, "runtime unavailable; trying again");
                 tokio::time::sleep(delay).await;
@@ -354,7 +357,7 @@ async fn spawn_patiently(app: &Arc<App>, d: &Delivery) -> Result<Outcome, SpawnE
             other => return other,
         }
     }
-    spawn::handle(app, d).await
+    spawn::handle_checked(app, d, &admit::GlobalCap).await
 }
 
 /// `HttpApi`: replay the request through the API routes.
