@@ -126,6 +126,11 @@ pub async fn dead_letter(app: &Arc<App>, d: &Delivery, reason: &str) {
             .await
             .map(drop),
         Ok(_) => Ok(()),
+        Err(SpawnError::Invalid(why)) => {
+            // It can never be a task, so there is no task to mark; the queue keeps the message.
+            tracing::warn!(message = %d.message_id, reason = %why, "dead-lettered a message that is not a task");
+            Ok(())
+        }
         Err(e) => Err(StoreError::Backend(e.to_string())),
     };
     if let Err(e) = result {
