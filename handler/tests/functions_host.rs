@@ -253,7 +253,7 @@ async fn the_azure_path_runs_end_to_end_under_the_host_harness() {
     let db = format!("eda_host_{}", nanos());
     let s = settings(&arm.base, &mongo_uri, &db, &front_url, &queue);
     let root = dir.0.join("wwwroot");
-    let host = host::Host::start(&zip, &root, s, front, max_delivery_count()).await;
+    let host = host::Host::start(&zip, &root, s, front, max_delivery_count(), 1).await;
 
     // The app is what the zip says, and the handler started as the host starts it.
     let mut names: Vec<&str> = host.app.functions.iter().map(|f| f.name.as_str()).collect();
@@ -483,6 +483,119 @@ async fn the_azure_path_runs_end_to_end_under_the_host_harness() {
     client.database(&db).drop().await.unwrap();
 }
 
+/// The global cap holds across scaled-out instances: two handler processes behind the harness
+/// (invocations handed to each in turn) share the MongoDB store; with `EDA_CONCURRENCY=1` and
+/// four messages dropped at once, the store never shows more than one task holding a container
+/// group, ARM gets one PUT per task, and all four end Done, one after the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_global_cap_holds_across_two_instances() {
+    let Some((_mongo, mongo_uri)) = common::mongo::server() else {
+        return missing("no MongoDB (set EDA_TEST_MONGO_URI, or install pymongo + mongomock; see tests/mongo-standin)");
+    };
+    let Some(worker) = worker_binary() else {
+        return missing("no static worker (EDA_WORKER_MUSL, or `cargo xtask worker`)");
+    };
+    let dir = TempDir::new("cap");
+    let zip = function_app_zip(&dir.0);
+    let arm = stand_in(3600).await;
+    let front = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let front_url = format!("http://{}", front.local_addr().unwrap());
+    let queue = format!("work-cap-{}", nanos());
+    let db = format!("eda_cap_{}", nanos());
+    let mut s = settings(&arm.base, &mongo_uri, &db, &front_url, &queue);
+    s.insert("EDA_CONCURRENCY".into(), "1".into());
+    s.insert("EDA_PENDING_RESEND_SECS".into(), "2".into());
+    let host = host::Host::start(&zip, &dir.0.join("wwwroot"), s, front, 10, 2).await;
+    assert_eq!(host.others.len(), 1);
+
+    // Both instances have connected to the store once four calls in a row answer.
+    let http = reqwest::Client::new();
+    let ready_by = Instant::now() + Duration::from_secs(30);
+    let mut in_a_row = 0;
+    while in_a_row < 4 {
+        let (status, body) = get_json(&http, &format!("{front_url}/api/tasks")).await;
+        in_a_row = if status == 200 { in_a_row + 1 } else { 0 };
+        assert!(
+            Instant::now() < ready_by,
+            "the store never connected: {body}"
+        );
+    }
+
+    let ids: Vec<String> = (0..4)
+        .map(|i| {
+            let id = format!("cap-{i}-{}", nanos());
+            host.queue(&queue)
+                .send(Some(id.clone()), format!("capped work {i}").into_bytes());
+            derived_id(&id).to_string()
+        })
+        .collect();
+    let mut containers = Containers {
+        worker,
+        running: HashMap::new(),
+        started: HashSet::new(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        containers.step(&arm);
+        let (_, page) = get_json(&http, &format!("{front_url}/api/tasks?limit=1")).await;
+        if page["counts"]["Done"] == 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not done in time: {page}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let puts = arm
+        .world
+        .lock()
+        .unwrap()
+        .seen
+        .iter()
+        .filter(|s| s.method == "PUT")
+        .count();
+    assert_eq!(puts, 4, "one container group per task");
+    // Each task held its container group from its last claim (the `Provisioning` that was not
+    // given back) to `Done`; at cap 1 those spans never overlap. A claim that was given back
+    // shows in the timeline as `Provisioning` then `Pending`, with the check's reason.
+    let mut spans = Vec::new();
+    let mut given_back = 0;
+    for id in &ids {
+        let (_, t) = get_json(&http, &format!("{front_url}/api/tasks/{id}")).await;
+        assert_eq!(
+            (t["state"].as_str(), t["attempt"].as_u64()),
+            (Some("Done"), Some(1)),
+            "{t}"
+        );
+        let tl = t["transitions"].as_array().unwrap();
+        let at = |i: usize| tl[i]["at_ms"].as_i64().unwrap();
+        let claim = tl
+            .iter()
+            .rposition(|x| x["state"] == "Provisioning")
+            .unwrap();
+        let done = tl.iter().rposition(|x| x["state"] == "Done").unwrap();
+        spans.push((at(claim), at(done)));
+        given_back += tl
+            .iter()
+            .filter(|x| {
+                x["state"] == "Pending"
+                    && x["reason"]
+                        .as_str()
+                        .is_some_and(|r| r.contains("global cap"))
+            })
+            .count();
+    }
+    spans.sort();
+    for w in spans.windows(2) {
+        assert!(
+            w[1].0 >= w[0].1,
+            "two container groups at once at cap 1: {spans:?}"
+        );
+    }
+    eprintln!("4 tasks at cap 1 on 2 instances: {given_back} racing claims given back");
+    assert!(host.queue(&queue).dead_letters().is_empty());
+    let client = mongodb::Client::with_uri_str(&mongo_uri).await.unwrap();
+    client.database(&db).drop().await.unwrap();
+}
+
 /// The handler listens before its store is reachable (the host gives it 30 s), and answers with
 /// a clear error until then: the real binary, started by the harness from the zip, with a
 /// MongoDB URI nothing answers on.
@@ -496,7 +609,7 @@ async fn the_handler_listens_before_its_store_is_reachable() {
     let dead = "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=300&connectTimeoutMS=300";
     let mut s = settings(&arm.base, dead, "eda_unused", &front_url, "work-lazy");
     s.insert("EDA_RECONCILE_SCHEDULE".into(), "0 */5 * * * *".into());
-    let host = host::Host::start(&zip, &dir.0.join("wwwroot"), s, front, 10).await;
+    let host = host::Host::start(&zip, &dir.0.join("wwwroot"), s, front, 10, 1).await;
     eprintln!(
         "listening {:?} after start with no store",
         host.handler.started_in

@@ -7,7 +7,9 @@
 //! - it loads `host.json` and every `function.json` from the deployment zip ([`app`]) and
 //!   resolves `%Setting%` expressions from the app settings;
 //! - it starts the handler as `HttpWorkerProcess` does and waits for it as `IsWorkerReady`
-//!   does ([`app::start_handler`]);
+//!   does ([`app::start_handler`]); with `instances` > 1 it plays that many scaled-out
+//!   instances of the app (one handler process each, sharing the queues and the settings),
+//!   handing each invocation to the next instance in turn;
 //! - HTTP: a front end on port 0 routes requests to HTTP-triggered functions by route template
 //!   (`extensions.http.routePrefix` + `route`) and method; a function with only an `http`
 //!   output and `enableForwardingHttpRequest` gets the request forwarded as it is
@@ -47,7 +49,10 @@ pub struct Record {
 pub struct Host {
     pub app: FunctionApp,
     pub settings: BTreeMap<String, String>,
+    /// The first instance's handler.
     pub handler: HandlerProcess,
+    /// The other instances' handlers.
+    pub others: Vec<HandlerProcess>,
     /// Queues by name.
     pub queues: BTreeMap<String, Arc<bus::Queue>>,
     /// `http://127.0.0.1:<port>` of the public front end.
@@ -70,10 +75,20 @@ impl Drop for Host {
 struct Ctx {
     app: FunctionApp,
     settings: BTreeMap<String, String>,
-    port: u16,
+    /// Each instance's handler port; invocations go round-robin.
+    ports: Vec<u16>,
+    next: std::sync::atomic::AtomicUsize,
     queues: BTreeMap<String, Arc<bus::Queue>>,
     records: Arc<Mutex<Vec<Record>>>,
     http: reqwest::Client,
+}
+
+impl Ctx {
+    /// The next instance's port.
+    fn port(&self) -> u16 {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.ports[i % self.ports.len()]
+    }
 }
 
 impl Host {
@@ -86,6 +101,7 @@ impl Host {
         mut settings: BTreeMap<String, String>,
         front: std::net::TcpListener,
         max_delivery_count: u32,
+        instances: usize,
     ) -> Host {
         let app = FunctionApp::load(zip, root);
         let front_addr = front.local_addr().unwrap();
@@ -104,6 +120,10 @@ impl Host {
             }
         }
         let handler = app::start_handler(&app, &settings).await;
+        let mut others = Vec::new();
+        for _ in 1..instances {
+            others.push(app::start_handler(&app, &settings).await);
+        }
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -117,7 +137,10 @@ impl Host {
                 entries: app.entries.clone(),
             },
             settings: settings.clone(),
-            port: handler.port,
+            ports: std::iter::once(handler.port)
+                .chain(others.iter().map(|h| h.port))
+                .collect(),
+            next: std::sync::atomic::AtomicUsize::new(0),
             queues: queues.clone(),
             records: records.clone(),
             http: http.clone(),
@@ -149,6 +172,7 @@ impl Host {
             app,
             settings,
             handler,
+            others,
             queues,
             front_url: format!("http://{front_addr}"),
             records,
@@ -180,7 +204,7 @@ impl Host {
 async fn invoke(ctx: &Ctx, f: &app::Function, inv: Invocation) -> Result<InvocationResult, String> {
     let r = ctx
         .http
-        .post(format!("http://127.0.0.1:{}/{}", ctx.port, f.name))
+        .post(format!("http://127.0.0.1:{}/{}", ctx.port(), f.name))
         .header(
             "X-Azure-Functions-InvocationId",
             format!("{:x}", wire::rand_u128()),
@@ -466,7 +490,7 @@ async fn front_end(req: HttpRequest, body: web::Bytes, ctx: web::Data<Arc<Ctx>>)
 /// path, the query, every header, the body when there is one) to the same path on the handler,
 /// plus the invocation headers; the handler's response as it is.
 async fn forward_request(ctx: &Ctx, req: &HttpRequest, body: web::Bytes) -> HttpResponse {
-    let url = format!("http://127.0.0.1:{}{}", ctx.port, req.uri());
+    let url = format!("http://127.0.0.1:{}{}", ctx.port(), req.uri());
     let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes()).unwrap();
     let mut r = ctx.http.request(method, url);
     for (k, v) in req.headers() {
