@@ -21,12 +21,12 @@
 //!   ([`outbox::Resender`]: retries, deferred spawns, lost first deliveries; never more than the
 //!   room under the global cap) sent through `Outputs.message`, and one Azure Monitor sample
 //!   per running container.
-//!
-//! The server listens before the store is connected ([`lazy`]): until it is, every invocation
-//! answers a clear "not reachable yet" error.
 //! - `Dashboard` (`{*path}`, HTTP only): forwarded by the host as the original request
 //!   (`enableForwardingHttpRequest`), so the static files, binary WASM included, are served as
 //!   they are by [`dashboard::configure`].
+//!
+//! The server listens before the store is connected ([`lazy`]): until it is, every invocation
+//! answers a clear "not reachable yet" error.
 
 pub mod admit;
 pub mod lazy;
@@ -501,8 +501,8 @@ async fn inner_service(app: &Data) -> Inner {
     inner
 }
 
-/// `ReconcileTimer`: one sweep, due retries, stalled first deliveries, one metrics sample per
-/// running container.
+/// `ReconcileTimer`: one sweep, the waiting tasks that are due (within the room under the cap),
+/// one metrics sample per running container.
 async fn timer(
     app: Data,
     gate: web::Data<Gate>,
