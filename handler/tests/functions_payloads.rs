@@ -777,3 +777,58 @@ async fn racing_deliveries_at_the_cap_create_no_more_containers_than_the_cap() {
     assert!(pending >= 7, "{pending} pending");
     h.running.stop().await;
 }
+
+/// A Service Bus delivery that arrives while the store is still connecting waits for it (up to
+/// 20 s) instead of failing, so a short start-up costs the message no delivery.
+#[tokio::test]
+async fn a_delivery_during_start_up_waits_for_the_store_instead_of_failing() {
+    use handler::functions::lazy::{Connect, LazyStore};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let dir = tempdir::Dir::new("startup");
+    let db = dir.0.join("eda.db");
+    let tries = Arc::new(AtomicU32::new(0));
+    let t = tries.clone();
+    let connect: Connect = Box::new(move || {
+        let n = t.fetch_add(1, Ordering::SeqCst);
+        let db = db.clone();
+        Box::pin(async move {
+            if n < 2 {
+                return Err("connection refused".to_string());
+            }
+            let s: Arc<dyn handler::store::TaskStore> = Arc::new(SqliteStore::open(&db).unwrap());
+            Ok(s)
+        })
+    });
+    let stop = tokio_util::sync::CancellationToken::new();
+    let store = LazyStore::spawn(connect, stop.clone());
+    assert!(!store.is_ready());
+    let a = args(&[]);
+    let runtime = Arc::new(FakeRuntime::default());
+    let app = functions::assemble(a.settings().unwrap(), store.clone(), runtime.clone());
+    let running = functions::start_gated(
+        app,
+        functions::Gate(Some(store)),
+        "127.0.0.1:0".parse().unwrap(),
+        None,
+        std::time::Duration::ZERO,
+    )
+    .unwrap();
+    let h = Harness {
+        running,
+        runtime,
+        http: reqwest::Client::new(),
+        _dir: dir,
+    };
+    // Connected on the third attempt (0.5 s + 1 s of backoff): the invocation waited.
+    let (status, r) = h
+        .invoke("ServiceBusTrigger", sb_text("early", "m-early", 1))
+        .await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(tries.load(Ordering::SeqCst), 3);
+    assert_eq!(
+        h.task(&derived_id("m-early")).await.state,
+        TaskState::Provisioning
+    );
+    stop.cancel();
+    h.running.stop().await;
+}
