@@ -51,6 +51,29 @@ pub enum SpawnError {
     /// The runtime refused or could not be reached.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// A [`ClaimCheck`] gave the claimed attempt back (Functions mode's global cap): the task is
+    /// `Pending` again and nothing was created. Not a failure of the message.
+    #[error("no room: {0}")]
+    NoRoom(String),
+}
+
+/// A check between recording an attempt and creating its container. Functions mode counts
+/// container groups across instances in the store (`functions::admit`); a check that finds no
+/// room puts the task back and answers [`SpawnError::NoRoom`].
+#[async_trait::async_trait]
+pub trait ClaimCheck: Send + Sync {
+    /// Called with the task as recorded (`Provisioning`, the new attempt).
+    async fn after_claim(&self, app: &Arc<App>, task: &Task) -> Result<(), SpawnError>;
+}
+
+/// No check (local mode: its slots are taken before a message is received).
+struct NoCheck;
+
+#[async_trait::async_trait]
+impl ClaimCheck for NoCheck {
+    async fn after_claim(&self, _: &Arc<App>, _: &Task) -> Result<(), SpawnError> {
+        Ok(())
+    }
 }
 
 impl SpawnError {
@@ -63,10 +86,19 @@ impl SpawnError {
 /// Spawns the task a message names: creates the task if this is the first time it is seen,
 /// then starts its next attempt's container unless one exists.
 pub async fn handle(app: &Arc<App>, d: &Delivery) -> Result<Outcome, SpawnError> {
+    handle_checked(app, d, &NoCheck).await
+}
+
+/// [`handle`] with `check` run after an attempt is recorded and before its container is created.
+pub async fn handle_checked(
+    app: &Arc<App>,
+    d: &Delivery,
+    check: &dyn ClaimCheck,
+) -> Result<Outcome, SpawnError> {
     let task = ensure_task(app, d).await?;
     match task.state {
         s if s.is_terminal() => Ok(Outcome::Finished(task.id)),
-        TaskState::Pending => start_attempt(app, &task, task.attempt + 1).await,
+        TaskState::Pending => start_attempt(app, &task, task.attempt + 1, check).await,
         _ => {
             let name = container_name(&task.id, task.attempt);
             match app.runtime.status(&name).await? {
@@ -79,7 +111,7 @@ pub async fn handle(app: &Arc<App>, d: &Delivery) -> Result<Outcome, SpawnError>
                     Ok(Outcome::AlreadyRunning(task.id))
                 }
                 Some(_) => Ok(Outcome::AlreadyRunning(task.id)),
-                None => start_attempt(app, &task, task.attempt).await,
+                None => start_attempt(app, &task, task.attempt, check).await,
             }
         }
     }
@@ -94,6 +126,11 @@ pub async fn dead_letter(app: &Arc<App>, d: &Delivery, reason: &str) {
             .await
             .map(drop),
         Ok(_) => Ok(()),
+        Err(SpawnError::Invalid(why)) => {
+            // It can never be a task, so there is no task to mark; the queue keeps the message.
+            tracing::warn!(message = %d.message_id, reason = %why, "dead-lettered a message that is not a task");
+            Ok(())
+        }
         Err(e) => Err(StoreError::Backend(e.to_string())),
     };
     if let Err(e) = result {
@@ -155,7 +192,9 @@ pub fn check_work(work: &str) -> Result<(), String> {
     Ok(())
 }
 
-async fn ensure_task(app: &Arc<App>, d: &Delivery) -> Result<Task, SpawnError> {
+/// The message's task as stored, inserted `Pending` if this is the first time it is seen (also
+/// used by Functions mode to store a task it leaves waiting at the global cap).
+pub async fn ensure_task(app: &Arc<App>, d: &Delivery) -> Result<Task, SpawnError> {
     let env = envelope(d)?;
     if let Some(t) = app.tasks.store.get(&env.id).await? {
         return Ok(t);
@@ -175,7 +214,12 @@ async fn ensure_task(app: &Arc<App>, d: &Delivery) -> Result<Task, SpawnError> {
 
 /// Records the attempt (`Provisioning`, container name, token hash), then creates its
 /// container. The record comes first so that a crash in between is seen on redelivery.
-async fn start_attempt(app: &Arc<App>, task: &Task, attempt: u32) -> Result<Outcome, SpawnError> {
+async fn start_attempt(
+    app: &Arc<App>,
+    task: &Task,
+    attempt: u32,
+    check: &dyn ClaimCheck,
+) -> Result<Outcome, SpawnError> {
     let name = container_name(&task.id, attempt);
     let secret = token::new_token();
     let mut c = Change::to(TaskState::Provisioning, now_ms());
@@ -185,6 +229,7 @@ async fn start_attempt(app: &Arc<App>, task: &Task, attempt: u32) -> Result<Outc
     c.token_hash = Some(token::hash(&secret));
     c.reason = Some(String::new());
     let task = app.tasks.change(&task.id, c).await?;
+    check.after_claim(app, &task).await?;
     let spec = container_spec(app, &task, name, secret);
     if let Err(e) = app.runtime.create(&spec).await {
         note(app, &task, &e).await;

@@ -8,7 +8,7 @@
 //! The token comes through the runtime's seam, an `azure_core` `TokenCredential`: here
 //! `common::arm::StandInCredential` (uncached, so each ARM call shows the token it was given).
 //! `azure_identity`'s own credential reads `IDENTITY_ENDPOINT` from the process environment, so
-//! it is exercised, with its cache, by `functions_process.rs` on the real binary.
+//! it is exercised, with its cache, by `functions_host.rs` on the real binary.
 
 mod common;
 

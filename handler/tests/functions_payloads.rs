@@ -1,9 +1,15 @@
 //! The custom-handler server, running on port 0, fed the invocation payloads the Functions host
 //! sends (Service Bus trigger with a JSON envelope and with a plain string, the HTTP API through
-//! the wrapper, the timer) over real HTTP; each answer is checked field by field.
+//! the wrapper, the timer) over real HTTP; each answer is checked field by field. The payloads
+//! are built by the host harness's port of azure-functions-host's encoding (`host/wire.rs`), so
+//! a string message arrives `JsonConvert.SerializeObject`-encoded as it does in Azure.
 //!
 //! The app is the real one (SQLite store, the real spawn, API and reconcile code) with a small
-//! in-memory container runtime, since the ACI runtime has its own tests against an ARM stand-in.
+//! in-memory container runtime, since the ACI runtime has its own tests against an ARM stand-in
+//! and `functions_host.rs` runs the whole path with it. Also here: the delivery policy (global
+//! cap, transient errors are not poison) and the answers while the store is not connected.
+
+mod host;
 
 use async_trait::async_trait;
 use clap::Parser;
@@ -14,6 +20,7 @@ use handler::runtime::{
 };
 use handler::spawn::derived_id;
 use handler::store::sqlite::SqliteStore;
+use host::wire::{HostValue, HttpRequestData, Invocation};
 use model::{Envelope, Logs, MetricSample, SubmitResponse, TaskId, TaskPage, TaskState};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -27,12 +34,14 @@ struct Box_ {
     exit: Option<i64>,
 }
 
-/// Containers in memory; `reject` makes every create fail permanently.
+/// Containers in memory; `reject` makes every create fail permanently, `down` transiently
+/// (as ARM's 429 throttling and 5xx do).
 #[derive(Default)]
 struct FakeRuntime {
     boxes: Mutex<HashMap<String, Box_>>,
     creates: Mutex<u32>,
     reject: Mutex<bool>,
+    down: Mutex<bool>,
 }
 
 impl FakeRuntime {
@@ -52,6 +61,11 @@ impl ContainerRuntime for FakeRuntime {
     async fn create(&self, spec: &ContainerSpec) -> Result<Created, RuntimeError> {
         if *self.reject.lock().unwrap() {
             return Err(RuntimeError::Rejected("quota exceeded".into()));
+        }
+        if *self.down.lock().unwrap() {
+            return Err(RuntimeError::Unavailable(
+                "ARM answered 429 TooManyRequests".into(),
+            ));
         }
         let mut b = self.boxes.lock().unwrap();
         if b.contains_key(&spec.name) {
@@ -137,6 +151,12 @@ fn args(extra: &[&str]) -> FunctionsArgs {
         "--api-key",
         "k3y",
     ];
+    // A flag in `extra` replaces its default above.
+    for flag in extra.iter().filter(|f| f.starts_with("--")) {
+        if let Some(i) = argv.iter().position(|a| a == flag) {
+            argv.drain(i..i + 2);
+        }
+    }
     argv.extend_from_slice(extra);
     match Cli::try_parse_from(argv).unwrap().command {
         Some(Command::Functions(a)) => a,
@@ -214,28 +234,55 @@ impl Harness {
         headers: Value,
         body: Option<&str>,
     ) -> (Value, Value) {
-        let (status, r) = self
-            .invoke(
-                "HttpApi",
-                json!({"Data": {"req": {
-                    "Url": format!("https://app.example{path}"),
-                    "Method": method,
-                    "Query": {},
-                    "Headers": headers,
-                    "Params": {"path": path.trim_start_matches("/api/")},
-                    "Body": body,
-                }}, "Metadata": {"sys": {"MethodName": "HttpApi"}}}),
-            )
-            .await;
+        let headers = headers
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), vec![v[0].as_str().unwrap().to_string()]))
+            .collect();
+        let req = HttpRequestData {
+            url: format!("https://app.example{path}"),
+            method: method.into(),
+            headers,
+            params: vec![("path".into(), path.trim_start_matches("/api/").into())],
+            body: body.unwrap_or("").as_bytes().to_vec(),
+            content_type: Some("application/json".into()),
+            ..HttpRequestData::default()
+        };
+        let inv = Invocation::default().http_input("req", &req).sys("HttpApi");
+        let (status, r) = self.invoke("HttpApi", inv.body()).await;
         assert_eq!(status, 200, "the invocation itself succeeds: {r}");
         assert_eq!(r["ReturnValue"], Value::Null);
         (r["Outputs"]["res"].clone(), r["Outputs"].clone())
     }
 }
 
-fn sb(message: Value, id: &str, count: u32) -> Value {
-    json!({"Data": {"message": message},
-           "Metadata": {"MessageId": id, "DeliveryCount": count, "EnqueuedTimeUtc": "2026-11-30T10:00:00Z"}})
+/// A Service Bus trigger invocation for a message whose body is `text`, as the host sends it.
+fn sb_text(text: &str, id: &str, count: u32) -> Value {
+    sb_value(&HostValue::Text(text.into()), id, count)
+}
+
+fn sb_value(message: &HostValue, id: &str, count: u32) -> Value {
+    Invocation::default()
+        .input("message", message)
+        .binding_data("MessageId", &HostValue::Text(id.into()))
+        .binding_data("DeliveryCount", &HostValue::Number(i64::from(count)))
+        .binding_data(
+            "EnqueuedTimeUtc",
+            &HostValue::Date("2026-11-30T10:00:00Z".into()),
+        )
+        .sys("ServiceBusTrigger")
+        .body()
+}
+
+/// A timer invocation: `TimerInfo` as a POCO.
+fn timer_invocation() -> Value {
+    let info =
+        json!({"Schedule": {"AdjustForDST": true}, "ScheduleStatus": null, "IsPastDue": false});
+    Invocation::default()
+        .input("timer", &HostValue::Object(info))
+        .sys("ReconcileTimer")
+        .body()
 }
 
 #[test]
@@ -263,7 +310,7 @@ fn functions_mode_refuses_to_start_without_an_api_key() {
 async fn a_plain_string_message_spawns_once_and_a_redelivery_does_not_spawn_again() {
     let h = harness("plain", &[]).await;
     let (status, r) = h
-        .invoke("ServiceBusTrigger", sb(json!("hello world"), "mid-1", 1))
+        .invoke("ServiceBusTrigger", sb_text("hello world", "mid-1", 1))
         .await;
     assert_eq!(status, 200, "{r}");
     assert_eq!(r["Outputs"], json!({}));
@@ -287,7 +334,7 @@ async fn a_plain_string_message_spawns_once_and_a_redelivery_does_not_spawn_agai
     assert_eq!(spec.secret_env[0].0, "TASK_TOKEN");
 
     let (status, r) = h
-        .invoke("ServiceBusTrigger", sb(json!("hello world"), "mid-1", 2))
+        .invoke("ServiceBusTrigger", sb_text("hello world", "mid-1", 2))
         .await;
     assert_eq!(status, 200);
     assert!(
@@ -304,13 +351,17 @@ async fn json_envelopes_are_read_as_objects_and_as_strings() {
     let (status, _) = h
         .invoke(
             "ServiceBusTrigger",
-            sb(json!({"id": "env-1", "work": "obj"}), "m-a", 1),
+            sb_value(
+                &HostValue::Object(json!({"id": "env-1", "work": "obj"})),
+                "m-a",
+                1,
+            ),
         )
         .await;
     assert_eq!(status, 200);
     let text = json!({"id": "env-2", "work": "str", "max_attempts": 1}).to_string();
     let (status, _) = h
-        .invoke("ServiceBusTrigger", sb(json!(text), "m-b", 1))
+        .invoke("ServiceBusTrigger", sb_text(&text, "m-b", 1))
         .await;
     assert_eq!(status, 200);
     let a = h.task(&TaskId::parse("env-1").unwrap()).await;
@@ -331,7 +382,7 @@ async fn spawn_errors_fail_the_invocation_and_the_last_delivery_dead_letters() {
     let h = harness("dead", &[]).await;
     *h.runtime.reject.lock().unwrap() = true;
     let (status, r) = h
-        .invoke("ServiceBusTrigger", sb(json!("doomed"), "m-d", 1))
+        .invoke("ServiceBusTrigger", sb_text("doomed", "m-d", 1))
         .await;
     assert_eq!(status, 500, "Service Bus must redeliver: {r}");
     assert!(r["Logs"][0].as_str().unwrap().contains("quota exceeded"));
@@ -339,7 +390,7 @@ async fn spawn_errors_fail_the_invocation_and_the_last_delivery_dead_letters() {
     assert_ne!(h.task(&id).await.state, TaskState::DeadLettered);
 
     let (status, _) = h
-        .invoke("ServiceBusTrigger", sb(json!("doomed"), "m-d", 3))
+        .invoke("ServiceBusTrigger", sb_text("doomed", "m-d", 3))
         .await;
     assert_eq!(
         status, 500,
@@ -400,7 +451,10 @@ async fn the_http_api_answers_through_res_and_enqueues_through_message() {
 
     // The enqueued envelope, delivered back by Service Bus, spawns the task.
     let (status, _) = h
-        .invoke("ServiceBusTrigger", sb(messages[0].clone(), "m-env", 1))
+        .invoke(
+            "ServiceBusTrigger",
+            sb_text(messages[0].as_str().unwrap(), "m-env", 1),
+        )
         .await;
     assert_eq!(status, 200);
     assert_eq!(h.task(&task.id).await.state, TaskState::Provisioning);
@@ -411,7 +465,7 @@ async fn the_http_api_answers_through_res_and_enqueues_through_message() {
 async fn the_timer_settles_exits_sends_due_retries_and_samples() {
     let h = harness("timer", &[]).await;
     for (msg, id) in [("ok", "m-ok"), ("bad", "m-bad"), ("busy", "m-busy")] {
-        let (status, _) = h.invoke("ServiceBusTrigger", sb(json!(msg), id, 1)).await;
+        let (status, _) = h.invoke("ServiceBusTrigger", sb_text(msg, id, 1)).await;
         assert_eq!(status, 200);
     }
     let (ok, bad, busy) = (
@@ -422,8 +476,7 @@ async fn the_timer_settles_exits_sends_due_retries_and_samples() {
     h.runtime.finish(&model::naming::container_name(&ok, 1), 0);
     h.runtime.finish(&model::naming::container_name(&bad, 1), 3);
 
-    let timer = json!({"Data": {"timer": {"Schedule": {"AdjustForDST": true},
-        "ScheduleStatus": null, "IsPastDue": false}}, "Metadata": {}});
+    let timer = timer_invocation();
     let (status, r) = h.invoke("ReconcileTimer", timer.clone()).await;
     assert_eq!(status, 200, "{r}");
     assert!(r["Logs"][0].as_str().unwrap().starts_with("reconciled"));
@@ -466,8 +519,8 @@ async fn the_timer_settles_exits_sends_due_retries_and_samples() {
     );
     assert_eq!(
         r["Outputs"]["message"].as_array().map(Vec::len),
-        Some(1),
-        "still due: {r}"
+        None,
+        "a due retry is sent once, not on every tick: {r}"
     );
     h.running.stop().await;
 }
@@ -497,7 +550,7 @@ async fn the_timer_resends_old_pending_tasks_that_never_spawned() {
         .await
         .unwrap();
 
-    let timer = json!({"Data": {"timer": {"IsPastDue": false}}, "Metadata": {}});
+    let timer = timer_invocation();
     let (status, r) = h.invoke("ReconcileTimer", timer.clone()).await;
     assert_eq!(status, 200, "{r}");
     let messages = r["Outputs"]["message"].as_array().expect("a message: {r}");
@@ -508,7 +561,10 @@ async fn the_timer_resends_old_pending_tasks_that_never_spawned() {
         ("old", old.work.as_str(), Some(3))
     );
     assert!(
-        r["Logs"][0].as_str().unwrap().contains("1 stalled re-sent"),
+        r["Logs"][0]
+            .as_str()
+            .unwrap()
+            .contains("1 waiting tasks sent"),
         "{r}"
     );
 
@@ -525,10 +581,254 @@ async fn the_timer_resends_old_pending_tasks_that_never_spawned() {
 
     // The re-sent envelope spawns the task like the original would have.
     let (status, _) = h
-        .invoke("ServiceBusTrigger", sb(messages[0].clone(), "m-resent", 1))
+        .invoke(
+            "ServiceBusTrigger",
+            sb_text(messages[0].as_str().unwrap(), "m-resent", 1),
+        )
         .await;
     assert_eq!(status, 200);
     assert_eq!(h.task(&old.id).await.state, TaskState::Provisioning);
     assert_eq!(*h.runtime.creates.lock().unwrap(), 1);
+    h.running.stop().await;
+}
+
+/// The global cap (`--concurrency`) is counted in the store: at the cap a message's task stays
+/// `Pending`, the message is completed (200, no delivery spent), and the timer sends it again
+/// only when there is room, once.
+#[tokio::test]
+async fn at_the_global_cap_a_message_waits_pending_and_the_timer_sends_it_when_there_is_room() {
+    let h = harness("cap", &["--concurrency", "1", "--pending-resend-secs", "1"]).await;
+    let (status, r) = h
+        .invoke("ServiceBusTrigger", sb_text("first", "m-cap-1", 1))
+        .await;
+    assert_eq!(status, 200, "{r}");
+    let (status, r) = h
+        .invoke("ServiceBusTrigger", sb_text("second", "m-cap-2", 1))
+        .await;
+    assert_eq!(status, 200, "completed, not failed: {r}");
+    assert!(
+        r["Logs"][0]
+            .as_str()
+            .unwrap()
+            .contains("the global cap is 1"),
+        "{r}"
+    );
+    let (first, second) = (derived_id("m-cap-1"), derived_id("m-cap-2"));
+    let waiting = h.task(&second).await;
+    assert_eq!((waiting.state, waiting.attempt), (TaskState::Pending, 0));
+    assert_eq!(
+        *h.runtime.creates.lock().unwrap(),
+        1,
+        "one container at cap 1"
+    );
+
+    // While the first runs there is no room: the timer sends nothing, however often it ticks.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while std::time::Instant::now() < deadline {
+        let (status, r) = h.invoke("ReconcileTimer", timer_invocation()).await;
+        assert_eq!(status, 200, "{r}");
+        assert!(r["Outputs"].get("message").is_none(), "no room: {r}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // The first ends: the next tick has room for one and sends the waiting task, once.
+    h.runtime
+        .finish(&model::naming::container_name(&first, 1), 0);
+    let (_, r) = h.invoke("ReconcileTimer", timer_invocation()).await;
+    let sent = r["Outputs"]["message"]
+        .as_array()
+        .expect("sent when room frees: {r}")
+        .clone();
+    assert_eq!(sent.len(), 1, "{r}");
+    let env: Envelope = serde_json::from_str(sent[0].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (env.id.clone(), env.work.as_str()),
+        (second.clone(), "second")
+    );
+    let (_, r) = h.invoke("ReconcileTimer", timer_invocation()).await;
+    assert!(r["Outputs"].get("message").is_none(), "sent once: {r}");
+    let (status, _) = h
+        .invoke(
+            "ServiceBusTrigger",
+            sb_text(sent[0].as_str().unwrap(), "m-cap-3", 1),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(h.task(&second).await.state, TaskState::Provisioning);
+    h.running.stop().await;
+}
+
+/// A transient runtime error (ARM throttling) on the LAST allowed delivery neither fails the
+/// invocation nor dead-letters: the task waits `Pending` with a backoff, the attempt that got no
+/// container is not counted, and the timer sends it again once the backoff is over.
+#[tokio::test]
+async fn transient_runtime_errors_defer_the_spawn_instead_of_dead_lettering() {
+    let h = harness("transient", &["--retry-backoff-ms", "1000"]).await;
+    *h.runtime.down.lock().unwrap() = true;
+    let (status, r) = h
+        .invoke("ServiceBusTrigger", sb_text("patient", "m-t", 3))
+        .await;
+    assert_eq!(status, 200, "not a failed delivery: {r}");
+    assert!(r["Logs"][0].as_str().unwrap().contains("deferred"), "{r}");
+    let id = derived_id("m-t");
+    let t = h.task(&id).await;
+    assert_eq!((t.state, t.attempt), (TaskState::Pending, 0), "{t:?}");
+    assert!(t.retry_at_ms.is_some());
+    assert!(t.reason.as_deref().unwrap().contains("429"), "{t:?}");
+    assert_eq!(t.billed_seconds, 0, "nothing ran, nothing billed");
+
+    *h.runtime.down.lock().unwrap() = false;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let sent = loop {
+        let (_, r) = h.invoke("ReconcileTimer", timer_invocation()).await;
+        if let Some(m) = r["Outputs"]["message"].as_array() {
+            break m.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "never sent again");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let (status, _) = h
+        .invoke(
+            "ServiceBusTrigger",
+            sb_text(sent[0].as_str().unwrap(), "m-t2", 1),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let t = h.task(&id).await;
+    assert_eq!((t.state, t.attempt), (TaskState::Provisioning, 1));
+    h.running.stop().await;
+}
+
+/// Until the store connects, the server still answers: HttpApi with a 503 that says which
+/// store and why, the timer with a failed invocation; nothing is half-done.
+#[tokio::test]
+async fn before_the_store_connects_invocations_get_a_clear_error() {
+    use handler::functions::lazy::{Connect, LazyStore};
+    let a = args(&[]);
+    let connect: Connect = Box::new(|| {
+        Box::pin(async { Err("server selection timed out: 127.0.0.1:9 refused".to_string()) })
+    });
+    let stop = tokio_util::sync::CancellationToken::new();
+    let store = LazyStore::spawn(connect, stop.clone());
+    let runtime = Arc::new(FakeRuntime::default());
+    let app = functions::assemble(a.settings().unwrap(), store.clone(), runtime.clone());
+    let gate = functions::Gate(Some(store));
+    let running = functions::start_gated(
+        app,
+        gate,
+        "127.0.0.1:0".parse().unwrap(),
+        None,
+        std::time::Duration::ZERO,
+    )
+    .unwrap();
+    let dir = tempdir::Dir::new("notready");
+    let h = Harness {
+        running,
+        runtime,
+        http: reqwest::Client::new(),
+        _dir: dir,
+    };
+    let key = json!({"x-api-key": ["k3y"]});
+    let (res, outputs) = h
+        .api("POST", "/api/work", key, Some(r#"{"work": "x"}"#))
+        .await;
+    assert_eq!(res["statusCode"], 503, "{res}");
+    assert_eq!(res["headers"]["Retry-After"], "5");
+    let err: model::ApiError = serde_json::from_str(res["body"].as_str().unwrap()).unwrap();
+    assert_eq!(err.code, "store_unavailable");
+    assert!(
+        err.message.contains("not reachable yet") && err.message.contains("127.0.0.1:9"),
+        "{err:?}"
+    );
+    assert!(outputs.get("message").is_none(), "nothing queued");
+    let (status, r) = h.invoke("ReconcileTimer", timer_invocation()).await;
+    assert_eq!(status, 503, "{r}");
+    assert_eq!(*h.runtime.creates.lock().unwrap(), 0);
+    stop.cancel();
+    h.running.stop().await;
+}
+
+/// Racing deliveries all pass the first look at the cap (nothing is active yet); the
+/// claim-then-check makes all but one give their task back before any container exists.
+#[tokio::test]
+async fn racing_deliveries_at_the_cap_create_no_more_containers_than_the_cap() {
+    let h = harness("race", &["--concurrency", "1"]).await;
+    let calls = (0..8).map(|i| {
+        let body = sb_text(&format!("racer {i}"), &format!("m-race-{i}"), 1);
+        h.invoke("ServiceBusTrigger", body)
+    });
+    let answers = futures::future::join_all(calls).await;
+    assert!(answers.iter().all(|(s, _)| *s == 200), "{answers:?}");
+    assert!(
+        *h.runtime.creates.lock().unwrap() <= 1,
+        "more containers than the cap"
+    );
+    let mut pending = 0;
+    for i in 0..8 {
+        let t = h.task(&derived_id(&format!("m-race-{i}"))).await;
+        match t.state {
+            TaskState::Pending => {
+                pending += 1;
+                assert_eq!(t.attempt, 0, "{t:?}");
+            }
+            TaskState::Provisioning => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(pending >= 7, "{pending} pending");
+    h.running.stop().await;
+}
+
+/// A Service Bus delivery that arrives while the store is still connecting waits for it (up to
+/// 20 s) instead of failing, so a short start-up costs the message no delivery.
+#[tokio::test]
+async fn a_delivery_during_start_up_waits_for_the_store_instead_of_failing() {
+    use handler::functions::lazy::{Connect, LazyStore};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let dir = tempdir::Dir::new("startup");
+    let db = dir.0.join("eda.db");
+    let tries = Arc::new(AtomicU32::new(0));
+    let t = tries.clone();
+    let connect: Connect = Box::new(move || {
+        let n = t.fetch_add(1, Ordering::SeqCst);
+        let db = db.clone();
+        Box::pin(async move {
+            if n < 2 {
+                return Err("connection refused".to_string());
+            }
+            let s: Arc<dyn handler::store::TaskStore> = Arc::new(SqliteStore::open(&db).unwrap());
+            Ok(s)
+        })
+    });
+    let stop = tokio_util::sync::CancellationToken::new();
+    let store = LazyStore::spawn(connect, stop.clone());
+    assert!(!store.is_ready());
+    let a = args(&[]);
+    let runtime = Arc::new(FakeRuntime::default());
+    let app = functions::assemble(a.settings().unwrap(), store.clone(), runtime.clone());
+    let running = functions::start_gated(
+        app,
+        functions::Gate(Some(store)),
+        "127.0.0.1:0".parse().unwrap(),
+        None,
+        std::time::Duration::ZERO,
+    )
+    .unwrap();
+    let h = Harness {
+        running,
+        runtime,
+        http: reqwest::Client::new(),
+        _dir: dir,
+    };
+    // Connected on the third attempt (0.5 s + 1 s of backoff): the invocation waited.
+    let (status, r) = h
+        .invoke("ServiceBusTrigger", sb_text("early", "m-early", 1))
+        .await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(tries.load(Ordering::SeqCst), 3);
+    assert_eq!(
+        h.task(&derived_id("m-early")).await.state,
+        TaskState::Provisioning
+    );
+    stop.cancel();
     h.running.stop().await;
 }

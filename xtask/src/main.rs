@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod appzip;
 mod dashboard;
 mod package;
 

@@ -16,19 +16,10 @@
 //! The handler is built for `x86_64-unknown-linux-musl`: a static binary runs whatever glibc
 //! the Functions host image has.
 
-use anyhow::{bail, Context, Result};
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use zip::write::SimpleFileOptions;
-use zip::{CompressionMethod, ZipWriter};
+use anyhow::Result;
+use std::path::PathBuf;
 
-/// The function folders shipped in the zip, each with its `function.json`.
-pub const FUNCTIONS: [&str; 4] = [
-    "ServiceBusTrigger",
-    "HttpApi",
-    "Dashboard",
-    "ReconcileTimer",
-];
+pub use super::appzip::write_zip;
 
 /// Builds the release handler and the dashboard, and writes `dist/functionapp.zip`.
 pub fn package() -> Result<PathBuf> {
@@ -58,86 +49,6 @@ pub fn package() -> Result<PathBuf> {
     let out = super::root().join("dist").join("functionapp.zip");
     let entries = write_zip(&super::root(), &handler, www, &out)?;
     println!("wrote {} ({} entries)", out.display(), entries.len());
-    Ok(out)
-}
-
-/// Writes the Function App zip from the repository at `root`, the `handler` binary and the
-/// dashboard folder `www`; returns the entry names in order.
-pub fn write_zip(
-    root: &Path,
-    handler: &Path,
-    www: Option<&Path>,
-    out: &Path,
-) -> Result<Vec<String>> {
-    if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
-    let mut zip = ZipWriter::new(file);
-    let mut names = Vec::new();
-    let text = SimpleFileOptions::default()
-        .compression_method(CompressionMethod::Deflated)
-        .unix_permissions(0o644);
-    add(
-        &mut zip,
-        &mut names,
-        "host.json",
-        &root.join("host.json"),
-        text,
-    )?;
-    for f in FUNCTIONS {
-        let name = format!("{f}/function.json");
-        add(&mut zip, &mut names, &name, &root.join(&name), text)?;
-    }
-    if !handler.is_file() {
-        bail!("no handler binary at {}", handler.display());
-    }
-    add(
-        &mut zip,
-        &mut names,
-        "handler",
-        handler,
-        text.unix_permissions(0o755),
-    )?;
-    if let Some(www) = www {
-        for path in files_under(www)? {
-            let rel = path.strip_prefix(www)?.to_string_lossy().replace('\\', "/");
-            add(&mut zip, &mut names, &format!("www/{rel}"), &path, text)?;
-        }
-    }
-    zip.finish().context("finishing the zip")?;
-    Ok(names)
-}
-
-fn add(
-    zip: &mut ZipWriter<std::fs::File>,
-    names: &mut Vec<String>,
-    name: &str,
-    src: &Path,
-    options: SimpleFileOptions,
-) -> Result<()> {
-    let bytes = std::fs::read(src).with_context(|| format!("reading {}", src.display()))?;
-    zip.start_file(name, options)?;
-    zip.write_all(&bytes)?;
-    names.push(name.to_string());
-    Ok(())
-}
-
-/// Every file under `dir`, sorted, so the zip is the same for the same input.
-fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
-            let p = e?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
     Ok(out)
 }
 

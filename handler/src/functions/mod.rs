@@ -6,21 +6,30 @@
 //! `http://127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT/{FunctionName}`:
 //!
 //! - `ServiceBusTrigger`: the message and its `MessageId`/`DeliveryCount` become a
-//!   [`Delivery`] for [`spawn::handle`]. Success completes the message; an error answers 500 so
-//!   the host fails the invocation and Service Bus redelivers. At the last allowed delivery the
-//!   task is marked `DeadLettered` ([`spawn::dead_letter`]) before the 500 sends the message to
-//!   the dead-letter queue.
+//!   [`Delivery`] for [`spawn::handle_checked`], within the global cap ([`admit`]). Success
+//!   completes the message; a permanent error answers 500 so the host fails the invocation
+//!   (`EnsureSuccessStatusCode` in azure-functions-host's `DefaultHttpWorkerService`) and
+//!   Service Bus redelivers. At the last allowed delivery the task is marked `DeadLettered`
+//!   ([`spawn::dead_letter`]) before the 500 sends the message to the dead-letter queue. A
+//!   transient error (runtime unavailable, throttled) is not poison: [`admit::defer`] leaves the
+//!   task for the timer and the message is completed.
 //! - `HttpApi` (`api/{*path}`, not forwarded because it has a Service Bus output binding): the
 //!   `req` data is replayed through the very same actix routes as local mode ([`api::routes`]),
 //!   in-process; the answer becomes `Outputs.res`, and the envelopes the API queued become
 //!   `Outputs.message` ([`outbox`]).
-//! - `ReconcileTimer`: one [`reconcile::sweep`], due retries and stalled first deliveries
-//!   ([`outbox::Resender`]) sent through `Outputs.message`, and one Azure Monitor sample per
-//!   running container.
+//! - `ReconcileTimer`: one [`reconcile::sweep`], the waiting tasks that are due
+//!   ([`outbox::Resender`]: retries, deferred spawns, lost first deliveries; never more than the
+//!   room under the global cap) sent through `Outputs.message`, and one Azure Monitor sample
+//!   per running container.
 //! - `Dashboard` (`{*path}`, HTTP only): forwarded by the host as the original request
 //!   (`enableForwardingHttpRequest`), so the static files, binary WASM included, are served as
 //!   they are by [`dashboard::configure`].
+//!
+//! The server listens before the store is connected ([`lazy`]): until it is, every invocation
+//! answers a clear "not reachable yet" error.
 
+pub mod admit;
+pub mod lazy;
 pub mod outbox;
 pub mod payload;
 
@@ -65,6 +74,9 @@ pub const RESPONSE_BINDING: &str = "res";
 /// Spawn attempts within one invocation when the runtime is unreachable (each failed
 /// invocation costs a Service Bus delivery, so a short outage is waited out here first).
 const TRANSIENT_TRIES: u32 = 3;
+/// How long a Service Bus invocation waits for the store to connect before it fails (the
+/// message is redelivered; a short start-up costs no delivery).
+const STORE_WAIT: Duration = Duration::from_secs(20);
 
 type Data = web::Data<Arc<App>>;
 
@@ -76,6 +88,22 @@ pub struct Running {
     pub app: Arc<App>,
     /// Stops the HTTP server.
     server: actix_web::dev::ServerHandle,
+}
+
+/// The store's connection state, when it connects lazily ([`lazy::LazyStore`]); `None`: the
+/// store was connected before the server started (tests).
+#[derive(Clone, Default)]
+pub struct Gate(pub Option<Arc<lazy::LazyStore>>);
+
+impl Gate {
+    /// `None` when the store is usable, else why not; waits up to `limit` for it first.
+    async fn blocked(&self, limit: Duration) -> Option<String> {
+        let store = self.0.as_ref()?;
+        if store.ready(limit).await {
+            return None;
+        }
+        Some(store.not_ready())
+    }
 }
 
 impl Running {
@@ -114,16 +142,37 @@ pub fn assemble(
     })
 }
 
-/// Connects to Cosmos DB and ACI as the flags say. The runtime is set up first: it needs no
-/// network, so a missing managed identity is reported before any connection is tried.
-pub async fn build_app(args: &FunctionsArgs) -> anyhow::Result<Arc<App>> {
+/// Sets up the ACI runtime and a store that connects to Cosmos DB in the background, as the
+/// flags say. The runtime needs no network, so a missing managed identity is reported at once;
+/// the store is not waited for (module docs).
+pub fn build_app(args: &FunctionsArgs) -> anyhow::Result<(Arc<App>, Gate)> {
     let settings = args.settings()?;
     let a = &args.azure;
     let runtime = AciRuntime::from_args(a).context("setting up the ACI runtime")?;
-    let store = MongoStore::connect(&a.mongo_uri, &a.mongo_db, &a.mongo_collection)
-        .await
-        .context("connecting to MongoDB / Cosmos DB")?;
-    Ok(assemble(settings, Arc::new(store), Arc::new(runtime)))
+    let (uri, db, coll) = (
+        a.mongo_uri.clone(),
+        a.mongo_db.clone(),
+        a.mongo_collection.clone(),
+    );
+    let connect: lazy::Connect = Box::new(move || {
+        let (uri, db, coll) = (uri.clone(), db.clone(), coll.clone());
+        Box::pin(async move {
+            let store = MongoStore::connect(&uri, &db, &coll)
+                .await
+                .map_err(|e| format!("{e:#}"))?;
+            let store: Arc<dyn TaskStore> = Arc::new(store);
+            Ok(store)
+        })
+    });
+    let stop = CancellationToken::new();
+    let store = lazy::LazyStore::spawn(connect, stop.clone());
+    let app = assemble(settings, store.clone(), Arc::new(runtime));
+    let shutdown = app.shutdown.clone();
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        stop.cancel();
+    });
+    Ok((app, Gate(Some(store))))
 }
 
 /// Starts the custom-handler server on `bind`; returns once it listens. `pending_resend` is how
@@ -134,11 +183,24 @@ pub fn start(
     dashboard_dir: Option<PathBuf>,
     pending_resend: Duration,
 ) -> anyhow::Result<Running> {
+    start_gated(app, Gate::default(), bind, dashboard_dir, pending_resend)
+}
+
+/// [`start`] with a store that may not be connected yet (`gate`).
+pub fn start_gated(
+    app: Arc<App>,
+    gate: Gate,
+    bind: SocketAddr,
+    dashboard_dir: Option<PathBuf>,
+    pending_resend: Duration,
+) -> anyhow::Result<Running> {
     let data = web::Data::new(app.clone());
+    let gate = web::Data::new(gate);
     let resender = web::Data::new(outbox::Resender::new(pending_resend));
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(data.clone())
+            .app_data(gate.clone())
             .app_data(resender.clone())
             .app_data(web::PayloadConfig::new(2 * model::limits::MAX_BODY_BYTES))
             .route("/ServiceBusTrigger", web::post().to(service_bus))
@@ -164,10 +226,10 @@ pub fn start(
 
 /// Runs as the custom handler until the host stops the process (SIGTERM or Ctrl-C).
 pub async fn run(args: FunctionsArgs) -> anyhow::Result<()> {
-    let app = build_app(&args).await?;
+    let (app, gate) = build_app(&args)?;
     let bind = SocketAddr::from(([127, 0, 0, 1], args.port));
     let resend = Duration::from_secs(args.azure.pending_resend_secs);
-    let running = start(app, bind, args.azure.dashboard_dir.clone(), resend)?;
+    let running = start_gated(app, gate, bind, args.azure.dashboard_dir.clone(), resend)?;
     tracing::info!(
         addr = %running.addr,
         queue = %args.azure.queue_name,
@@ -212,8 +274,14 @@ fn unreadable(e: payload::PayloadError) -> HttpResponse {
     )
 }
 
-/// `ServiceBusTrigger`: spawn the message's task.
-async fn service_bus(app: Data, body: web::Bytes) -> HttpResponse {
+/// `ServiceBusTrigger`: spawn the message's task, within the global cap.
+async fn service_bus(app: Data, gate: web::Data<Gate>, body: web::Bytes) -> HttpResponse {
+    if let Some(why) = gate.blocked(STORE_WAIT).await {
+        return answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &InvocationResponse::log(why),
+        );
+    }
     let inv = match parse(&body) {
         Ok(i) => i,
         Err(e) => return unreadable(e),
@@ -222,10 +290,9 @@ async fn service_bus(app: Data, body: web::Bytes) -> HttpResponse {
         Ok(d) => d,
         Err(e) => return unreadable(e),
     };
-    let (result, queued) = outbox::collect(spawn_patiently(&app, &d)).await;
+    let (result, queued) = outbox::collect(admitted_spawn(&app, &d)).await;
     match result {
-        Ok(outcome) => {
-            let line = format!("message {}: {outcome:?}", d.message_id);
+        Ok(line) => {
             let r = InvocationResponse::log(line).with_messages(SPAWN_OUTBOX_BINDING, queued);
             answer(StatusCode::OK, &r)
         }
@@ -248,11 +315,40 @@ async fn service_bus(app: Data, body: web::Bytes) -> HttpResponse {
     }
 }
 
+/// The cap check, the spawn, and the transient-error policy ([`admit`]); `Ok` is a log line and
+/// means "complete the message".
+async fn admitted_spawn(app: &Arc<App>, d: &Delivery) -> Result<String, SpawnError> {
+    let id = &d.message_id;
+    if let admit::Admission::Full { active, cap } = admit::admit(app, d).await? {
+        return Ok(format!(
+            "message {id}: {active} container groups active, the global cap is {cap}; \
+             the task stays Pending and the ReconcileTimer sends it again when there is room"
+        ));
+    }
+    match spawn_patiently(app, d).await {
+        Ok(outcome) => Ok(format!("message {id}: {outcome:?}")),
+        Err(SpawnError::NoRoom(why)) => Ok(format!(
+            "message {id}: {why}; the task stays Pending and the ReconcileTimer sends it again when there is room"
+        )),
+        Err(e) if e.is_transient() => match admit::defer(app, d, &e).await? {
+            Some(delay) => {
+                tracing::warn!(message = %id, error = %e, "runtime unavailable; spawn deferred");
+                Ok(format!(
+                    "message {id}: {e}; deferred {} s (not a failed delivery)",
+                    delay.as_secs()
+                ))
+            }
+            None => Err(e),
+        },
+        Err(e) => Err(e),
+    }
+}
+
 /// [`spawn::handle`], waiting out a short runtime outage before giving the delivery back.
 async fn spawn_patiently(app: &Arc<App>, d: &Delivery) -> Result<Outcome, SpawnError> {
     let mut delay = Duration::from_millis(500);
     for _ in 1..TRANSIENT_TRIES {
-        match spawn::handle(app, d).await {
+        match spawn::handle_checked(app, d, &admit::GlobalCap).await {
             Err(e) if e.is_transient() => {
                 tracing::info!(error = %e, "runtime unavailable; trying again");
                 tokio::time::sleep(delay).await;
@@ -261,15 +357,21 @@ async fn spawn_patiently(app: &Arc<App>, d: &Delivery) -> Result<Outcome, SpawnE
             other => return other,
         }
     }
-    spawn::handle(app, d).await
+    spawn::handle_checked(app, d, &admit::GlobalCap).await
 }
 
 /// `HttpApi`: replay the request through the API routes.
-async fn http_api(app: Data, body: web::Bytes) -> HttpResponse {
+async fn http_api(app: Data, gate: web::Data<Gate>, body: web::Bytes) -> HttpResponse {
     let inv = match parse(&body) {
         Ok(i) => i,
         Err(e) => return unreadable(e),
     };
+    if let Some(why) = gate.blocked(Duration::ZERO).await {
+        let mut r = InvocationResponse::log(why.clone());
+        let res = serde_json::to_value(not_ready(&why)).unwrap_or_default();
+        r.outputs.insert(RESPONSE_BINDING.to_string(), res);
+        return answer(StatusCode::OK, &r);
+    }
     let call = match payload::http_call(&inv, REQUEST_BINDING) {
         Ok(c) => c,
         Err(e) => return unreadable(e),
@@ -295,6 +397,23 @@ async fn http_api(app: Data, body: web::Bytes) -> HttpResponse {
     let res = serde_json::to_value(res).unwrap_or_default();
     r.outputs.insert(RESPONSE_BINDING.to_string(), res);
     answer(StatusCode::OK, &r)
+}
+
+/// The API's answer while the store is not connected: 503 with `Retry-After`, in the API's
+/// error shape.
+fn not_ready(why: &str) -> HttpResult {
+    let mut headers = std::collections::BTreeMap::new();
+    headers.insert("Content-Type".into(), "application/json".into());
+    headers.insert("Retry-After".into(), "5".into());
+    let body = model::ApiError {
+        code: "store_unavailable".into(),
+        message: why.to_string(),
+    };
+    HttpResult {
+        status_code: 503,
+        headers,
+        body: serde_json::to_string(&body).unwrap_or_default(),
+    }
 }
 
 /// The live event stream cannot pass through a buffered invocation, so `/api/events` answers
@@ -382,11 +501,22 @@ async fn inner_service(app: &Data) -> Inner {
     inner
 }
 
-/// `ReconcileTimer`: one sweep, due retries, stalled first deliveries, one metrics sample per
-/// running container.
-async fn timer(app: Data, resender: web::Data<outbox::Resender>, body: web::Bytes) -> HttpResponse {
+/// `ReconcileTimer`: one sweep, the waiting tasks that are due (within the room under the cap),
+/// one metrics sample per running container.
+async fn timer(
+    app: Data,
+    gate: web::Data<Gate>,
+    resender: web::Data<outbox::Resender>,
+    body: web::Bytes,
+) -> HttpResponse {
     if let Err(e) = parse(&body) {
         return unreadable(e);
+    }
+    if let Some(why) = gate.blocked(Duration::ZERO).await {
+        return answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &InvocationResponse::log(why),
+        );
     }
     let (result, queued) = outbox::collect(reconcile_once(&app, &resender)).await;
     match result {
@@ -408,23 +538,15 @@ async fn timer(app: Data, resender: web::Data<outbox::Resender>, body: web::Byte
 async fn reconcile_once(app: &Arc<App>, resender: &outbox::Resender) -> anyhow::Result<String> {
     reconcile::sweep(app).await?;
     let unfinished = app.tasks.store.unfinished().await?;
-    let now = now_ms();
-    let due = outbox::due_retries(&unfinished, now);
+    let active = unfinished.iter().filter(|t| t.state.is_active()).count();
+    let room = app.settings.concurrency.saturating_sub(active);
+    let due = resender.due(&unfinished, now_ms(), room);
     outbox::send(&due)?;
-    let stalled = resender.stalled(&unfinished, now);
-    if !stalled.is_empty() {
-        tracing::warn!(
-            count = stalled.len(),
-            "pending tasks without a spawn; sending their messages again"
-        );
-    }
-    outbox::send(&stalled)?;
     let sampled = sample(app, &unfinished).await;
     Ok(format!(
-        "reconciled {} unfinished tasks; {} retries sent; {} stalled re-sent; {sampled} sampled",
+        "reconciled {} unfinished tasks; {active} active, room for {room}; {} waiting tasks sent; {sampled} sampled",
         unfinished.len(),
         due.len(),
-        stalled.len()
     ))
 }
 

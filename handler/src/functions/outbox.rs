@@ -7,15 +7,18 @@
 //! the response. Outside an invocation there is no outbox and queueing fails loudly.
 //!
 //! Service Bus output bindings cannot schedule a message for later, so a retry whose backoff is
-//! not over yet is not sent now: the `ReconcileTimer` sends it once it is due ([`due_retries`]).
+//! not over yet is not sent now: the `ReconcileTimer` sends it once it is due ([`Resender`]).
+//! The same goes for a task left `Pending` because the global cap on running container groups
+//! was reached, or because the container runtime was unavailable (`functions::admit`): the
+//! timer sends it again, never more at once than there is room under the cap.
 //!
 //! # Nothing lost between the store write and Service Bus
 //!
 //! `POST /api/work` writes the store, then the host sends `Outputs.message`. If the host fails
 //! to send (it crashed, Service Bus refused), the tasks are stored `Pending` with no message.
-//! The `ReconcileTimer` closes that gap ([`Resender`]): a task still `Pending` at attempt 0 with
-//! no retry scheduled, older than a grace period, gets its envelope sent again through the
-//! timer's own output binding. That is safe because the spawn path is idempotent per task id: a
+//! The `ReconcileTimer` closes that gap ([`Resender`]): a task still `Pending` with no retry
+//! scheduled, older than a grace period, gets its envelope sent again through the timer's own
+//! output binding. That is safe because the spawn path is idempotent per task id: a
 //! second message for a task whose container exists finds it and only completes. Local mode
 //! needs none of this: its intake writes the task and its queue message in one SQLite
 //! transaction.
@@ -88,30 +91,30 @@ impl Intake for ServiceBusIntake {
     }
 }
 
-/// Tasks waiting for a retry whose backoff is over: the timer sends their envelopes. A retry
-/// sent twice is harmless (the spawn path finds the attempt already started).
-pub fn due_retries(unfinished: &[Task], now_ms: i64) -> Vec<&Task> {
-    unfinished
-        .iter()
-        .filter(|t| t.state == TaskState::Pending && t.attempt >= 1)
-        .filter(|t| t.retry_at_ms.unwrap_or(0) <= now_ms)
-        .collect()
-}
-
-/// Finds first deliveries that may have been lost (module docs) and remembers when it re-sent
-/// each, so that a task that is only waiting behind a long queue is sent again at most once per
-/// grace period, not on every timer tick.
+/// Decides which `Pending` tasks the `ReconcileTimer` sends, and remembers what it sent, so each
+/// is sent once, not on every tick (a backlog would otherwise flood the queue):
+///
+/// - a task with `retry_at_ms` (a retry after its backoff, or a spawn deferred by the cap or an
+///   unavailable runtime) is due at that time;
+/// - a task without (a first delivery) is due once it is older than the grace period: its
+///   message may have been lost between the store write and Service Bus (module docs);
+/// - a task sent by this resender is not sent again until the grace period has passed since,
+///   and only if it is still `Pending` then (its message was deferred by the cap, or lost),
+///   unless it was rescheduled after the send (a new `retry_at_ms`: a deferred spawn);
+/// - at most `room` tasks per tick (the free capacity under the global cap), oldest due first.
 pub struct Resender {
-    /// How long a new task may stay `Pending` before it is re-sent; `None`: never.
+    /// The grace period; `None` turns off re-sending first deliveries and sending anything twice.
     grace_ms: Option<i64>,
-    /// When this process last re-sent each still-pending task. Only the timer touches it (the
-    /// Functions host runs one timer invocation at a time); the lock is for `Sync`. Lost on a
-    /// restart, which costs at most one extra message per task.
+    /// When this process last sent each still-pending task. Only the timer touches it (the
+    /// Functions host runs one timer invocation at a time, on one instance: timer triggers are
+    /// singletons); the lock is for `Sync`. Lost on a restart or when the timer moves to
+    /// another instance, which costs at most one extra message per task (the spawn path is
+    /// idempotent per task id).
     sent: Mutex<HashMap<TaskId, i64>>,
 }
 
 impl Resender {
-    /// A resender with `grace` (zero turns it off).
+    /// A resender with `grace` (zero turns re-sending off: due retries are still sent, once).
     pub fn new(grace: Duration) -> Resender {
         let ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
         Resender {
@@ -120,30 +123,39 @@ impl Resender {
         }
     }
 
-    /// The tasks among `unfinished` to send again now: `Pending`, attempt 0, no `retry_at_ms`,
-    /// created at least the grace period ago, and not re-sent within the grace period. They are
+    /// When `t` is due to be sent, if it is waiting at all.
+    fn due_at(&self, t: &Task) -> Option<i64> {
+        if t.state != TaskState::Pending {
+            return None;
+        }
+        match t.retry_at_ms {
+            Some(at) => Some(at),
+            None => self.grace_ms.map(|g| t.created_at_ms.saturating_add(g)),
+        }
+    }
+
+    /// The tasks among `unfinished` to send now (struct docs), at most `room`; they are
     /// recorded as sent at `now_ms`.
-    pub fn stalled<'a>(&self, unfinished: &'a [Task], now_ms: i64) -> Vec<&'a Task> {
-        let Some(grace) = self.grace_ms else {
-            return Vec::new();
-        };
-        let waiting: Vec<&Task> = unfinished
-            .iter()
-            .filter(|t| t.state == TaskState::Pending && t.attempt == 0)
-            .filter(|t| t.retry_at_ms.is_none())
-            .collect();
+    pub fn due<'a>(&self, unfinished: &'a [Task], now_ms: i64, room: usize) -> Vec<&'a Task> {
         let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
-        let ids: HashSet<&TaskId> = waiting.iter().map(|t| &t.id).collect();
-        sent.retain(|id, _| ids.contains(id));
-        let due: Vec<&Task> = waiting
-            .into_iter()
-            .filter(|t| now_ms - t.created_at_ms >= grace)
-            .filter(|t| sent.get(&t.id).is_none_or(|at| now_ms - at >= grace))
+        let waiting: HashSet<&TaskId> = unfinished
+            .iter()
+            .filter(|t| t.state == TaskState::Pending)
+            .map(|t| &t.id)
             .collect();
-        for t in &due {
+        sent.retain(|id, _| waiting.contains(id));
+        let again = |at: &i64| self.grace_ms.is_some_and(|g| now_ms - at >= g);
+        let mut due: Vec<(i64, &Task)> = unfinished
+            .iter()
+            .filter_map(|t| Some((self.due_at(t)?, t)))
+            .filter(|(at, t)| *at <= now_ms && sent.get(&t.id).is_none_or(|s| *s < *at || again(s)))
+            .collect();
+        due.sort_by_key(|(at, t)| (*at, t.id.to_string()));
+        due.truncate(room);
+        for (_, t) in &due {
             sent.insert(t.id.clone(), now_ms);
         }
-        due
+        due.into_iter().map(|(_, t)| t).collect()
     }
 }
 
@@ -176,7 +188,7 @@ mod tests {
     }
 
     #[test]
-    fn only_old_first_deliveries_are_resent_and_once_per_grace_period() {
+    fn first_deliveries_are_resent_after_the_grace_and_once_per_grace_period() {
         let mut old = task("old");
         old.created_at_ms = 0;
         let mut fresh = task("fresh");
@@ -184,34 +196,46 @@ mod tests {
         let mut scheduled = task("scheduled");
         scheduled.created_at_ms = 0;
         scheduled.retry_at_ms = Some(500_000);
-        let mut retried = task("retried");
-        retried.created_at_ms = 0;
-        retried.attempt = 1;
-        let all = [old, fresh, scheduled, retried];
+        let all = [old, fresh, scheduled];
         let r = Resender::new(Duration::from_secs(60));
         let ids = |v: Vec<&Task>| v.iter().map(|t| t.id.to_string()).collect::<Vec<_>>();
-        assert_eq!(ids(r.stalled(&all, 120_000)), vec!["old"]);
-        assert!(r.stalled(&all, 150_000).is_empty(), "sent within the grace");
-        assert_eq!(ids(r.stalled(&all, 180_000)), vec!["old", "fresh"]);
+        assert_eq!(ids(r.due(&all, 120_000, 10)), vec!["old"]);
+        assert!(r.due(&all, 150_000, 10).is_empty(), "sent within the grace");
+        assert_eq!(ids(r.due(&all, 180_000, 10)), vec!["old", "fresh"]);
         assert!(Resender::new(Duration::ZERO)
-            .stalled(&all, i64::MAX)
+            .due(&all, 400_000, 10)
             .is_empty());
     }
 
     #[test]
-    fn only_due_retries_are_resent() {
-        let fresh = task("fresh");
-        let mut due = task("due");
-        due.attempt = 1;
-        due.retry_at_ms = Some(100);
-        let mut later = task("later");
-        later.attempt = 1;
-        later.retry_at_ms = Some(10_000);
-        let all = [fresh, due, later];
-        let ids: Vec<&str> = due_retries(&all, 5_000)
-            .iter()
-            .map(|t| t.id.as_str())
-            .collect();
-        assert_eq!(ids, vec!["due"]);
+    fn due_retries_are_sent_once_oldest_first_and_never_more_than_the_room() {
+        let retry = |id: &str, at: i64| {
+            let mut t = task(id);
+            t.attempt = 1;
+            t.retry_at_ms = Some(at);
+            t
+        };
+        let mut running = retry("running", 0);
+        running.state = TaskState::InProgress;
+        let all = [
+            retry("b", 300),
+            retry("a", 100),
+            retry("later", 10_000),
+            retry("c", 200),
+            running,
+        ];
+        let r = Resender::new(Duration::from_secs(60));
+        let ids = |v: Vec<&Task>| v.iter().map(|t| t.id.to_string()).collect::<Vec<_>>();
+        assert_eq!(ids(r.due(&all, 5_000, 2)), vec!["a", "c"], "room for two");
+        assert_eq!(ids(r.due(&all, 6_000, 10)), vec!["b"], "a and c were sent");
+        assert!(r.due(&all, 7_000, 10).is_empty(), "each is sent once");
+        assert_eq!(
+            ids(r.due(&all, 70_000, 10)),
+            vec!["a", "c", "b", "later"],
+            "still Pending after the grace: the message was deferred or lost, so again"
+        );
+        let off = Resender::new(Duration::ZERO);
+        assert_eq!(off.due(&all, 5_000, 10).len(), 3);
+        assert!(off.due(&all, 900_000, 10).len() == 1, "only `later`, once");
     }
 }

@@ -1,10 +1,25 @@
-//! The custom-handler invocation payloads, as Microsoft's custom handler documentation describes
-//! them: the host POSTs `{"Data": {...}, "Metadata": {...}}` to `/{FunctionName}` and expects
-//! `{"Outputs": {...}, "Logs": [...], "ReturnValue": ...}` back.
+//! The custom-handler invocation payloads, exactly as azure-functions-host builds and reads them
+//! (its source is the reference; docs/AZURE.md "Conformance: Functions host" lists each rule
+//! with the test that covers it).
 //!
-//! Pure translation, no I/O, so every shape is unit-tested here. The host is lenient about some
-//! shapes (a JSON message may arrive as a string or as an object; header values as strings or
-//! arrays; `DeliveryCount` as a number or a string), and so is this module.
+//! The host POSTs `{"Data": {...}, "Metadata": {...}}` to `/{FunctionName}` and reads
+//! `{"Outputs": {...}, "Logs": [...], "ReturnValue": ...}` back. Every value it puts in `Data`
+//! (except an HTTP request) and in `Metadata` goes through
+//! `ScriptInvocationContextExtensions.GetHttpScriptInvocationContextValue`
+//! (azure-functions-host `src/WebJobs.Script/Workers/MessageExtensions/ScriptInvocationContextExtensions.cs`):
+//!
+//! - `byte[]`: base64 text, unless the binding's `dataType` is `binary`;
+//! - a POCO (anything `JObject.FromObject` accepts): a JSON object;
+//! - anything else, strings and numbers included: `JsonConvert.SerializeObject(value)`, i.e. a
+//!   JSON *text* inside a JSON string. A Service Bus message `hello` arrives as `"\"hello\""`
+//!   (the host's unit test `GetHttpScriptInvocationContextValueTest_String` asserts exactly
+//!   that), and `DeliveryCount` 2 as `"2"`.
+//!
+//! [`decode`] undoes that once. The HTTP request is the exception: `GetRequestAsJObject`
+//! (`src/WebJobs.Script/Extensions/HttpRequestExtensions.cs`) makes it a plain object with
+//! `Url`, `Method`, `Query`, `Headers` (arrays of values), `Params`, `Identities` and `Body` (the
+//! body as text). Pure translation, no I/O, so every shape is unit-tested here with the host's
+//! own fixtures.
 
 use crate::spawn::Delivery;
 use serde::{Deserialize, Serialize};
@@ -90,20 +105,57 @@ fn text(v: &Value) -> String {
     }
 }
 
+/// A `Data` or `Metadata` value with the host's encoding undone.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoded {
+    /// A string (the host sent `JsonConvert.SerializeObject(string)`), or text the host passed
+    /// through unencoded (a `DateTime` written by the formatter, base64 of a `byte[]`).
+    Text(String),
+    /// A POCO the host turned into an object, or a number/bool it serialised.
+    Json(Value),
+}
+
+impl Decoded {
+    /// The value as text: a string as it is, JSON as compact JSON.
+    pub fn into_text(self) -> String {
+        match self {
+            Decoded::Text(s) => s,
+            Decoded::Json(v) => v.to_string(),
+        }
+    }
+}
+
+/// Undoes `GetHttpScriptInvocationContextValue` (module docs) for one value: a JSON string is
+/// parsed once more (`"\"stringTest\""` is the string `stringTest`, `"2"` the number 2); a
+/// string that is not JSON was not encoded by `SerializeObject` (a date, base64) and is kept.
+pub fn decode(v: &Value) -> Decoded {
+    match v {
+        Value::String(s) => match serde_json::from_str::<Value>(s) {
+            Ok(Value::String(inner)) => Decoded::Text(inner),
+            Ok(other) => Decoded::Json(other),
+            Err(_) => Decoded::Text(s.clone()),
+        },
+        other => Decoded::Json(other.clone()),
+    }
+}
+
 /// The Service Bus delivery in a `serviceBusTrigger` invocation whose trigger binding is named
-/// `binding`. The message id and delivery count come from the trigger metadata.
+/// `binding`. The body is `Data.<binding>` decoded once ([`decode`]): the function.json sets
+/// `"dataType": "string"`, so the host binds the message body as a string and sends it
+/// `SerializeObject`-encoded; a POCO (object) is taken as its JSON. The message id and the
+/// delivery count come from the trigger metadata (binding data the Service Bus extension
+/// provides, encoded the same way).
 pub fn delivery(inv: &InvocationRequest, binding: &str) -> Result<Delivery, PayloadError> {
     let body = meta(&inv.data, binding)
-        .map(text)
+        .map(|v| decode(v).into_text())
         .ok_or_else(|| PayloadError::MissingBinding(binding.to_string()))?;
     let message_id = meta(&inv.metadata, "MessageId")
-        .map(text)
-        .map(|s| s.trim_matches('"').to_string())
+        .map(|v| decode(v).into_text())
         .filter(|s| !s.is_empty())
         .ok_or(PayloadError::Metadata("MessageId"))?;
-    let delivery_count = match meta(&inv.metadata, "DeliveryCount") {
-        Some(Value::Number(n)) => n.as_u64(),
-        Some(Value::String(s)) => s.trim_matches('"').parse().ok(),
+    let delivery_count = match meta(&inv.metadata, "DeliveryCount").map(decode) {
+        Some(Decoded::Json(Value::Number(n))) => n.as_u64(),
+        Some(Decoded::Text(s)) => s.parse().ok(),
         _ => None,
     }
     .ok_or(PayloadError::Metadata("DeliveryCount"))?;
@@ -203,30 +255,66 @@ mod tests {
         serde_json::from_value(v).unwrap()
     }
 
+    /// `JsonConvert.SerializeObject` of a string, as the host's unit test
+    /// `GetHttpScriptInvocationContextValueTest_String` expects it (`"\"stringTest\""`).
+    fn serialize_object(s: &str) -> Value {
+        Value::String(serde_json::to_string(s).unwrap())
+    }
+
     #[test]
-    fn service_bus_deliveries_read_string_and_json_messages() {
-        let plain = inv(json!({"Data": {"message": "hello"},
-            "Metadata": {"MessageId": "m-1", "DeliveryCount": 2}}));
-        let d = delivery(&plain, "message").unwrap();
+    fn values_are_decoded_as_the_host_encodes_them() {
+        // azure-functions-host test/WebJobs.Script.Tests/Workers/ScriptInvocationContextExtensionsTests.cs:
+        // GetHttpScriptInvocationContextValueTest_String: "stringTest" -> "\"stringTest\"".
+        assert_eq!(
+            decode(&json!("\"stringTest\"")),
+            Decoded::Text("stringTest".into())
+        );
+        // GetHttpScriptInvocationContextValueTest_POCO: an object with Name and Id.
+        let poco = json!({"Name": "TestName", "Id": 1234});
+        assert_eq!(decode(&poco), Decoded::Json(poco.clone()));
+        // An int goes through SerializeObject too: "2".
+        assert_eq!(decode(&json!("2")), Decoded::Json(json!(2)));
+        // A DateTime is DateTime.Parse'd and written by the formatter: plain text.
+        assert_eq!(
+            decode(&json!("2026-11-30T10:00:00Z")),
+            Decoded::Text("2026-11-30T10:00:00Z".into())
+        );
+        // Text that is itself JSON stays text after one decoding (our envelopes).
+        let env = r#"{"id":"a","work":"x"}"#;
+        assert_eq!(decode(&serialize_object(env)), Decoded::Text(env.into()));
+    }
+
+    #[test]
+    fn service_bus_deliveries_are_decoded_once() {
+        let envelope = r#"{"id":"a","work":"w \"quoted\""}"#;
+        let i = inv(json!({"Data": {"message": serialize_object(envelope)},
+            "Metadata": {"MessageId": serialize_object("m-1"), "DeliveryCount": "2",
+                "EnqueuedTimeUtc": "2026-11-30T10:00:00Z", "sys": {"MethodName": "ServiceBusTrigger"}}}));
+        let d = delivery(&i, "message").unwrap();
         assert_eq!(
             (d.message_id.as_str(), d.body.as_str(), d.delivery_count),
-            ("m-1", "hello", 2)
+            ("m-1", envelope, 2),
+            "the envelope is read as the envelope, not as its escaped text"
         );
+        let plain = inv(json!({"Data": {"message": serialize_object("hello")},
+            "Metadata": {"MessageId": serialize_object("m-2"), "DeliveryCount": "1"}}));
+        assert_eq!(delivery(&plain, "message").unwrap().body, "hello");
+        // A POCO trigger value (JObject.FromObject succeeded) is taken as its JSON.
         let object = inv(json!({"Data": {"message": {"id": "a", "work": "x"}},
-            "Metadata": {"messageId": "\"m-2\"", "deliveryCount": "1"}}));
+            "Metadata": {"messageId": serialize_object("m-3"), "deliveryCount": 1}}));
         let d = delivery(&object, "message").unwrap();
         assert_eq!(
             serde_json::from_str::<Value>(&d.body).unwrap(),
             json!({"id": "a", "work": "x"})
         );
-        assert_eq!((d.message_id.as_str(), d.delivery_count), ("m-2", 1));
+        assert_eq!((d.message_id.as_str(), d.delivery_count), ("m-3", 1));
         assert!(matches!(
             delivery(&inv(json!({"Data": {}, "Metadata": {}})), "message"),
             Err(PayloadError::MissingBinding(_))
         ));
         assert!(matches!(
             delivery(
-                &inv(json!({"Data": {"message": "x"}, "Metadata": {"MessageId": "m"}})),
+                &inv(json!({"Data": {"message": "\"x\""}, "Metadata": {"MessageId": "\"m\""}})),
                 "message"
             ),
             Err(PayloadError::Metadata("DeliveryCount"))
