@@ -1,13 +1,16 @@
 //! Where tasks live: the [`TaskStore`] trait and its backends.
 //!
 //! - [`sqlite`]: the local mode's embedded store (and, in the same file, the local queue's tables).
+//! - [`sqlite_board`]: the SQLite store's board order, pages and incrementally kept counts.
 //! - [`mongo`]: Cosmos DB for MongoDB in Azure.
 //!
 //! Every backend stores a task as one document keyed by id, and applies changes through the one
 //! pure function [`apply`], so the lifecycle rules of `model::state` hold whatever the backend.
 
 pub mod mongo;
+pub mod mongo_counts;
 pub mod sqlite;
+pub mod sqlite_board;
 
 use async_trait::async_trait;
 use model::{Logs, MetricSample, Task, TaskId, TaskPage, TaskState, Transition, TransitionError};
@@ -48,6 +51,8 @@ pub struct ListFilter {
     pub limit: usize,
     /// Opaque cursor from the previous page.
     pub cursor: Option<String>,
+    /// Tasks to skip (after the cursor, if any): how a virtualised board jumps to a position.
+    pub offset: usize,
 }
 
 /// One change to a task, applied atomically by [`TaskStore::update`] through [`apply`].
