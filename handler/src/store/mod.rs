@@ -150,6 +150,14 @@ pub fn apply(task: &Task, change: &Change) -> Result<Task, StoreError> {
     let budget = change.max_attempts.map(|m| m.max(t.max_attempts));
     set_if(&mut t.max_attempts, budget);
     t.retry_at_ms = change.retry_at_ms;
+    match change.to {
+        TaskState::Pending => t.provisioned_at_ms = None,
+        // Re-entering Provisioning (a redelivered message) keeps when it was first asked for.
+        TaskState::Provisioning if t.provisioned_at_ms.is_none() => {
+            t.provisioned_at_ms = Some(change.at_ms)
+        }
+        _ => {}
+    }
     stamp(&mut t, change);
     Ok(t)
 }
@@ -265,6 +273,13 @@ mod tests {
         assert_eq!(
             (t.state, t.attempt, t.transitions.len()),
             (TaskState::Provisioning, 1, 2)
+        );
+        assert_eq!(t.provisioned_at_ms, Some(2));
+        let again = apply(&t, &Change::to(TaskState::Provisioning, 9)).unwrap();
+        assert_eq!(
+            again.provisioned_at_ms,
+            Some(2),
+            "a re-entry keeps the first time"
         );
         let mut stale = Change::to(TaskState::InProgress, 3);
         stale.expect_attempt = Some(0);
