@@ -151,9 +151,7 @@ async fn one_size(n: usize) {
     let jumped = Instant::now();
     let middle = n / 2;
     b.js(
-        &format!(
-            "const s = document.querySelector('.scroller'); s.scrollTop = s.scrollHeight / 2; return true"
-        ),
+        "const s = document.querySelector('.scroller'); s.scrollTop = s.scrollHeight / 2; return true",
         vec![],
     )
     .await;
