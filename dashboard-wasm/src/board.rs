@@ -38,6 +38,9 @@ pub struct Board {
     pub pinned: RwSignal<Option<TaskId>>,
     /// The latest change, for the aria-live region (screen readers).
     pub announcement: RwSignal<String>,
+    /// Bumped whenever a change means the window and counts need fetching again (see
+    /// [`Board::upsert`]), whoever applied it: the event stream or an API answer.
+    pub stale: RwSignal<u64>,
 }
 
 impl Default for Board {
@@ -49,6 +52,7 @@ impl Default for Board {
             filter: RwSignal::new(None),
             pinned: RwSignal::new(None),
             announcement: RwSignal::new(String::new()),
+            stale: RwSignal::new(0),
         }
     }
 }
@@ -104,6 +108,9 @@ impl Board {
             }
         }
         self.announce(said);
+        if stale {
+            self.stale.update(|n| *n = n.wrapping_add(1));
+        }
         stale
     }
 

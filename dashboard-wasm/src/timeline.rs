@@ -69,7 +69,12 @@ pub fn Timeline(
             return;
         }
         let active = tasks.with_untracked(|t| t.iter().any(|t| !t.state.is_terminal()));
-        if active {
+        // The box changed width (the details panel opened or closed): draw it sharp again.
+        let resized = canvas.get_untracked().is_some_and(|c| {
+            let want = f64::from(c.client_width()) * window().device_pixel_ratio().max(1.0);
+            (want as u32).abs_diff(c.width()) > 1
+        });
+        if active || resized {
             tick.update(|n| *n = n.wrapping_add(1));
         }
         let generation = pager.generation();
@@ -125,6 +130,7 @@ pub fn Timeline(
     };
     let on_click = move |e: web_sys::MouseEvent| {
         if let Some((t, ..)) = hit(&e) {
+            tip.set(None); // the details open and the layout moves under the pointer
             selected.set(Some(t.id));
         }
     };

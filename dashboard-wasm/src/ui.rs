@@ -59,6 +59,12 @@ pub fn App() -> impl IntoView {
     let selected = RwSignal::new(selected_from_hash());
     Effect::new(move |_| write_hash(selected.get().as_ref()));
     Effect::new(move |_| pin_selected(board, selected.get(), errors));
+    // A change the window does not reflect yet (an event, or a cancel/retry answer that got
+    // there first): refresh the window and the counts, throttled.
+    Effect::new(move |_| {
+        board.stale.track();
+        pager.refresh_soon();
+    });
     let handle = window_event_listener(ev::keydown, move |e| {
         if e.key() == "Escape" {
             if let Some(id) = selected.get_untracked() {

@@ -479,10 +479,24 @@ async fn failures_show_red_with_exit_codes_and_messages_render_as_text() {
     .await;
     let grey = wait_tile(&b, &local, &sleeper, "Cancelled").await;
     assert_eq!(grey, GREY, "a cancelled tile is grey");
+    // The counts follow, even though the Cancel answer reached the tile before its event did.
+    b.until(
+        LIMIT,
+        "the Cancelled count",
+        "const n = document.querySelector('.counts .chip[data-state=Cancelled] .n'); return n && n.textContent === '1';",
+    )
+    .await;
     // The board screenshot: green, red, blue and grey tiles and the error banner.
     b.js(
         "document.querySelector('.details .close').click(); return true",
         vec![],
+    )
+    .await;
+    b.until(
+        LIMIT,
+        "the timeline redrawn at its new width",
+        "const c = document.querySelector('canvas.board-timeline');
+         return c && Math.abs(c.width - c.clientWidth * Math.max(1, devicePixelRatio)) <= 1;",
     )
     .await;
     b.screenshot(&screenshots().join("board.png")).await;
