@@ -773,6 +773,13 @@ async fn a_thousand_tiles_virtualised_in_submission_order_with_a_timeline() {
         ),
     )
     .await;
+    b.until(
+        LIMIT,
+        "the timeline redrawn at its new width",
+        "const c = document.querySelector('canvas.board-timeline');
+         return c && Math.abs(c.width - c.clientWidth * Math.max(1, devicePixelRatio)) <= 1;",
+    )
+    .await;
     b.screenshot(&screenshots().join("timeline.png")).await;
     b.close().await;
     local.stop().await;
