@@ -1,150 +1,169 @@
-//! The board: every task the page knows, kept in one signal per task.
+//! The board: the window of tasks the page has loaded, one signal per task.
 //!
-//! One `RwSignal<Task>` per task means an event touches exactly one tile; the ordered list of
-//! keys (newest first) changes only when tasks arrive or leave, and the keyed `<For>` then
-//! moves DOM nodes instead of rebuilding them. That is what keeps 1,000 tiles responsive.
+//! The page never holds the whole board: at 100,000 tasks that took seconds to load and 10,000
+//! tile elements to show. It holds the tiles around the visible rows (the *window*, fetched by
+//! [`crate::pager`] with `offset` and `limit`), the whole-board counts the server sent with it,
+//! and the selected task. So memory and element count stay bounded whatever the board's size.
+//!
+//! One `RwSignal<Task>` per loaded task means an event touches exactly one tile; the window's
+//! list of ids changes only when a page lands, and the keyed `<For>` then moves DOM nodes
+//! instead of rebuilding them.
 
 use leptos::prelude::*;
 use model::{Task, TaskId, TaskState};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
-/// Sort key of a tile: newest first, ties broken by id so the order is total and stable.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Key {
-    /// `Task::created_at_ms`.
-    pub created_at_ms: i64,
-    /// The task's id (also the `<For>` key).
-    pub id: TaskId,
-}
-
-impl Key {
-    fn of(task: &Task) -> Key {
-        Key {
-            created_at_ms: task.created_at_ms,
-            id: task.id.clone(),
-        }
-    }
+/// The loaded slice of the board, in board order (newest first, a batch in submission order).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Window {
+    /// Board position of the first id.
+    pub start: usize,
+    /// The tasks at `start..start + ids.len()`.
+    pub ids: Vec<TaskId>,
 }
 
 /// The page's copy of the board. `Copy`, so every closure can hold it.
 #[derive(Clone, Copy)]
 pub struct Board {
-    /// Tile order, newest first. Written only when tasks arrive or leave.
-    pub order: RwSignal<Vec<Key>>,
-    /// One signal per task; not itself reactive, since membership changes go through `order`.
+    /// The loaded window. Written only when a page lands.
+    pub window: RwSignal<Window>,
+    /// One signal per loaded task (the window's, and the selected one's); not itself reactive:
+    /// membership changes go through `window`.
     tasks: StoredValue<HashMap<TaskId, RwSignal<Task>>>,
-    /// Tasks per state on the whole board: from `TaskPage.counts`, then kept up by events.
+    /// Tasks per state on the whole board, as the server last counted them.
     pub counts: RwSignal<BTreeMap<TaskState, u64>>,
+    /// The state the board is filtered on, if any (the server filters).
+    pub filter: RwSignal<Option<TaskState>>,
+    /// The task kept loaded even when it is outside the window (the details panel's).
+    pub pinned: RwSignal<Option<TaskId>>,
     /// The latest change, for the aria-live region (screen readers).
     pub announcement: RwSignal<String>,
+    /// Bumped whenever a change means the window and counts need fetching again (see
+    /// [`Board::upsert`]), whoever applied it: the event stream or an API answer.
+    pub stale: RwSignal<u64>,
 }
 
 impl Default for Board {
     fn default() -> Self {
         Board {
-            order: RwSignal::new(Vec::new()),
+            window: RwSignal::new(Window::default()),
             tasks: StoredValue::new(HashMap::new()),
             counts: RwSignal::new(BTreeMap::new()),
+            filter: RwSignal::new(None),
+            pinned: RwSignal::new(None),
             announcement: RwSignal::new(String::new()),
+            stale: RwSignal::new(0),
         }
     }
 }
 
 impl Board {
-    /// The signal of one task, if the board has it.
+    /// The signal of one task, if the board has it loaded.
     pub fn get(&self, id: &TaskId) -> Option<RwSignal<Task>> {
         self.tasks.with_value(|m| m.get(id).copied())
     }
 
-    /// Applies new versions of tasks from the event stream (in order, so always newest), in
-    /// one render.
-    pub fn upsert(&self, tasks: Vec<Task>) {
-        self.apply(tasks, false);
+    /// How many tasks the board shows under the current filter (from the server's counts).
+    pub fn total(&self) -> u64 {
+        let filter = self.filter.get();
+        self.counts.with(|c| count(c, filter))
     }
 
-    /// Applies tasks from an API answer (a submit, cancel or retry answer, a listing). An answer
-    /// may arrive after events that are newer than it (the spawn can report `Provisioning`
-    /// before the `202` of the submit is read), so a version that is [`behind`] the tile's is
-    /// ignored.
-    pub fn merge_answer(&self, tasks: Vec<Task>) {
-        self.apply(tasks, true);
+    /// [`Board::total`], without subscribing.
+    pub fn total_untracked(&self) -> u64 {
+        let filter = self.filter.get_untracked();
+        self.counts.with_untracked(|c| count(c, filter))
     }
 
-    fn apply(&self, tasks: Vec<Task>, guard: bool) {
-        let mut added = Vec::new();
-        let mut changes: Vec<(TaskState, Option<TaskState>)> = Vec::new();
+    /// Applies new versions of tasks from the event stream (in order, so always newest) to
+    /// the tiles that are loaded, in one render. Returns true when the window must be fetched
+    /// again: a task it does not hold changed (it may be new, or move the others), or a state
+    /// changed (so did the counts, and maybe the filter's membership).
+    pub fn upsert(&self, tasks: Vec<Task>) -> bool {
+        self.apply(tasks, false)
+    }
+
+    /// Applies tasks from an API answer (a submit, cancel or retry answer). An answer may arrive
+    /// after events that are newer than it (the spawn can report `Provisioning` before the
+    /// `202` of the submit is read), so a version that is [`behind`] the tile's is ignored.
+    /// Returns true as [`Board::upsert`] does.
+    pub fn merge_answer(&self, tasks: Vec<Task>) -> bool {
+        self.apply(tasks, true)
+    }
+
+    fn apply(&self, tasks: Vec<Task>, guard: bool) -> bool {
+        let mut stale = false;
         let mut said = Vec::new();
         for task in tasks {
             match self.get(&task.id) {
                 Some(sig) if guard && sig.with_untracked(|cur| behind(&task, cur)) => {}
                 Some(sig) => {
-                    let old = sig.with_untracked(|t| t.state);
-                    if old != task.state {
-                        changes.push((task.state, Some(old)));
+                    if sig.with_untracked(|t| t.state) != task.state {
+                        stale = true;
                         said.push(format!("Task {} is {}", short_id(&task.id), task.state));
                     }
                     sig.set(task);
                 }
-                None => {
-                    changes.push((task.state, None));
-                    added.push(Key::of(&task));
-                    let id = task.id.clone();
-                    let sig = RwSignal::new(task);
-                    self.tasks.update_value(|m| {
-                        m.insert(id, sig);
-                    });
-                }
+                None => stale = true,
             }
-        }
-        if !changes.is_empty() {
-            self.counts.update(|c| {
-                for (new, old) in changes {
-                    if let Some(old) = old {
-                        decrement(c, old);
-                    }
-                    *c.entry(new).or_default() += 1;
-                }
-            });
-        }
-        if !added.is_empty() {
-            said.push(format!("{} new task(s)", added.len()));
-            self.order.update(|order| merge(order, added));
         }
         self.announce(said);
+        if stale {
+            self.stale.update(|n| *n = n.wrapping_add(1));
+        }
+        stale
     }
 
-    /// Removes tasks (a `cleared` event or "clear finished").
-    pub fn remove(&self, ids: &[TaskId]) {
-        let gone: HashSet<&TaskId> = ids.iter().collect();
-        let mut states = Vec::new();
+    /// Shows a freshly fetched window and the counts that came with it. Tiles that stay keep
+    /// their signal (and DOM node); a version older than the one shown is ignored.
+    pub fn show(&self, start: usize, tasks: Vec<Task>, counts: BTreeMap<TaskState, u64>) {
+        let ids: Vec<TaskId> = tasks.iter().map(|t| t.id.clone()).collect();
+        let pinned = self.pinned.get_untracked();
         self.tasks.update_value(|m| {
-            for id in ids {
-                if let Some(sig) = m.remove(id) {
-                    states.push(sig.get_untracked().state);
-                }
+            let mut next = HashMap::with_capacity(tasks.len() + 1);
+            for task in tasks {
+                let sig = match m.remove(&task.id) {
+                    Some(sig) => {
+                        if !sig.with_untracked(|cur| behind(&task, cur)) {
+                            sig.set(task);
+                        }
+                        sig
+                    }
+                    None => RwSignal::new(task),
+                };
+                next.insert(sig.with_untracked(|t| t.id.clone()), sig);
             }
+            if let Some((id, sig)) = pinned.and_then(|p| m.remove_entry(&p)) {
+                next.entry(id).or_insert(sig);
+            }
+            *m = next;
         });
-        if states.is_empty() {
-            return;
+        if self.counts.with_untracked(|c| *c != counts) {
+            self.counts.set(counts);
         }
-        self.counts
-            .update(|c| states.into_iter().for_each(|s| decrement(c, s)));
-        self.order.update(|o| o.retain(|k| !gone.contains(&k.id)));
-        self.announce(vec![format!("{} task(s) cleared", ids.len())]);
+        let window = Window { start, ids };
+        if self.window.with_untracked(|w| *w != window) {
+            self.window.set(window);
+        }
     }
 
-    /// Replaces the board with a fresh listing. `complete` says the listing holds every task,
-    /// so tasks missing from it were removed while the page was not listening.
-    pub fn reset(&self, tasks: Vec<Task>, counts: BTreeMap<TaskState, u64>, complete: bool) {
-        if complete {
-            let keep: HashSet<TaskId> = tasks.iter().map(|t| t.id.clone()).collect();
-            let stale: Vec<TaskId> = self
-                .tasks
-                .with_value(|m| m.keys().filter(|id| !keep.contains(*id)).cloned().collect());
-            self.remove(&stale);
+    /// Loads one task outside the window (the selected one, after a reload with `#task=`).
+    pub fn pin(&self, task: Task) {
+        match self.get(&task.id) {
+            Some(sig) => sig.set(task),
+            None => {
+                let id = task.id.clone();
+                self.tasks.update_value(|m| {
+                    m.insert(id, RwSignal::new(task));
+                });
+                self.window.update(|_| {}); // membership changed: let the panel look again
+            }
         }
-        self.merge_answer(tasks);
-        self.counts.set(counts);
+    }
+
+    /// How many task signals the page holds (the window plus the pinned one): bounded.
+    pub fn loaded(&self) -> usize {
+        self.tasks.with_value(|m| m.len())
     }
 
     fn announce(&self, said: Vec<String>) {
@@ -155,7 +174,7 @@ impl Board {
                 .set(said.into_iter().next().unwrap_or_default()),
             n => self
                 .announcement
-                .set(format!("{n} changes: {}", said.join("; "))),
+                .set(format!("{n} changes: {}", said[..n.min(3)].join("; "))),
         }
     }
 }
@@ -174,32 +193,11 @@ pub fn behind(new: &Task, cur: &Task) -> bool {
     new.attempt < cur.attempt || (new.attempt == cur.attempt && step(new.state) < step(cur.state))
 }
 
-fn decrement(counts: &mut BTreeMap<TaskState, u64>, state: TaskState) {
-    if let Some(n) = counts.get_mut(&state) {
-        *n = n.saturating_sub(1);
+fn count(counts: &BTreeMap<TaskState, u64>, filter: Option<TaskState>) -> u64 {
+    match filter {
+        Some(s) => counts.get(&s).copied().unwrap_or(0),
+        None => counts.values().sum(),
     }
-}
-
-/// Inserts `added` into `order` (sorted newest first), keeping it sorted.
-fn merge(order: &mut Vec<Key>, mut added: Vec<Key>) {
-    added.sort_unstable_by(|a, b| b.cmp(a));
-    if order
-        .last()
-        .is_none_or(|last| added.first().is_some_and(|a| a < last))
-    {
-        order.extend(added);
-        return;
-    }
-    if order
-        .first()
-        .is_some_and(|first| added.last().is_some_and(|a| a > first))
-    {
-        added.append(order);
-        *order = added;
-        return;
-    }
-    order.extend(added);
-    order.sort_unstable_by(|a, b| b.cmp(a));
 }
 
 /// The first part of an id, enough to tell tiles apart when read aloud.
@@ -211,13 +209,6 @@ pub fn short_id(id: &TaskId) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn key(at: i64, id: &str) -> Key {
-        Key {
-            created_at_ms: at,
-            id: TaskId::parse(id).unwrap(),
-        }
-    }
 
     #[test]
     fn older_versions_are_behind() {
@@ -245,15 +236,5 @@ mod tests {
             ..running.clone()
         };
         assert!(!behind(&next_attempt, &running));
-    }
-
-    #[test]
-    fn merge_keeps_newest_first() {
-        let mut order = vec![key(5, "e"), key(3, "c")];
-        merge(&mut order, vec![key(6, "f"), key(7, "g")]);
-        merge(&mut order, vec![key(1, "a")]);
-        merge(&mut order, vec![key(4, "d"), key(2, "b")]);
-        let ids: Vec<&str> = order.iter().map(|k| k.id.as_str()).collect();
-        assert_eq!(ids, ["g", "f", "e", "d", "c", "b", "a"]);
     }
 }

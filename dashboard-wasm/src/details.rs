@@ -89,7 +89,7 @@ pub fn Details(
     set_interval(refresh, REFRESH);
     // The selected task's signal; re-checked when tiles arrive (after a reload with `#task=`).
     let current = Memo::new(move |_| {
-        board.order.track();
+        board.window.track();
         selected.get().and_then(|id| board.get(&id))
     });
     move || {
@@ -131,10 +131,12 @@ fn Panel(
         leptos::task::spawn_local(async move {
             let path = format!("/api/tasks/{id}/{verb}");
             match api::send::<(), Task>("POST", &path, None).await {
-                Ok(task) => board.merge_answer(vec![Task {
-                    transitions: Vec::new(),
-                    ..task
-                }]),
+                Ok(task) => {
+                    board.merge_answer(vec![Task {
+                        transitions: Vec::new(),
+                        ..task
+                    }]);
+                }
                 Err(e) => errors.push(e),
             }
         });

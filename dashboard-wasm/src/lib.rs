@@ -6,11 +6,13 @@
 //!
 //! # Layout
 //!
-//! - [`ui`]: the page: add-work form, counts and filters, error banner, grid of tiles.
+//! - [`ui`]: the page: add-work form, counts and filters, error banner, virtualised grid.
+//! - [`timeline`]: one bar per task over the last minutes, on a canvas.
 //! - [`details`]: the selected task's panel: charts, output, timeline, cost, cancel, retry.
 //! - [`chart`]: line charts drawn as inline SVG.
-//! - [`board`]: the page's copy of the board, one signal per task.
-//! - [`live`]: the `/api/events` stream, reconnection and polling fallback.
+//! - [`board`]: the loaded window of the board, one signal per task, and the counts.
+//! - [`pager`]: fetching the window (by offset) and refreshing it, throttled.
+//! - [`live`]: the `/api/events` stream, per-frame coalescing, reconnection, polling fallback.
 //! - [`api`]: `fetch` calls to the handler's API.
 //! - [`format`]: text formatting (times, durations, sizes, state colours).
 //!
@@ -23,6 +25,8 @@ pub mod chart;
 pub mod details;
 pub mod format;
 pub mod live;
+pub mod pager;
+pub mod timeline;
 pub mod ui;
 
 use wasm_bindgen::prelude::*;

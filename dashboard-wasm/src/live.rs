@@ -1,18 +1,22 @@
 //! Keeping the board live: the `/api/events` stream, reconnection, and polling while it is down.
 //!
 //! The stream is opened by hand (not left to `EventSource`'s own retry) so the page knows when
-//! it is down: then it polls `GET /api/tasks` every [`POLL`] and tries the stream again with a
-//! growing delay. Every (re)connection reloads the list, so nothing missed while away is lost.
+//! it is down: then it polls the window every [`POLL`] and tries the stream again with a
+//! growing delay. Every (re)connection, and every `resync` the server sends when this page fell
+//! behind, fetches the window again, so nothing missed while away is lost.
 //!
 //! Events are buffered and applied together on the next animation frame, so a burst of 1,000
-//! events costs one render, not 1,000.
+//! events costs one render, not 1,000: the loaded tiles change in place, and anything else
+//! (a new task, a task outside the window, a state change that moves the counts) books one
+//! refresh of the window through the [`Pager`], at most every `pager::REFRESH_MS`.
 
 use crate::api;
 use crate::board::Board;
-use crate::ui::Errors;
+use crate::pager::Pager;
 use leptos::prelude::*;
-use model::{ClearedEvent, Task, TaskEvent, TaskPage};
+use model::{Task, TaskEvent, TaskId};
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 use wasm_bindgen::closure::Closure;
@@ -25,8 +29,6 @@ const POLL: Duration = Duration::from_secs(2);
 const MAX_BACKOFF_MS: u64 = 5_000;
 /// A stream open at least this long was healthy; its end restarts the back-off.
 const LONG_LIVED_MS: f64 = 10_000.0;
-/// Most tasks loaded into the page (pages of `MAX_PAGE`).
-const MAX_TILES: usize = 10_000;
 
 /// Whether the stream is open, shown in the header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +44,8 @@ pub enum Link {
 /// One buffered change.
 enum Change {
     Task(Box<Task>),
-    Cleared(ClearedEvent),
+    /// Tasks were removed: the window and counts need fetching.
+    Cleared,
 }
 
 /// The connection's private state, shared by its callbacks (single-threaded: `Rc<RefCell>`).
@@ -52,10 +55,6 @@ struct Inner {
     buffer: Vec<Change>,
     /// An animation frame is already booked to flush `buffer`.
     flush_booked: bool,
-    /// A reload is under way; changes seen meanwhile are replayed after it lands.
-    reloading: bool,
-    /// Tasks seen while `reloading` (newer than the listing may be).
-    seen_during_reload: Vec<Task>,
     /// Short-lived connections in a row, for the back-off. A stream that closes soon after it
     /// opened counts too (Azure's `/api/events` answers one `resync` and closes), so such a
     /// server is asked at most every [`MAX_BACKOFF_MS`], not in a tight loop.
@@ -70,7 +69,8 @@ struct Inner {
 #[derive(Clone)]
 pub struct Live {
     board: Board,
-    errors: Errors,
+    /// Fetches the window (and the timeline's tasks).
+    pub pager: Pager,
     /// Shown in the header.
     pub link: RwSignal<Link>,
     inner: Rc<RefCell<Inner>>,
@@ -78,10 +78,10 @@ pub struct Live {
 
 impl Live {
     /// Loads the board, opens the stream and starts the polling fallback.
-    pub fn start(board: Board, errors: Errors) -> Live {
+    pub fn start(board: Board, pager: Pager) -> Live {
         let live = Live {
             board,
-            errors,
+            pager,
             link: RwSignal::new(Link::Connecting),
             inner: Rc::default(),
         };
@@ -98,33 +98,9 @@ impl Live {
         live
     }
 
-    /// Reloads the whole list (after a reconnect, a `resync`, or while polling).
+    /// Fetches the window again (after a reconnect, a `resync`, or while polling).
     pub fn reload(&self) {
-        {
-            let mut inner = self.inner.borrow_mut();
-            if inner.reloading {
-                return;
-            }
-            inner.reloading = true;
-            inner.seen_during_reload.clear();
-        }
-        let this = self.clone();
-        leptos::task::spawn_local(async move {
-            let result = load_all().await;
-            let replay = {
-                let mut inner = this.inner.borrow_mut();
-                inner.reloading = false;
-                std::mem::take(&mut inner.seen_during_reload)
-            };
-            match result {
-                Ok((tasks, counts, complete)) => {
-                    this.board.reset(tasks, counts, complete);
-                    this.board.upsert(replay);
-                }
-                Err(e) if this.link.get_untracked() != Link::Down => this.errors.push(e),
-                Err(_) => {}
-            }
-        });
+        self.pager.refresh_now();
     }
 
     fn connect(&self) {
@@ -145,11 +121,7 @@ impl Live {
                 this.queue(Change::Task(Box::new(e.task)));
             }
         });
-        self.listen(&source, "cleared", |this, data| {
-            if let Ok(e) = serde_json::from_str::<ClearedEvent>(&data) {
-                this.queue(Change::Cleared(e));
-            }
-        });
+        self.listen(&source, "cleared", |this, _| this.queue(Change::Cleared));
         self.listen(&source, "resync", |this, _| this.reload());
         let this = self.clone();
         let on_error = Closure::<dyn FnMut()>::new(move || this.down());
@@ -190,9 +162,6 @@ impl Live {
     fn queue(&self, change: Change) {
         let book = {
             let mut inner = self.inner.borrow_mut();
-            if let (true, Change::Task(t)) = (inner.reloading, &change) {
-                inner.seen_during_reload.push(Task::clone(t));
-            }
             inner.buffer.push(change);
             !std::mem::replace(&mut inner.flush_booked, true)
         };
@@ -202,49 +171,26 @@ impl Live {
         }
     }
 
+    /// Applies the frame's changes: the last version of each task, in one render.
     fn flush(&self) {
         let changes = {
             let mut inner = self.inner.borrow_mut();
             inner.flush_booked = false;
             std::mem::take(&mut inner.buffer)
         };
-        let mut tasks = Vec::new();
+        let mut latest: HashMap<TaskId, Task> = HashMap::new();
+        let mut stale = false;
         for change in changes {
             match change {
-                Change::Task(t) => tasks.push(*t),
-                Change::Cleared(c) => {
-                    self.board.upsert(std::mem::take(&mut tasks));
-                    self.board.remove(&c.ids);
+                Change::Task(t) => {
+                    latest.insert(t.id.clone(), *t);
                 }
+                Change::Cleared => stale = true,
             }
         }
-        self.board.upsert(tasks);
-    }
-}
-
-/// Loads every page of `GET /api/tasks` (up to [`MAX_TILES`]).
-async fn load_all() -> Result<
-    (
-        Vec<Task>,
-        std::collections::BTreeMap<model::TaskState, u64>,
-        bool,
-    ),
-    api::ApiError,
-> {
-    let page_size = model::limits::MAX_PAGE;
-    let mut page: TaskPage = api::get(&format!("/api/tasks?limit={page_size}")).await?;
-    let counts = std::mem::take(&mut page.counts);
-    let mut tasks = std::mem::take(&mut page.tasks);
-    while let Some(cursor) = page.next.take() {
-        if tasks.len() >= MAX_TILES {
-            return Ok((tasks, counts, false));
+        stale |= self.board.upsert(latest.into_values().collect());
+        if stale {
+            self.pager.refresh_soon();
         }
-        let path = format!(
-            "/api/tasks?limit={page_size}&cursor={}",
-            api::encode(&cursor)
-        );
-        page = api::get(&path).await?;
-        tasks.append(&mut page.tasks);
     }
-    Ok((tasks, counts, true))
 }

@@ -1,11 +1,17 @@
-//! The page: header with counts and filters, the add-work form, the error banner, the grid of
-//! tiles and the details panel.
+//! The page: header with counts and filters, the add-work form, the error banner, the timeline,
+//! the virtualised grid of tiles and the details panel.
+//!
+//! The grid renders only the rows on screen (plus a few above and below) inside a spacer as
+//! tall as the whole board, so the element count stays bounded at any board size; scrolling
+//! asks the [`Pager`] for the tiles at the new position (`offset`/`limit`).
 
 use crate::api;
 use crate::board::Board;
 use crate::details::Details;
 use crate::format::state_class;
 use crate::live::{Link, Live};
+use crate::pager::Pager;
+use crate::timeline::Timeline;
 use leptos::ev;
 use leptos::prelude::*;
 use model::{SubmitRequest, SubmitResponse, Task, TaskId, TaskState, WorkItem};
@@ -48,10 +54,17 @@ impl Errors {
 pub fn App() -> impl IntoView {
     let board = Board::default();
     let errors = Errors::new();
-    let live = Live::start(board, errors);
+    let pager = Pager::new(board, errors);
+    let live = Live::start(board, pager);
     let selected = RwSignal::new(selected_from_hash());
-    let filter = RwSignal::new(None::<TaskState>);
     Effect::new(move |_| write_hash(selected.get().as_ref()));
+    Effect::new(move |_| pin_selected(board, selected.get(), errors));
+    // A change the window does not reflect yet (an event, or a cancel/retry answer that got
+    // there first): refresh the window and the counts, throttled.
+    Effect::new(move |_| {
+        board.stale.track();
+        pager.refresh_soon();
+    });
     let handle = window_event_listener(ev::keydown, move |e| {
         if e.key() == "Escape" {
             if let Some(id) = selected.get_untracked() {
@@ -76,11 +89,14 @@ pub fn App() -> impl IntoView {
             </span>
         </header>
         <AskKey need_key live=live.clone() />
-        <AddWork board errors />
+        <AddWork board pager errors />
         <ErrorBanner errors />
-        <Counts board filter live=live.clone() errors />
+        <Counts board pager errors />
         <main class="layout">
-            <Grid board selected filter />
+            <div class="boards">
+                <Timeline pager selected />
+                <Grid board pager selected />
+            </div>
             <Details board selected errors />
         </main>
         <div class="sr-only" aria-live="polite" aria-atomic="true">
@@ -109,8 +125,23 @@ fn AskKey(need_key: RwSignal<bool>, live: Live) -> impl IntoView {
     }
 }
 
+/// Keeps the selected task loaded (and fetches it when the window does not hold it: a page
+/// opened with `#task=`, or a bar picked on the timeline).
+fn pin_selected(board: Board, selected: Option<TaskId>, errors: Errors) {
+    board.pinned.set(selected.clone());
+    let Some(id) = selected.filter(|id| board.get(id).is_none()) else {
+        return;
+    };
+    leptos::task::spawn_local(async move {
+        match api::get::<Task>(&format!("/api/tasks/{id}")).await {
+            Ok(task) => board.pin(slim(task)),
+            Err(e) => errors.push(e),
+        }
+    });
+}
+
 #[component]
-fn AddWork(board: Board, errors: Errors) -> impl IntoView {
+fn AddWork(board: Board, pager: Pager, errors: Errors) -> impl IntoView {
     let text = RwSignal::new(String::new());
     let multi = RwSignal::new(false);
     let count = RwSignal::new("1".to_string());
@@ -130,6 +161,7 @@ fn AddWork(board: Board, errors: Errors) -> impl IntoView {
             match api::send::<_, SubmitResponse>("POST", "/api/work", Some(&body)).await {
                 Ok(r) => {
                     board.merge_answer(r.tasks.into_iter().map(slim).collect());
+                    pager.refresh_now();
                     text.set(String::new());
                 }
                 Err(e) => errors.push(e),
@@ -225,12 +257,8 @@ fn ErrorBanner(errors: Errors) -> impl IntoView {
 }
 
 #[component]
-fn Counts(
-    board: Board,
-    filter: RwSignal<Option<TaskState>>,
-    live: Live,
-    errors: Errors,
-) -> impl IntoView {
+fn Counts(board: Board, pager: Pager, errors: Errors) -> impl IntoView {
+    let filter = board.filter;
     let total = move || board.counts.with(|c| c.values().sum::<u64>());
     let chip = move |state: Option<TaskState>| {
         let label = state.map_or("All".to_string(), |s| s.to_string());
@@ -242,17 +270,20 @@ fn Counts(
         view! {
             <button class=format!("chip {class}") aria-pressed=move || (filter.get() == state).to_string()
                 data-state=state.map(|s| s.as_str())
-                on:click=move |_| filter.set(state)>
+                on:click=move |_| {
+                    filter.set(state);
+                    scroll_board_to_top();
+                    pager.refresh_now();
+                }>
                 {label} " " <b class="n">{n}</b>
             </button>
         }
     };
     let clear = move |_| {
-        let live = live.clone();
         leptos::task::spawn_local(async move {
             match api::send::<(), model::Cleared>("DELETE", "/api/tasks?state=finished", None).await
             {
-                Ok(_) => live.reload(),
+                Ok(_) => pager.refresh_now(),
                 Err(e) => errors.push(e),
             }
         });
@@ -266,19 +297,114 @@ fn Counts(
     }
 }
 
+/// Height of a tile in CSS pixels (style.css gives `.tile` the same).
+const TILE_H: f64 = 76.0;
+/// Gap between tiles in CSS pixels.
+const GAP: f64 = 8.0;
+/// Narrowest tile in CSS pixels (the grid fits as many columns as this allows).
+const MIN_TILE_W: f64 = 150.0;
+/// Rows loaded and rendered above and below the visible ones, so a short scroll shows tiles
+/// at once.
+const OVERSCAN_ROWS: usize = 3;
+
+/// Where the grid's scroller is and how big it is, in CSS pixels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Viewport {
+    top: f64,
+    height: f64,
+    width: f64,
+}
+
+/// Columns that fit in `width`.
+fn columns(width: f64) -> usize {
+    (((width + GAP) / (MIN_TILE_W + GAP)).floor() as usize).max(1)
+}
+
+/// Board positions to load for the viewport: the visible rows and [`OVERSCAN_ROWS`] around.
+fn wanted(v: Viewport, cols: usize) -> std::ops::Range<usize> {
+    let row = TILE_H + GAP;
+    let first = (v.top / row).floor().max(0.0) as usize;
+    let rows = (v.height / row).ceil() as usize + 1;
+    let start = first.saturating_sub(OVERSCAN_ROWS) * cols;
+    start..(first + rows + OVERSCAN_ROWS) * cols
+}
+
+fn scroll_board_to_top() {
+    if let Some(el) = document().query_selector(".scroller").ok().flatten() {
+        el.set_scroll_top(0);
+    }
+}
+
 #[component]
-fn Grid(
-    board: Board,
-    selected: RwSignal<Option<TaskId>>,
-    filter: RwSignal<Option<TaskState>>,
-) -> impl IntoView {
+fn Grid(board: Board, pager: Pager, selected: RwSignal<Option<TaskId>>) -> impl IntoView {
+    let scroller = NodeRef::<leptos::html::Section>::new();
+    let view = RwSignal::new(Viewport {
+        top: 0.0,
+        height: 800.0,
+        width: 1000.0,
+    });
+    let measure = move || {
+        if let Some(el) = scroller.get_untracked() {
+            let v = Viewport {
+                top: f64::from(el.scroll_top()),
+                height: f64::from(el.client_height()),
+                width: f64::from(el.client_width()),
+            };
+            if view.get_untracked() != v {
+                view.set(v);
+            }
+        }
+    };
+    // Scroll and resize events are coalesced to one measure per animation frame.
+    let booked = StoredValue::new(false);
+    let on_scroll = move || {
+        if !booked.get_value() {
+            booked.set_value(true);
+            request_animation_frame(move || {
+                booked.set_value(false);
+                measure();
+            });
+        }
+    };
+    let resize = window_event_listener(ev::resize, move |_| on_scroll());
+    on_cleanup(move || resize.remove());
+    Effect::new(move |_| {
+        if scroller.get().is_some() {
+            measure();
+        }
+    });
+    let cols = Memo::new(move |_| view.with(|v| columns(v.width)));
+    Effect::new(move |_| {
+        board.filter.track();
+        pager.want(wanted(view.get(), cols.get()));
+    });
+    let total = move || board.total();
+    let height = move || {
+        let rows = (total() as usize).div_ceil(cols.get());
+        format!("{}px", (rows as f64 * (TILE_H + GAP) - GAP).max(0.0))
+    };
+    let top = move || {
+        let row = board.window.with(|w| w.start) / cols.get();
+        format!("{}px", row as f64 * (TILE_H + GAP))
+    };
+    // A window fetched for another column count starts mid-row: pad it to its column.
+    let lead = move || board.window.with(|w| w.start) % cols.get();
     view! {
-        <section class="grid" aria-label="Tasks, newest first"
-            data-filter=move || filter.get().map(state_class)>
-            <For each=move || board.order.get() key=|k| k.id.clone() let:key>
-                {board.get(&key.id).map(|sig| view! { <Tile sig selected /> })}
-            </For>
-            <p class="empty">{move || board.order.with(|o| o.is_empty()).then_some("No tasks yet: add some work above.")}</p>
+        <section class="scroller" node_ref=scroller on:scroll=move |_| on_scroll()
+            aria-label="Tasks, newest first; a batch in the order it was submitted"
+            data-total=move || total().to_string()>
+            <div class="spacer" style:height=height>
+                <div class="grid" style:top=top
+                    style:grid-template-columns=move || format!("repeat({}, minmax(0, 1fr))", cols.get())
+                    style:grid-auto-rows=format!("{TILE_H}px") style:gap=format!("{GAP}px")
+                    data-start=move || board.window.with(|w| w.start.to_string())>
+                    {move || (lead() > 0).then(|| view! { <div class="pad" style:grid-column=format!("span {}", lead())></div> })}
+                    <For each=move || board.window.get().ids key=|id| id.clone() let:id>
+                        {board.get(&id).map(|sig| view! { <Tile sig selected /> })}
+                    </For>
+                </div>
+            </div>
+            <p class="empty">{move || (total() == 0).then_some("No tasks yet: add some work above.")}</p>
         </section>
     }
 }

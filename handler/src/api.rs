@@ -445,6 +445,13 @@ async fn list(app: Data, q: web::Query<ListQuery>) -> Result<HttpResponse> {
             format!("limit must be 1..={} (MAX_PAGE)", limits::MAX_PAGE),
         ));
     }
+    let offset = q.offset.unwrap_or(0);
+    if offset > limits::MAX_OFFSET {
+        return Err(ApiError::bad(
+            "invalid_offset",
+            format!("offset must be 0..={} (MAX_OFFSET)", limits::MAX_OFFSET),
+        ));
+    }
     let states = q
         .state
         .as_deref()
@@ -458,6 +465,7 @@ async fn list(app: Data, q: web::Query<ListQuery>) -> Result<HttpResponse> {
             states,
             limit,
             cursor: q.cursor,
+            offset,
         })
         .await?;
     Ok(HttpResponse::Ok().json(page))

@@ -136,9 +136,13 @@ pub struct ListQuery {
     /// Opaque cursor from a previous page's `next`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
+    /// Tasks to skip after the cursor (at most [`crate::limits::MAX_OFFSET`]): a virtualised
+    /// board asks for the tiles at any scroll position with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<usize>,
 }
 
-/// Answer of `GET /api/tasks`: newest first.
+/// Answer of `GET /api/tasks`: newest first; a batch in the order it was submitted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskPage {
     /// This page's tasks, newest first, without their transitions (see `GET /api/tasks/{id}`).

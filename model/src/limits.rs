@@ -16,6 +16,8 @@ pub const MAX_REASON_BYTES: usize = 1024;
 pub const MAX_LOG_BYTES: usize = 256 * 1024;
 /// Largest page of `GET /api/tasks`.
 pub const MAX_PAGE: usize = 1000;
+/// Largest `offset` of `GET /api/tasks` (how far a virtualised board may jump in one call).
+pub const MAX_OFFSET: usize = 10_000_000;
 /// Default page of `GET /api/tasks`.
 pub const DEFAULT_PAGE: usize = 100;
 /// Most attempts a task may ask for.

@@ -109,6 +109,10 @@ pub struct Task {
     pub reason: Option<String>,
     /// When the task was accepted (ms since epoch).
     pub created_at_ms: i64,
+    /// When the current attempt's container was asked for (it entered `Provisioning`): the end
+    /// of its queue wait and the start of its start-up, as the dashboard's timeline draws them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioned_at_ms: Option<i64>,
     /// When the current attempt's worker reported `InProgress`.
     #[serde(default)]
     pub started_at_ms: Option<i64>,
@@ -155,6 +159,7 @@ impl Task {
             exit_code: None,
             reason: None,
             created_at_ms: now_ms,
+            provisioned_at_ms: None,
             started_at_ms: None,
             finished_at_ms: None,
             retry_at_ms: None,

@@ -168,6 +168,51 @@ impl Browser {
         std::fs::write(path, png).unwrap();
     }
 
+    /// Resident memory (KiB) of the largest Chromium renderer process started by this
+    /// session's chromedriver: the tab's memory as the OS sees it (JS heap, WASM memory, DOM,
+    /// layers). Found by walking `/proc` from chromedriver's pid through parent links.
+    pub fn renderer_rss_kib(&self) -> u64 {
+        let procs: Vec<(u32, u32, String, u64)> = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+                let status = std::fs::read_to_string(e.path().join("status")).ok()?;
+                let field = |name: &str| {
+                    status
+                        .lines()
+                        .find_map(|l| l.strip_prefix(name))
+                        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                };
+                let cmd = std::fs::read_to_string(e.path().join("cmdline")).unwrap_or_default();
+                Some((
+                    pid,
+                    field("PPid:")? as u32,
+                    cmd,
+                    field("VmRSS:").unwrap_or(0),
+                ))
+            })
+            .collect();
+        let mut ours = vec![self.driver.id()];
+        let mut grew = true;
+        while grew {
+            grew = false;
+            for (pid, ppid, ..) in &procs {
+                if ours.contains(ppid) && !ours.contains(pid) {
+                    ours.push(*pid);
+                    grew = true;
+                }
+            }
+        }
+        procs
+            .iter()
+            .filter(|(pid, _, cmd, _)| ours.contains(pid) && cmd.contains("--type=renderer"))
+            .map(|p| p.3)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Ends the session cleanly (Chromium exits), then chromedriver.
     pub async fn close(mut self) {
         let _ = self.client.clone().close().await;

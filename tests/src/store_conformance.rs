@@ -45,6 +45,8 @@ pub async fn run_all(store: Arc<dyn TaskStore>) {
     logs_and_metrics(&*store).await;
     concurrent_updates_lose_nothing(store.clone()).await;
     remove_finished_keeps_the_rest(&*store).await;
+    batches_show_in_submission_order_and_offsets_jump(&*store).await;
+    counts_stay_exact_through_every_change(&*store).await;
 }
 
 async fn insert_is_idempotent(s: &dyn TaskStore) {
@@ -148,6 +150,7 @@ async fn listing_pages_filters_and_counts(s: &dyn TaskStore) {
                 states: vec![],
                 limit: 7,
                 cursor: cursor.clone(),
+                offset: 0,
             })
             .await
             .unwrap();
@@ -167,13 +170,14 @@ async fn listing_pages_filters_and_counts(s: &dyn TaskStore) {
         .filter(|i| i.as_str().starts_with("list-"))
         .cloned()
         .collect();
-    let expected: Vec<_> = tasks.iter().rev().map(|t| t.id.clone()).collect();
-    assert_eq!(ours, expected, "newest first, each once");
+    let expected: Vec<_> = tasks.iter().map(|t| t.id.clone()).collect();
+    assert_eq!(ours, expected, "one batch, in submission order, each once");
     let cancelled = s
         .list(&ListFilter {
             states: vec![TaskState::Cancelled],
             limit: 100,
             cursor: None,
+            offset: 0,
         })
         .await
         .unwrap();
@@ -190,6 +194,7 @@ async fn listing_pages_filters_and_counts(s: &dyn TaskStore) {
             states: vec![],
             limit: 5,
             cursor: Some("not-a-cursor".into()),
+            offset: 0,
         })
         .await;
     assert!(matches!(bad, Err(StoreError::BadCursor)));
@@ -266,4 +271,140 @@ async fn remove_finished_keeps_the_rest(s: &dyn TaskStore) {
     assert!(s.get(&gone.id).await.unwrap().is_none());
     assert!(s.logs(&gone.id).await.unwrap().is_none());
     assert!(s.get(&keep.id).await.unwrap().is_some());
+}
+
+/// Every task on the board, in board order (pages of 1,000 by cursor), and the counts that
+/// the first page reported.
+async fn whole_board(
+    s: &dyn TaskStore,
+    states: &[TaskState],
+) -> (Vec<Task>, std::collections::BTreeMap<TaskState, u64>) {
+    let mut all = Vec::new();
+    let (mut cursor, mut counts) = (None, None);
+    loop {
+        let page = s
+            .list(&ListFilter {
+                states: states.to_vec(),
+                limit: 1000,
+                cursor,
+                offset: 0,
+            })
+            .await
+            .unwrap();
+        counts.get_or_insert(page.counts);
+        all.extend(page.tasks);
+        match page.next {
+            Some(n) => cursor = Some(n),
+            None => return (all, counts.unwrap_or_default()),
+        }
+    }
+}
+
+/// The counts a page carries equal a count of every stored task, state by state.
+async fn assert_counts_exact(s: &dyn TaskStore, after: &str) {
+    let (all, counts) = whole_board(s, &[]).await;
+    let mut real = std::collections::BTreeMap::new();
+    for t in &all {
+        *real.entry(t.state).or_insert(0u64) += 1;
+    }
+    assert_eq!(counts, real, "counts after {after}");
+}
+
+async fn batches_show_in_submission_order_and_offsets_jump(s: &dyn TaskStore) {
+    let first: Vec<Task> = (0..4).map(|n| task("ordera", n)).collect();
+    let second: Vec<Task> = (0..4).map(|n| task("orderb", n)).collect();
+    s.insert(&first).await.unwrap();
+    s.insert(&second).await.unwrap();
+    let (all, _) = whole_board(s, &[]).await;
+    let ours: Vec<TaskId> = all
+        .iter()
+        .filter(|t| t.id.as_str().starts_with("order"))
+        .map(|t| t.id.clone())
+        .collect();
+    let want: Vec<TaskId> = second.iter().chain(&first).map(|t| t.id.clone()).collect();
+    assert_eq!(
+        ours, want,
+        "the newer batch first, each batch in submission order"
+    );
+    for (offset, limit) in [
+        (0, 3),
+        (2, 4),
+        (5, 10),
+        (all.len() - 1, 5),
+        (all.len() + 3, 5),
+    ] {
+        let page = s
+            .list(&ListFilter {
+                states: vec![],
+                limit,
+                cursor: None,
+                offset,
+            })
+            .await
+            .unwrap();
+        let got: Vec<&TaskId> = page.tasks.iter().map(|t| &t.id).collect();
+        let want: Vec<&TaskId> = all.iter().skip(offset).take(limit).map(|t| &t.id).collect();
+        assert_eq!(got, want, "offset {offset}, limit {limit}");
+        assert_eq!(page.next.is_some(), offset + limit < all.len());
+    }
+    s.update(&first[1].id, &Change::to(TaskState::Cancelled, 9_000))
+        .await
+        .unwrap();
+    let (cancelled, _) = whole_board(s, &[TaskState::Cancelled]).await;
+    let page = s
+        .list(&ListFilter {
+            states: vec![TaskState::Cancelled],
+            limit: 2,
+            cursor: None,
+            offset: 1,
+        })
+        .await
+        .unwrap();
+    let got: Vec<&TaskId> = page.tasks.iter().map(|t| &t.id).collect();
+    let want: Vec<&TaskId> = cancelled.iter().skip(1).take(2).map(|t| &t.id).collect();
+    assert_eq!(got, want, "offset within a filter");
+}
+
+async fn counts_stay_exact_through_every_change(s: &dyn TaskStore) {
+    assert_counts_exact(s, "the other checks").await;
+    let tasks: Vec<Task> = (0..6).map(|n| task("count", n)).collect();
+    s.insert(&tasks).await.unwrap();
+    assert_counts_exact(s, "a batch insert").await;
+    s.insert(&tasks[..2]).await.unwrap();
+    assert_counts_exact(s, "inserting ids already stored").await;
+    for (n, t) in tasks.iter().enumerate() {
+        s.update(&t.id, &provision(1, 2_000)).await.unwrap();
+        s.update(&t.id, &provision(1, 2_001)).await.unwrap();
+        assert_counts_exact(s, "Provisioning, twice").await;
+        if n == 5 {
+            continue;
+        }
+        s.update(&t.id, &Change::to(TaskState::InProgress, 3_000))
+            .await
+            .unwrap();
+        assert_counts_exact(s, "InProgress").await;
+        let end = [
+            TaskState::Done,
+            TaskState::Failed,
+            TaskState::TimedOut,
+            TaskState::Cancelled,
+            TaskState::Done,
+        ][n];
+        s.update(&t.id, &Change::to(end, 4_000)).await.unwrap();
+        assert_counts_exact(s, &format!("{end}")).await;
+    }
+    let illegal = s
+        .update(&tasks[0].id, &Change::to(TaskState::InProgress, 5_000))
+        .await;
+    assert!(illegal.is_err());
+    assert_counts_exact(s, "an illegal change").await;
+    let mut retry = Change::to(TaskState::Pending, 5_000);
+    retry.new_attempt = true;
+    s.update(&tasks[1].id, &retry).await.unwrap();
+    assert_counts_exact(s, "a retry back to Pending").await;
+    s.remove_finished().await.unwrap();
+    assert_counts_exact(s, "clearing finished tasks").await;
+    let (left, counts) = whole_board(s, &[]).await;
+    assert!(left.iter().all(|t| !t.state.is_terminal()));
+    assert!(counts.keys().all(|st| !st.is_terminal()), "{counts:?}");
 }

@@ -142,6 +142,8 @@ async fn bad_input_is_refused_clearly_and_nothing_is_stored() {
         ("/api/tasks?state=Running", 400),
         ("/api/tasks?limit=0", 400),
         ("/api/tasks?cursor=zz", 400),
+        ("/api/tasks?offset=10000001", 400),
+        ("/api/tasks?offset=-1", 400),
         ("/api/tasks?bogus=1", 400),
         ("/api/nothing-here", 404),
     ] {
@@ -157,6 +159,10 @@ async fn bad_input_is_refused_clearly_and_nothing_is_stored() {
             v["code"].is_string() && v["message"].is_string(),
             "{path}: {v}"
         );
+        if path.ends_with("=10000001") {
+            assert_eq!(v["code"], "invalid_offset", "{v}");
+            assert!(v["message"].as_str().unwrap().contains("MAX_OFFSET"), "{v}");
+        }
     }
     running.stop().await;
 }

@@ -479,10 +479,24 @@ async fn failures_show_red_with_exit_codes_and_messages_render_as_text() {
     .await;
     let grey = wait_tile(&b, &local, &sleeper, "Cancelled").await;
     assert_eq!(grey, GREY, "a cancelled tile is grey");
+    // The counts follow, even though the Cancel answer reached the tile before its event did.
+    b.until(
+        LIMIT,
+        "the Cancelled count",
+        "const n = document.querySelector('.counts .chip[data-state=Cancelled] .n'); return n && n.textContent === '1';",
+    )
+    .await;
     // The board screenshot: green, red, blue and grey tiles and the error banner.
     b.js(
         "document.querySelector('.details .close').click(); return true",
         vec![],
+    )
+    .await;
+    b.until(
+        LIMIT,
+        "the timeline redrawn at its new width",
+        "const c = document.querySelector('canvas.board-timeline');
+         return c && Math.abs(c.width - c.clientWidth * Math.max(1, devicePixelRatio)) <= 1;",
     )
     .await;
     b.screenshot(&screenshots().join("board.png")).await;
@@ -550,8 +564,19 @@ async fn failures_show_red_with_exit_codes_and_messages_render_as_text() {
     local.stop().await;
 }
 
+/// The works of the tiles in the page, in page order.
+const TILE_WORKS: &str =
+    "return [...document.querySelectorAll('button.tile .tile-work')].map(w => w.textContent)";
+
+/// Picks a point on the timeline near row 10 (whole client pixels, as a pointer gives) and the
+/// row it falls in, computed from the canvas's geometry: bars fill its height but the 16 px axis.
+const TIMELINE_POINT: &str = "const c = document.querySelector('canvas.board-timeline');
+    const r = c.getBoundingClientRect(); const rows = Number(c.dataset.rows);
+    const rowH = (r.height - 16) / rows; const x = Math.round(r.left + r.width * 0.9);
+    const y = Math.ceil(r.top + rowH * 10); const row = Math.floor((y - r.top) / rowH);";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_thousand_tiles() {
+async fn a_thousand_tiles_virtualised_in_submission_order_with_a_timeline() {
     if !need("chromium + chromedriver", chromium_available()) {
         return;
     }
@@ -567,6 +592,7 @@ async fn a_thousand_tiles() {
     );
     let data = TempDir::new("browser-1000");
     let local = handler(&data, &shell_flags("process", None)).await;
+    let api = e2e::Api::new(&local);
     let b = Browser::start(1280, 860).await;
     b.client.goto(&local.url()).await.unwrap();
     b.until(
@@ -575,45 +601,186 @@ async fn a_thousand_tiles() {
         "return document.querySelector('input#work') !== null",
     )
     .await;
+
+    // One batch of 1,000 distinct works: `true 0` .. `true 999`.
+    let batch: Vec<_> = (0..1000)
+        .map(|i| json!({ "work": format!("true {i}") }))
+        .collect();
+    let start = Instant::now();
+    let (status, body) = api
+        .post_raw("/api/work", serde_json::Value::from(batch).to_string())
+        .await;
+    assert_eq!(status, 202, "{body}");
+    b.until(
+        LIMIT,
+        "the first tiles of the batch",
+        "const w = document.querySelector('button.tile .tile-work'); return w && w.textContent === 'true 0';",
+    )
+    .await;
+    println!(
+        "first tiles visible {} ms after the batch was accepted",
+        start.elapsed().as_millis()
+    );
+    // Order: within the batch, the order it was submitted.
+    let works = b.js(TILE_WORKS, vec![]).await;
+    let works: Vec<String> = serde_json::from_value(works).unwrap();
+    let want: Vec<String> = (0..works.len()).map(|i| format!("true {i}")).collect();
+    assert_eq!(works, want, "tiles in submission order");
+    // Virtualised: the total is the whole board's, the elements only what is near the screen.
+    assert_eq!(
+        b.js(
+            "return document.querySelector('.scroller').dataset.total",
+            vec![]
+        )
+        .await,
+        json!("1000")
+    );
+    let tiles = works.len();
+    assert!(
+        (20..=300).contains(&tiles),
+        "{tiles} tile elements for 1,000 tasks: only the rows near the screen are rendered"
+    );
+
+    b.until(
+        Duration::from_secs(300),
+        "1,000 done in the counts",
+        "const n = document.querySelector('.counts .chip[data-state=Done] .n'); return n && n.textContent === '1000';",
+    )
+    .await;
+    println!(
+        "1,000 tasks done (live counts) {} ms after the batch was accepted",
+        start.elapsed().as_millis()
+    );
+    b.until(
+        LIMIT,
+        "the visible tiles to turn green",
+        "const t = [...document.querySelectorAll('button.tile')]; return t.length > 0 && t.every(t => t.dataset.state === 'Done');",
+    )
+    .await;
+
+    // A newer batch goes on top, itself in submission order; the older one follows.
+    let newer: Vec<_> = ["b first", "b second", "b third"]
+        .iter()
+        .map(|w| json!({ "work": format!("true {w}") }))
+        .collect();
+    let (status, _) = api
+        .post_raw("/api/work", serde_json::Value::from(newer).to_string())
+        .await;
+    assert_eq!(status, 202);
+    let top = b
+        .until(
+            LIMIT,
+            "the newer batch on top",
+            "const w = [...document.querySelectorAll('button.tile .tile-work')].map(w => w.textContent); return w[0] === 'true b first' ? w.slice(0, 5) : null;",
+        )
+        .await;
+    assert_eq!(
+        top,
+        json!([
+            "true b first",
+            "true b second",
+            "true b third",
+            "true 0",
+            "true 1"
+        ])
+    );
+
+    // Scrolling to the end loads the last tiles, still with a bounded element count.
     b.js(
-        "const c = document.querySelector('input#count'); c.value = '1000';
-         c.dispatchEvent(new Event('input', {bubbles: true}));
-         const t = document.querySelector('input#work'); t.value = 'true';
-         t.dispatchEvent(new Event('input', {bubbles: true})); return true",
+        "const s = document.querySelector('.scroller'); s.scrollTop = s.scrollHeight; return true",
         vec![],
     )
     .await;
-    let start = Instant::now();
-    b.js(
-        "document.querySelector('button#add').click(); return true",
-        vec![],
+    let last = b
+        .until(
+            LIMIT,
+            "the last tile after scrolling to the end",
+            "const w = [...document.querySelectorAll('button.tile .tile-work')].map(w => w.textContent); return w[w.length - 1] === 'true 999' ? w.length : null;",
+        )
+        .await;
+    assert!(
+        last.as_u64().unwrap() <= 300,
+        "{last} tiles at the end of the board"
+    );
+
+    // The timeline: one row per task (the newest 500), the oldest first in submission order;
+    // a finished run is drawn green; hovering names the task, clicking opens its details.
+    let rows = b
+        .until(
+            LIMIT,
+            "the timeline's rows",
+            "const c = document.querySelector('canvas.board-timeline'); return c && c.dataset.rows === '500' ? 500 : null;",
+        )
+        .await;
+    assert_eq!(rows, json!(500));
+    b.until(
+        LIMIT,
+        "a green run drawn on the timeline",
+        &format!(
+            "{TIMELINE_POINT} const ctx = c.getContext('2d'); const k = c.width / r.width;
+             const line = ctx.getImageData(0, Math.floor((y - r.top) * k), c.width, 1).data;
+             const near = (i, v) => Math.abs(line[i] - v) <= 8;
+             for (let i = 0; i < line.length; i += 4)
+               if (line[i + 3] > 0 && near(i, 0x1a) && near(i + 1, 0x7f) && near(i + 2, 0x37)) return true;
+             return false;"
+        ),
+    )
+    .await;
+    // The rows as the page orders them: the newest 500, oldest accepted first, a batch in
+    // submission order (a stable sort of the newest-first list by acceptance time).
+    let page: model::TaskPage =
+        serde_json::from_value(api.get("/api/tasks?limit=500").await).unwrap();
+    let mut rows = page.tasks;
+    rows.sort_by_key(|t| t.created_at_ms);
+    assert_eq!(
+        rows[0].work, "true 0",
+        "the first row is the first submitted"
+    );
+    let hovered = b
+        .until(
+            LIMIT,
+            "the timeline's hover text",
+            &format!(
+                "{TIMELINE_POINT} c.dispatchEvent(new MouseEvent('mousemove', {{clientX: x, clientY: y, bubbles: true}}));
+                 const t = document.querySelector('.timeline-tip'); return t && !t.hidden ? [row, t.textContent] : null;"
+            ),
+        )
+        .await;
+    let (row, tip) = (
+        hovered[0].as_u64().unwrap() as usize,
+        hovered[1].as_str().unwrap(),
+    );
+    let task = &rows[row];
+    assert!(
+        tip.contains(task.id.as_str()) && tip.contains(&task.work) && tip.contains("Done"),
+        "row {row}: {tip}"
+    );
+    let row = b
+        .js(
+            &format!(
+                "{TIMELINE_POINT} c.dispatchEvent(new MouseEvent('click', {{clientX: x, clientY: y, bubbles: true}})); return row;"
+            ),
+            vec![],
+        )
+        .await;
+    let task = &rows[row.as_u64().unwrap() as usize];
+    b.until(
+        LIMIT,
+        "the details of the clicked bar",
+        &format!(
+            "const d = document.querySelector('#details-title code'); return d && d.textContent === '{}';",
+            task.id
+        ),
     )
     .await;
     b.until(
         LIMIT,
-        "1,000 tiles",
-        "return document.querySelectorAll('button.tile').length === 1000",
+        "the timeline redrawn at its new width",
+        "const c = document.querySelector('canvas.board-timeline');
+         return c && Math.abs(c.width - c.clientWidth * Math.max(1, devicePixelRatio)) <= 1;",
     )
     .await;
-    let visible = start.elapsed();
-    println!(
-        "1,000 tiles visible {} ms after clicking Add",
-        visible.as_millis()
-    );
-    b.until(
-        Duration::from_secs(300),
-        "1,000 finished tiles",
-        "return document.querySelectorAll('button.tile.st-done, button.tile.st-failed').length === 1000",
-    )
-    .await;
-    println!(
-        "1,000 tiles finished (live updates) {} ms after clicking Add",
-        start.elapsed().as_millis()
-    );
-    let counts = b
-        .js("return [...document.querySelectorAll('.counts .chip')].map(c => c.textContent).join(' | ')", vec![])
-        .await;
-    println!("counts: {counts}");
+    b.screenshot(&screenshots().join("timeline.png")).await;
     b.close().await;
     local.stop().await;
 }

@@ -1,13 +1,16 @@
 //! Where tasks live: the [`TaskStore`] trait and its backends.
 //!
 //! - [`sqlite`]: the local mode's embedded store (and, in the same file, the local queue's tables).
+//! - [`sqlite_board`]: the SQLite store's board order, pages and incrementally kept counts.
 //! - [`mongo`]: Cosmos DB for MongoDB in Azure.
 //!
 //! Every backend stores a task as one document keyed by id, and applies changes through the one
 //! pure function [`apply`], so the lifecycle rules of `model::state` hold whatever the backend.
 
 pub mod mongo;
+pub mod mongo_counts;
 pub mod sqlite;
+pub mod sqlite_board;
 
 use async_trait::async_trait;
 use model::{Logs, MetricSample, Task, TaskId, TaskPage, TaskState, Transition, TransitionError};
@@ -112,6 +115,8 @@ pub struct ListFilter {
     pub limit: usize,
     /// Opaque cursor from the previous page.
     pub cursor: Option<String>,
+    /// Tasks to skip (after the cursor, if any): how a virtualised board jumps to a position.
+    pub offset: usize,
 }
 
 /// One change to a task, applied atomically by [`TaskStore::update`] through [`apply`].
@@ -209,6 +214,14 @@ pub fn apply(task: &Task, change: &Change) -> Result<Task, StoreError> {
     let budget = change.max_attempts.map(|m| m.max(t.max_attempts));
     set_if(&mut t.max_attempts, budget);
     t.retry_at_ms = change.retry_at_ms;
+    match change.to {
+        TaskState::Pending => t.provisioned_at_ms = None,
+        // Re-entering Provisioning (a redelivered message) keeps when it was first asked for.
+        TaskState::Provisioning if t.provisioned_at_ms.is_none() => {
+            t.provisioned_at_ms = Some(change.at_ms)
+        }
+        _ => {}
+    }
     stamp(&mut t, change);
     Ok(t)
 }
@@ -329,6 +342,13 @@ mod tests {
         assert_eq!(
             (t.state, t.attempt, t.transitions.len()),
             (TaskState::Provisioning, 1, 2)
+        );
+        assert_eq!(t.provisioned_at_ms, Some(2));
+        let again = apply(&t, &Change::to(TaskState::Provisioning, 9)).unwrap();
+        assert_eq!(
+            again.provisioned_at_ms,
+            Some(2),
+            "a re-entry keeps the first time"
         );
         let mut stale = Change::to(TaskState::InProgress, 3);
         stale.expect_attempt = Some(0);

@@ -8,7 +8,9 @@
 //!   [`TaskStore::get`] or [`TaskStore::list`]: they project it away).
 //! - `<tasks>_logs`: `{_id: task id, text, truncated}`, at most `MAX_LOG_BYTES` of text.
 //! - `<tasks>_metrics`: `{_id: task id, samples: [...]}`, capped with `$push`/`$slice`.
-//! - `<tasks>_meta`: `{_id: "seq", n}`, the sequence counter (one `findAndModify` per batch).
+//! - `<tasks>_meta`: `{_id: "seq", n}`, the sequence counter (one `findAndModify` per batch),
+//!   and `{_id: "counts", <state>: n, ...}`, the whole-board counts ([`super::mongo_counts`]).
+//!   A batch takes its numbers in reverse, so "newest first" shows it in submission order.
 //!
 //! Every change is read, passed through [`apply`], and written back with a filter on the `rev`
 //! it was read at; a concurrent writer makes the filter miss and the change is re-applied to the
@@ -244,6 +246,7 @@ impl MongoStore {
             meta: db.collection(&format!("{collection}_meta")),
         };
         store.create_indexes().await?;
+        super::mongo_counts::ensure(&store.meta, &store.tasks).await?;
         Ok(store)
     }
 
@@ -353,27 +356,9 @@ impl MongoStore {
             .collect()
     }
 
-    /// Counts per state over the whole board.
+    /// Counts per state over the whole board, kept incrementally ([`super::mongo_counts`]).
     async fn counts(&self) -> Result<BTreeMap<TaskState, u64>, StoreError> {
-        let pipeline = vec![doc! { "$group": { "_id": "$state", "n": { "$sum": 1 } } }];
-        let groups: Vec<Document> = with_retry(|| async {
-            self.tasks
-                .aggregate(pipeline.clone())
-                .await?
-                .try_collect()
-                .await
-        })
-        .await
-        .map_err(backend)?;
-        let mut counts = BTreeMap::new();
-        for g in groups {
-            let Ok(state) = g.get_str("_id").unwrap_or_default().parse::<TaskState>() else {
-                continue;
-            };
-            let (n, ..) = meta_of(&doc! { "seq": g.get("n").cloned().unwrap_or(Bson::Null) });
-            counts.insert(state, n as u64);
-        }
-        Ok(counts)
+        super::mongo_counts::read(&self.meta).await
     }
 }
 
@@ -388,13 +373,14 @@ impl TaskStore for MongoStore {
             return Ok(Vec::new());
         }
         let last = self.reserve_seq(tasks.len()).await?;
-        let first = last - tasks.len() as i64 + 1;
+        // The first item submitted gets the highest number: a batch shows in submission order.
         let docs = tasks
             .iter()
             .enumerate()
-            .map(|(i, t)| to_doc(t, first + i as i64, 0, None))
+            .map(|(i, t)| to_doc(t, last - i as i64, 0, None))
             .collect::<Result<Vec<_>, _>>()?;
         let inserted = with_retry(|| self.tasks.insert_many(docs.clone()).ordered(false)).await;
+        self.count_inserted(tasks, inserted.as_ref().err()).await?;
         if let Err(e) = inserted {
             // Ids already stored are left alone (a redelivered message never resets a task).
             if codes(&e).iter().any(|c| *c != DUPLICATE) || codes(&e).is_empty() {
@@ -438,7 +424,7 @@ impl TaskStore for MongoStore {
         }
         let limit = f.limit.max(1);
         let mut rows = self
-            .find_tasks(filter, doc! { "seq": -1 }, Some(limit as i64 + 1), false)
+            .find_page(filter, limit as i64 + 1, f.offset as u64)
             .await?;
         let more = rows.len() > limit;
         rows.truncate(limit);
@@ -459,7 +445,8 @@ impl TaskStore for MongoStore {
                 .await?
                 .ok_or_else(|| StoreError::NotFound(id.clone()))?;
             let (seq, rev, hash) = meta_of(&current);
-            let next = apply(&from_doc(current)?, change)?;
+            let before = from_doc(current)?;
+            let next = apply(&before, change)?;
             let hash = change.token_hash.clone().or(hash);
             let doc = to_doc(&next, seq, rev + 1, hash.as_deref())?;
             let filter = doc! { "_id": id.as_str(), "rev": rev };
@@ -467,6 +454,10 @@ impl TaskStore for MongoStore {
                 .await
                 .map_err(backend)?;
             if res.matched_count == 1 {
+                if before.state != next.state {
+                    let moved = [(before.state, -1), (next.state, 1)];
+                    super::mongo_counts::bump(&self.meta, &moved).await?;
+                }
                 return Ok(next);
             }
             tokio::task::yield_now().await;
@@ -603,10 +594,61 @@ impl MongoStore {
                 .await
                 .map_err(backend)?;
         }
-        chunk
+        let removed: Vec<Task> = chunk
             .iter()
             .filter(|d| d.get("_id").is_some_and(|i| gone.contains(i)))
             .map(|d| from_doc(d.clone()))
+            .collect::<Result<_, _>>()?;
+        let deltas: Vec<_> = removed.iter().map(|t| (t.state, -1)).collect();
+        super::mongo_counts::bump(&self.meta, &deltas).await?;
+        Ok(removed)
+    }
+
+    /// Counts the tasks of a batch that `insert_many` stored: all of them unless it failed,
+    /// then those without a write error (duplicates were stored before, and counted then).
+    async fn count_inserted(
+        &self,
+        tasks: &[Task],
+        err: Option<&mongodb::error::Error>,
+    ) -> Result<(), StoreError> {
+        use mongodb::error::ErrorKind;
+        let failed: Vec<usize> = match err.map(|e| e.kind.as_ref()) {
+            None => Vec::new(),
+            Some(ErrorKind::InsertMany(m)) => {
+                m.write_errors.iter().flatten().map(|w| w.index).collect()
+            }
+            Some(_) => return Ok(()), // nothing is known to be stored; a retry inserts again
+        };
+        let deltas: Vec<_> = (0..tasks.len())
+            .filter(|i| !failed.contains(i))
+            .map(|i| (tasks[i].state, 1))
+            .collect();
+        super::mongo_counts::bump(&self.meta, &deltas).await
+    }
+
+    /// One page of tasks without timelines, newest first, `skip` matches skipped.
+    async fn find_page(
+        &self,
+        filter: Document,
+        limit: i64,
+        skip: u64,
+    ) -> Result<Vec<(i64, Task)>, StoreError> {
+        let projection = doc! { "token_hash": 0, "transitions": 0 };
+        let docs: Vec<Document> = with_retry(|| async {
+            self.tasks
+                .find(filter.clone())
+                .sort(doc! { "seq": -1 })
+                .skip(skip)
+                .limit(limit)
+                .projection(projection.clone())
+                .await?
+                .try_collect()
+                .await
+        })
+        .await
+        .map_err(backend)?;
+        docs.into_iter()
+            .map(|d| Ok((meta_of(&d).0, from_doc(d)?)))
             .collect()
     }
 }

@@ -18,7 +18,7 @@
 
 use super::{apply, Change, ListFilter, StorageProblem, StoreError, TaskStore};
 use async_trait::async_trait;
-use model::{Logs, MetricSample, Task, TaskId, TaskPage, TaskState};
+use model::{Logs, MetricSample, Task, TaskId, TaskPage};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -250,7 +250,11 @@ fn writer_loop(
         let mut batch = vec![first];
         batch.extend(jobs.try_iter().take(MAX_BATCH - 1));
         let mut conn = writer.lock().unwrap_or_else(|p| p.into_inner());
-        let Ok(tx) = conn.transaction() else {
+        // IMMEDIATE takes the write lock up front, so a checkpoint running at the same time makes
+        // this wait (busy_timeout) instead of failing the whole batch as "database is locked",
+        // which a DEFERRED transaction's lock upgrade does (seen under sustained bulk writes).
+        let Ok(tx) = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        else {
             continue; // dropping the jobs answers their callers with an error
         };
         let answers: Vec<_> = batch.into_iter().map(|job| job(&tx)).collect();
@@ -356,11 +360,12 @@ impl Db {
             },
             e => e,
         };
-        let writer = open_conn(path).map_err(backend).map_err(opened)?;
+        let mut writer = open_conn(path).map_err(backend).map_err(opened)?;
         writer
             .execute_batch(SCHEMA)
             .map_err(backend)
             .map_err(opened)?;
+        super::sqlite_board::migrate(&mut writer).map_err(opened)?;
         writer
             .pragma_update(None, "wal_autocheckpoint", 0)
             .and_then(|_| writer.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT))
@@ -544,21 +549,22 @@ fn to_json(t: &Task) -> Result<String, StoreError> {
     serde_json::to_string(t).map_err(backend)
 }
 
-fn from_json(s: &str) -> Result<Task, StoreError> {
+pub(crate) fn from_json(s: &str) -> Result<Task, StoreError> {
     serde_json::from_str(s).map_err(backend)
 }
 
 /// Inserts `tasks` whose ids are new inside `tx`; returns every task as stored.
 pub fn insert_in(tx: &rusqlite::Transaction<'_>, tasks: &[Task]) -> Result<Vec<Task>, StoreError> {
     let mut out = Vec::with_capacity(tasks.len());
+    let seqs = super::sqlite_board::batch_seqs(tx, tasks.len())?;
     let mut ins = tx
         .prepare_cached(
-            "INSERT INTO tasks (id, state, doc) VALUES (?1, ?2, ?3) ON CONFLICT(id) DO NOTHING",
+            "INSERT INTO tasks (seq, id, state, doc) VALUES (?1, ?2, ?3, ?4) ON CONFLICT(id) DO NOTHING",
         )
         .map_err(backend)?;
-    for t in tasks {
+    for (t, seq) in tasks.iter().zip(seqs) {
         if ins
-            .execute(params![t.id.as_str(), t.state.as_str(), to_json(t)?])
+            .execute(params![seq, t.id.as_str(), t.state.as_str(), to_json(t)?])
             .map_err(backend)?
             == 1
         {
@@ -595,73 +601,6 @@ pub fn update_in(
     Ok(next)
 }
 
-fn list_in(conn: &Connection, f: &ListFilter) -> Result<TaskPage, StoreError> {
-    let before: i64 = match &f.cursor {
-        Some(c) => c.parse().map_err(|_| StoreError::BadCursor)?,
-        None => i64::MAX,
-    };
-    let states: Vec<&str> = f.states.iter().map(|s| s.as_str()).collect();
-    let filter = if states.is_empty() {
-        String::new()
-    } else {
-        let marks = vec!["?"; states.len()].join(",");
-        format!("AND state IN ({marks})")
-    };
-    let sql =
-        format!("SELECT seq, doc FROM tasks WHERE seq < ? {filter} ORDER BY seq DESC LIMIT ?");
-    let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
-    let mut args: Vec<rusqlite::types::Value> = vec![before.into()];
-    args.extend(
-        states
-            .iter()
-            .map(|s| rusqlite::types::Value::from(s.to_string())),
-    );
-    args.push((f.limit as i64 + 1).into());
-    let rows = stmt
-        .query_map(rusqlite::params_from_iter(args), |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-        })
-        .map_err(backend)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(backend)?;
-    let more = rows.len() > f.limit;
-    let mut tasks = Vec::with_capacity(rows.len().min(f.limit));
-    let mut last = None;
-    for (seq, doc) in rows.into_iter().take(f.limit) {
-        let mut t = from_json(&doc)?;
-        t.transitions.clear();
-        tasks.push(t);
-        last = Some(seq);
-    }
-    let next = if more {
-        last.map(|s| s.to_string())
-    } else {
-        None
-    };
-    Ok(TaskPage {
-        tasks,
-        next,
-        counts: counts_in(conn)?,
-    })
-}
-
-fn counts_in(conn: &Connection) -> Result<BTreeMap<TaskState, u64>, StoreError> {
-    let mut stmt = conn
-        .prepare_cached("SELECT state, COUNT(*) FROM tasks GROUP BY state")
-        .map_err(backend)?;
-    let rows = stmt
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-        .map_err(backend)?;
-    let mut counts = BTreeMap::new();
-    for row in rows {
-        let (state, n) = row.map_err(backend)?;
-        if let Ok(s) = state.parse() {
-            counts.insert(s, n as u64);
-        }
-    }
-    Ok(counts)
-}
-
 #[async_trait]
 impl TaskStore for SqliteStore {
     fn kind(&self) -> &'static str {
@@ -680,7 +619,9 @@ impl TaskStore for SqliteStore {
 
     async fn list(&self, filter: &ListFilter) -> Result<TaskPage, StoreError> {
         let filter = filter.clone();
-        self.db.read(move |c| list_in(c, &filter)).await
+        self.db
+            .read(move |c| super::sqlite_board::list_in(c, &filter))
+            .await
     }
 
     async fn update(&self, id: &TaskId, change: &Change) -> Result<Task, StoreError> {
