@@ -79,6 +79,7 @@ pub async fn active(app: &Arc<App>) -> Result<u64, StoreError> {
         states: vec![TaskState::Provisioning],
         limit: 1,
         cursor: None,
+        offset: 0,
     };
     let counts = app.tasks.store.list(&filter).await?.counts;
     let n = |s| counts.get(&s).copied().unwrap_or(0);

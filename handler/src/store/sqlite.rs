@@ -20,7 +20,6 @@ use super::{apply, Change, ListFilter, StorageProblem, StoreError, TaskStore};
 use async_trait::async_trait;
 use model::{Logs, MetricSample, Task, TaskId, TaskPage};
 use rusqlite::{params, Connection, OptionalExtension};
-use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
