@@ -122,6 +122,26 @@ where
     runtimes::wait_for(what, limit, f).await
 }
 
+/// Waits until the runtime of `running` no longer knows the container `name` (the reconciler
+/// captured its logs and removed it), or panics after `limit`.
+pub async fn until_removed(running: &Running, name: &str, limit: Duration) {
+    eventually(
+        limit,
+        &format!("container {name} to be removed"),
+        || async {
+            running
+                .app
+                .runtime
+                .status(name)
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+}
+
 /// An HTTP client of a running handler.
 #[derive(Clone)]
 pub struct Api {

@@ -172,17 +172,7 @@ async fn attack(tag: &str, flags: &[&str]) -> Attack {
 /// The output of a finished task, once its container is removed and its logs captured.
 async fn output_of(running: &Running, api: &Api, task: &Task) -> String {
     let name = task.container.clone().expect("the task had a container");
-    eventually(LONG, "the task's container to be removed", || async {
-        running
-            .app
-            .runtime
-            .status(&name)
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    e2e::until_removed(running, &name, LONG).await;
     api.get(&format!("/api/tasks/{}/logs", task.id)).await["text"]
         .as_str()
         .unwrap()

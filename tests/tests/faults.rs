@@ -232,17 +232,7 @@ async fn work_past_its_timeout_is_timed_out_and_its_container_killed() {
         "{t:#?}"
     );
     let name = t.container.clone().unwrap();
-    eventually(LONG, "the timed-out container to be removed", || async {
-        running
-            .app
-            .runtime
-            .status(&name)
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    e2e::until_removed(&running, &name, LONG).await;
     let logs = api.get(&format!("/api/tasks/{}/logs", t.id)).await;
     assert!(logs["text"].as_str().unwrap().contains("started"), "{logs}");
     running.stop().await;
@@ -311,17 +301,7 @@ async fn worker_that_reports_done_then_exits_1_stays_done() {
     let t = api.wait_state(&t.id, TaskState::Done, LONG).await;
     let name = t.container.clone().unwrap();
     // The container really exited 1 and was cleaned up; the task stays Done with exit code 0.
-    eventually(LONG, "the container to be removed", || async {
-        running
-            .app
-            .runtime
-            .status(&name)
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    e2e::until_removed(&running, &name, LONG).await;
     let t = api.task(&t.id).await;
     assert_eq!(
         (t.state, t.exit_code, t.attempt),
