@@ -461,6 +461,9 @@ async fn without_a_network_tasks_finish_from_their_exit_codes() {
             .any(|t| t.state == TaskState::InProgress),
         "a worker without a network never reports: {ok:#?}"
     );
+    // Done comes from the exit code; the logs are captured just after, before removal.
+    let name = ok.container.clone().expect("the task had a container");
+    e2e::until_removed(&running, &name, LONG).await;
     let out = api.get(&format!("/api/tasks/{}/logs", ok.id)).await;
     assert!(
         out["text"]
