@@ -7,7 +7,7 @@ use crate::clock::now_ms;
 use crate::reconcile;
 use crate::runtime::RuntimeError;
 use crate::spawn::check_work;
-use crate::store::{Change, ListFilter, StorageProblem, StoreError};
+use crate::store::{ListFilter, StorageProblem, StoreError};
 use crate::token;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -16,8 +16,8 @@ use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use futures::StreamExt;
 use model::{
-    limits, ListQuery, ReportedState, StateReport, SubmitResponse, Task, TaskId, TaskState,
-    WorkItem,
+    limits, Event, LifecycleError, ListQuery, ReportedState, StateReport, SubmitResponse, Task,
+    TaskId, TaskState, WorkItem,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,17 +83,23 @@ impl From<StoreError> for ApiError {
                 "not_found",
                 format!("task {id} not found"),
             ),
-            StoreError::Illegal(t) => {
-                ApiError::new(StatusCode::CONFLICT, "illegal_transition", t.to_string())
-            }
-            e @ StoreError::StaleAttempt { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "stale_attempt", e.to_string())
+            StoreError::Refused { source, .. } => {
+                let code = match source {
+                    LifecycleError::Illegal { .. } => "illegal_transition",
+                    LifecycleError::Stale { .. } => "stale_attempt",
+                };
+                ApiError::new(StatusCode::CONFLICT, code, source.to_string())
             }
             StoreError::BadCursor => {
                 ApiError::bad("bad_cursor", "the cursor is not one this API returned")
             }
             e @ StoreError::Storage { .. } => ApiError::storage(&e),
-            e @ StoreError::Backend(_) => ApiError::internal(e),
+            e @ (StoreError::Sqlite(_)
+            | StoreError::Mongo(_)
+            | StoreError::Incompatible { .. }
+            | StoreError::Codec(_)
+            | StoreError::Contended { .. }
+            | StoreError::Unavailable(_)) => ApiError::internal(e),
         }
     }
 }
@@ -239,11 +245,7 @@ fn task_id(raw: &str) -> Result<TaskId> {
 }
 
 async fn load(app: &App, id: &TaskId) -> Result<Task> {
-    app.tasks
-        .store
-        .get(id)
-        .await?
-        .ok_or_else(|| StoreError::NotFound(id.clone()).into())
+    Ok(app.tasks.load(id).await?)
 }
 
 /// Reads a JSON body: at most `limit` bytes, UTF-8, nesting at most `MAX_JSON_DEPTH`.
@@ -302,8 +304,8 @@ fn json_depth(text: &str) -> usize {
 /// `GET /api/health`: 200 when the handler can take work; 507/503 with the store's error
 /// (as any route answers it) while its data directory cannot take writes.
 async fn health(app: Data) -> HttpResponse {
-    let (runtime, store) = (app.runtime.kind(), app.tasks.store.kind());
-    match app.tasks.store.ready().await {
+    let (runtime, store) = (app.runtime.kind(), app.tasks.store_kind());
+    match app.tasks.ready().await {
         Ok(()) => HttpResponse::Ok().json(serde_json::json!({
             "ok": true, "ready": true, "runtime": runtime, "store": store,
         })),
@@ -460,7 +462,6 @@ async fn list(app: Data, q: web::Query<ListQuery>) -> Result<HttpResponse> {
         .unwrap_or_default();
     let page = app
         .tasks
-        .store
         .list(&ListFilter {
             states,
             limit,
@@ -483,21 +484,16 @@ async fn logs(app: Data, id: web::Path<String>) -> Result<HttpResponse> {
             return Ok(HttpResponse::Ok().json(logs));
         }
     }
-    let logs = app
-        .tasks
-        .store
-        .logs(&task.id)
-        .await?
-        .unwrap_or(model::Logs {
-            text: String::new(),
-            truncated: false,
-        });
+    let logs = app.tasks.logs(&task.id).await?.unwrap_or(model::Logs {
+        text: String::new(),
+        truncated: false,
+    });
     Ok(HttpResponse::Ok().json(logs))
 }
 
 async fn metrics(app: Data, id: web::Path<String>) -> Result<HttpResponse> {
     let task = load(&app, &task_id(&id)?).await?;
-    let samples = app.tasks.store.metrics(&task.id).await?;
+    let samples = app.tasks.metrics(&task.id).await?;
     Ok(HttpResponse::Ok().json(model::Metrics { samples }))
 }
 
@@ -512,10 +508,10 @@ async fn cancel(app: Data, id: web::Path<String>) -> Result<HttpResponse> {
             format!("task is already {}", task.state),
         ));
     }
-    let task = app
-        .tasks
-        .finish(&task.id, TaskState::Cancelled, "cancelled by request")
-        .await?;
+    let cancel = Event::Cancel {
+        reason: "cancelled by request".into(),
+    };
+    let task = app.tasks.apply(&task.id, cancel).await?;
     if let Some(name) = &task.container {
         if let Err(e) = app.runtime.kill(name).await {
             tracing::warn!(container = %name, error = %e, "kill after cancel failed; the reconciler retries");
@@ -528,7 +524,7 @@ async fn cancel(app: Data, id: web::Path<String>) -> Result<HttpResponse> {
 /// `POST /api/tasks/{id}/retry`: a finished, unsuccessful task gets one more attempt.
 async fn retry(app: Data, id: web::Path<String>) -> Result<HttpResponse> {
     let task = load(&app, &task_id(&id)?).await?;
-    if !(task.state.is_failure() || task.state == TaskState::Cancelled) {
+    if !task.state.is_retryable() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "not_retryable",
@@ -538,12 +534,10 @@ async fn retry(app: Data, id: web::Path<String>) -> Result<HttpResponse> {
             ),
         ));
     }
-    let mut c = Change::to(TaskState::Pending, now_ms());
-    c.new_attempt = true;
-    c.expect_attempt = Some(task.attempt);
-    c.max_attempts = Some(task.attempt + 1);
-    c.reason = Some("retry requested".into());
-    let task = app.tasks.change(&task.id, c).await?;
+    let retry = Event::Retry {
+        attempt: task.attempt,
+    };
+    let task = app.tasks.apply(&task.id, retry).await?;
     app.intake.requeue(&task, now_ms()).await?;
     Ok(HttpResponse::Ok().json(task))
 }
@@ -563,7 +557,7 @@ async fn report(
             "the worker's task token is required (Authorization: Bearer)",
         ));
     };
-    let stored = app.tasks.store.token_hash(&id).await?;
+    let stored = app.tasks.token_hash(&id).await?;
     if !stored.is_some_and(|h| token::verify(&given, &h)) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -581,14 +575,19 @@ async fn report(
                 .unwrap_or_else(|| format!("work failed with exit code {code}"));
             reconcile::attempt_failed(&app, &task, Some(code), &reason).await?;
         }
-        state => {
-            let mut c = Change::to(state.into(), now_ms());
-            c.expect_attempt = Some(task.attempt);
-            c.exit_code = r
-                .exit_code
-                .filter(|_| state == ReportedState::Done)
-                .or((state == ReportedState::Done).then_some(0));
-            app.tasks.change(&id, c).await?;
+        ReportedState::InProgress => {
+            let started = Event::Started {
+                attempt: task.attempt,
+            };
+            app.tasks.apply(&id, started).await?;
+        }
+        ReportedState::Done => {
+            let done = Event::Succeeded {
+                attempt: task.attempt,
+                exit_code: r.exit_code.unwrap_or(0),
+                reason: None,
+            };
+            app.tasks.apply(&id, done).await?;
         }
     }
     Ok(HttpResponse::NoContent().finish())
@@ -608,11 +607,10 @@ async fn clear(app: Data, q: web::Query<ClearQuery>) -> Result<HttpResponse> {
             "only state=finished can be cleared",
         ));
     }
-    let removed = app.tasks.store.remove_finished().await?;
+    let removed = app.tasks.remove_finished().await?;
     for name in removed.iter().filter_map(|t| t.container.as_deref()) {
         let _ = app.runtime.remove(name).await;
     }
-    app.tasks.events.cleared(&removed);
     Ok(HttpResponse::Ok().json(model::Cleared {
         removed: removed.len() as u64,
     }))

@@ -173,9 +173,13 @@ pub async fn start(args: LocalArgs) -> anyhow::Result<Running> {
     }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
-    let store = SqliteStore::open(&args.data_dir.join("eda.db"))?;
-    let events = Events::default();
-    let queue = Arc::new(LocalQueue::new(store.db.clone(), events.clone()));
+    let store = SqliteStore::open(&args.data_dir.join("eda.db"))?.with_outbox(queue::enqueue_new);
+    let rates = Rates {
+        cpu_second: settings.rates.0,
+        gb_second: settings.rates.1,
+    };
+    let tasks = Tasks::new(Arc::new(store.clone()), Events::default(), rates);
+    let queue = Arc::new(LocalQueue::new(store.db.clone(), tasks.clone()));
     let recovered = queue.recover().await?;
     let chosen = runtime(&args).await?;
     let workers = match chosen.gateway.filter(|_| args.public_url.is_none()) {
@@ -186,18 +190,10 @@ pub async fn start(args: LocalArgs) -> anyhow::Result<Running> {
     if let Some(w) = worker_addr {
         settings.public_url = format!("http://{w}");
     }
-    let rates = Rates {
-        cpu_second: settings.rates.0,
-        gb_second: settings.rates.1,
-    };
     let app = Arc::new(App {
         slots: Arc::new(Slots::new(settings.concurrency)),
         settings,
-        tasks: Tasks {
-            store: Arc::new(store),
-            events,
-            rates,
-        },
+        tasks,
         runtime: chosen.runtime,
         intake: queue.clone(),
         wake: Arc::new(Notify::new()),
@@ -205,7 +201,6 @@ pub async fn start(args: LocalArgs) -> anyhow::Result<Running> {
     });
     for t in app
         .tasks
-        .store
         .unfinished()
         .await?
         .into_iter()

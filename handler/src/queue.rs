@@ -9,10 +9,10 @@
 
 use crate::app::{App, Intake, IntakeError};
 use crate::clock::now_ms;
-use crate::events::Events;
 use crate::spawn::{self, Delivery, Outcome};
-use crate::store::sqlite::{backend, insert_in, Db};
+use crate::store::sqlite::{backend, Db};
 use crate::store::StoreError;
+use crate::tasks::Tasks;
 use async_trait::async_trait;
 use model::{Envelope, Task};
 use rusqlite::{params, OptionalExtension};
@@ -41,24 +41,40 @@ pub struct Leased {
 
 /// The queue. Cheap to share behind an `Arc`.
 pub struct LocalQueue {
-    /// The database shared with the store.
+    /// The database shared with the store (the queue's own tables).
     db: Db,
-    /// Announces new tasks to the dashboard.
-    events: Events,
+    /// Where tasks are inserted (the store's outbox, [`enqueue_new`], queues their messages).
+    tasks: Tasks,
     /// Wakes the consumer when a message is added.
     added: Notify,
 }
 
 fn envelope_of(task: &Task) -> Result<String, StoreError> {
-    serde_json::to_string(&Envelope::of(task)).map_err(backend)
+    serde_json::to_string(&Envelope::of(task)).map_err(StoreError::codec)
+}
+
+/// The SQLite store's outbox in local mode (`SqliteStore::with_outbox`): queues one message per
+/// new task in the transaction that inserts them, so a task is never stored without its message.
+pub fn enqueue_new(
+    tx: &rusqlite::Transaction<'_>,
+    new: &[Task],
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let mut send = tx.prepare_cached(SEND).map_err(backend)?;
+    for t in new {
+        send.execute(params![t.id.as_str(), envelope_of(t)?, now_ms])
+            .map_err(backend)?;
+    }
+    Ok(())
 }
 
 impl LocalQueue {
-    /// A queue on `db`.
-    pub fn new(db: Db, events: Events) -> LocalQueue {
+    /// A queue on `db`, taking new work through `tasks`, whose store must be the SQLite store
+    /// of `db` with [`enqueue_new`] as its outbox.
+    pub fn new(db: Db, tasks: Tasks) -> LocalQueue {
         LocalQueue {
             db,
-            events,
+            tasks,
             added: Notify::new(),
         }
     }
@@ -223,24 +239,7 @@ impl LocalQueue {
 #[async_trait]
 impl Intake for LocalQueue {
     async fn submit(&self, tasks: Vec<Task>) -> Result<Vec<Task>, IntakeError> {
-        let now = now_ms();
-        let stored = self
-            .db
-            .write(move |tx| {
-                let stored = insert_in(tx, &tasks)?;
-                let mut send = tx.prepare_cached(SEND).map_err(backend)?;
-                for (new, stored) in tasks.iter().zip(&stored) {
-                    if new == stored {
-                        send.execute(params![stored.id.as_str(), envelope_of(stored)?, now])
-                            .map_err(backend)?;
-                    }
-                }
-                Ok(stored)
-            })
-            .await?;
-        for t in &stored {
-            self.events.task(t);
-        }
+        let stored = self.tasks.insert(&tasks).await?;
         self.added.notify_one();
         Ok(stored)
     }

@@ -11,10 +11,10 @@
 use crate::app::App;
 use crate::clock::now_ms;
 use crate::runtime::{ContainerStatus, Phase, RuntimeError};
-use crate::store::{Change, StoreError};
+use crate::store::StoreError;
 use futures::StreamExt;
 use model::naming::parse_container_name;
-use model::{limits, Task, TaskId, TaskState};
+use model::{limits, Event, Task, TaskId, TaskState};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,7 +64,7 @@ async fn next_exit(
 
 /// One pass over every unfinished task and every container of ours.
 pub async fn sweep(app: &Arc<App>) -> Result<(), ReconcileError> {
-    for task in app.tasks.store.unfinished().await? {
+    for task in app.tasks.unfinished().await? {
         if task.state.is_active() {
             check(app, &task).await?;
         }
@@ -77,12 +77,12 @@ async fn on_exit(app: &Arc<App>, name: &str) -> Result<(), ReconcileError> {
     let Some((id, _)) = parse_container_name(name) else {
         return Ok(());
     };
-    if let Some(task) = app.tasks.store.get(&id).await? {
+    if let Some(task) = app.tasks.get(&id).await? {
         if task.state.is_active() {
             check(app, &task).await?;
         }
     }
-    match app.tasks.store.get(&id).await? {
+    match app.tasks.get(&id).await? {
         Some(task) => cleanup(app, name, Some(&task)).await,
         None => Ok(()),
     }
@@ -140,10 +140,11 @@ async fn timed_out(app: &Arc<App>, task: &Task, name: &str) -> Result<(), Reconc
         "ran longer than its timeout of {} s; container killed",
         task.timeout_secs
     );
-    let mut c = Change::to(TaskState::TimedOut, now_ms());
-    c.expect_attempt = Some(task.attempt);
-    c.reason = Some(reason);
-    settle(app.tasks.change(&task.id, c).await)?;
+    let event = Event::TimedOut {
+        attempt: task.attempt,
+        reason,
+    };
+    settle(app.tasks.apply(&task.id, event).await)?;
     app.runtime.kill(name).await?;
     Ok(())
 }
@@ -152,11 +153,12 @@ async fn timed_out(app: &Arc<App>, task: &Task, name: &str) -> Result<(), Reconc
 async fn exited(app: &Arc<App>, task: &Task, st: &ContainerStatus) -> Result<(), ReconcileError> {
     let code = st.exit_code.unwrap_or(-1);
     if code == 0 {
-        let mut c = Change::to(TaskState::Done, now_ms());
-        c.expect_attempt = Some(task.attempt);
-        c.exit_code = Some(0);
-        c.reason = Some("container exited 0 without reporting Done".into());
-        return settle(app.tasks.change(&task.id, c).await);
+        let event = Event::Succeeded {
+            attempt: task.attempt,
+            exit_code: 0,
+            reason: Some("container exited 0 without reporting Done".into()),
+        };
+        return settle(app.tasks.apply(&task.id, event).await);
     }
     attempt_failed(app, task, Some(code), &describe_exit(code, st)).await
 }
@@ -178,38 +180,27 @@ pub fn describe_exit(code: i64, st: &ContainerStatus) -> String {
     s
 }
 
-/// The current attempt failed: retry after a backoff if attempts are left, else `Failed`.
-/// Also used when the worker itself reports `Failed`.
+/// The current attempt failed: `Task::apply` retries it after a backoff if attempts are left,
+/// else it is `Failed`. Also used when the worker itself reports `Failed`.
 pub async fn attempt_failed(
     app: &Arc<App>,
     task: &Task,
     exit_code: Option<i64>,
     reason: &str,
 ) -> Result<(), ReconcileError> {
-    let now = now_ms();
-    let mut c;
-    if task.attempt < task.max_attempts {
-        let delay = crate::queue::backoff(task.attempt, app.settings.retry_backoff);
-        c = Change::to(TaskState::Pending, now);
-        c.new_attempt = true;
-        c.retry_at_ms = Some(now + delay.as_millis() as i64);
-        c.reason = Some(format!(
-            "attempt {}/{} failed: {reason}; retrying in {:.1} s",
-            task.attempt,
-            task.max_attempts,
-            delay.as_secs_f64()
-        ));
-    } else {
-        c = Change::to(TaskState::Failed, now);
-        c.reason = Some(reason.to_string());
-    }
-    c.expect_attempt = Some(task.attempt);
-    c.exit_code = exit_code;
-    let retry_at = c.retry_at_ms;
-    let Some(updated) = settle_task(app.tasks.change(&task.id, c).await)? else {
+    let event = Event::AttemptFailed {
+        attempt: task.attempt,
+        exit_code,
+        reason: reason.to_string(),
+        retry_after: crate::queue::backoff(task.attempt, app.settings.retry_backoff),
+    };
+    let Some(updated) = settle_task(app.tasks.apply(&task.id, event).await)? else {
         return Ok(());
     };
-    if let Some(at) = retry_at {
+    if let Some(at) = updated
+        .retry_at_ms
+        .filter(|_| updated.state == TaskState::Pending)
+    {
         app.intake.requeue(&updated, at).await?;
     }
     Ok(())
@@ -223,9 +214,7 @@ fn settle(r: Result<Task, StoreError>) -> Result<(), ReconcileError> {
 fn settle_task(r: Result<Task, StoreError>) -> Result<Option<Task>, ReconcileError> {
     match r {
         Ok(t) => Ok(Some(t)),
-        Err(StoreError::Illegal(_) | StoreError::StaleAttempt { .. } | StoreError::NotFound(_)) => {
-            Ok(None)
-        }
+        Err(e) if e.is_lost_race() => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
@@ -240,12 +229,12 @@ async fn collect(app: &Arc<App>) -> Result<(), ReconcileError> {
         };
         // A container whose task this store does not know belongs to another handler (another
         // data dir on the same engine): not ours to remove.
-        if let Some(task) = app.tasks.store.get(&id).await? {
+        if let Some(task) = app.tasks.get(&id).await? {
             cleanup(app, name, Some(&task)).await?;
         }
     }
     for id in app.slots.holders() {
-        let task = app.tasks.store.get(&id).await?;
+        let task = app.tasks.get(&id).await?;
         if task.as_ref().is_some_and(|t| t.state.is_active()) {
             continue;
         }
@@ -280,7 +269,7 @@ async fn cleanup(app: &Arc<App>, name: &str, task: Option<&Task>) -> Result<(), 
     }
     if let (true, Some(t)) = (current, task) {
         let logs = app.runtime.logs(name, limits::MAX_LOG_BYTES).await?;
-        app.tasks.store.put_logs(&t.id, &logs).await?;
+        app.tasks.put_logs(&t.id, &logs).await?;
     }
     app.runtime.remove(name).await?;
     if let Some(t) = task.filter(|t| !t.state.is_active()) {
@@ -312,14 +301,14 @@ pub async fn sample(app: Arc<App>) {
 }
 
 async fn sample_one(app: &Arc<App>, id: &TaskId) -> Result<(), ReconcileError> {
-    let Some(task) = app.tasks.store.get(id).await? else {
+    let Some(task) = app.tasks.get(id).await? else {
         return Ok(());
     };
     let Some(name) = task.container.as_deref().filter(|_| task.state.is_active()) else {
         return Ok(());
     };
     if let Some(s) = app.runtime.sample(name).await? {
-        app.tasks.store.add_metrics(id, &[s]).await?;
+        app.tasks.add_metrics(id, &[s]).await?;
     }
     Ok(())
 }

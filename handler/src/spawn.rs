@@ -8,10 +8,10 @@
 use crate::app::App;
 use crate::clock::now_ms;
 use crate::runtime::{ContainerSpec, Phase, RuntimeError};
-use crate::store::{Change, StoreError};
+use crate::store::StoreError;
 use crate::token;
 use model::naming::container_name;
-use model::{limits, Envelope, Task, TaskId, TaskState};
+use model::{limits, Envelope, Event, Task, TaskId, TaskState};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -120,18 +120,23 @@ pub async fn handle_checked(
 /// Marks the message's task `DeadLettered` with `reason` (creating it for a plain message).
 pub async fn dead_letter(app: &Arc<App>, d: &Delivery, reason: &str) {
     let result = match ensure_task(app, d).await {
-        Ok(t) if !t.state.is_terminal() => app
-            .tasks
-            .finish(&t.id, TaskState::DeadLettered, reason)
-            .await
-            .map(drop),
+        Ok(t) if !t.state.is_terminal() => {
+            let event = Event::DeadLetter {
+                reason: reason.to_string(),
+            };
+            app.tasks
+                .apply(&t.id, event)
+                .await
+                .map(drop)
+                .map_err(SpawnError::from)
+        }
         Ok(_) => Ok(()),
         Err(SpawnError::Invalid(why)) => {
             // It can never be a task, so there is no task to mark; the queue keeps the message.
             tracing::warn!(message = %d.message_id, reason = %why, "dead-lettered a message that is not a task");
             Ok(())
         }
-        Err(e) => Err(StoreError::Backend(e.to_string())),
+        Err(e) => Err(e),
     };
     if let Err(e) = result {
         tracing::error!(message = %d.message_id, error = %e, "could not record the dead letter");
@@ -196,7 +201,7 @@ pub fn check_work(work: &str) -> Result<(), String> {
 /// used by Functions mode to store a task it leaves waiting at the global cap).
 pub async fn ensure_task(app: &Arc<App>, d: &Delivery) -> Result<Task, SpawnError> {
     let env = envelope(d)?;
-    if let Some(t) = app.tasks.store.get(&env.id).await? {
+    if let Some(t) = app.tasks.get(&env.id).await? {
         return Ok(t);
     }
     let s = &app.settings;
@@ -222,13 +227,21 @@ async fn start_attempt(
 ) -> Result<Outcome, SpawnError> {
     let name = container_name(&task.id, attempt);
     let secret = token::new_token();
-    let mut c = Change::to(TaskState::Provisioning, now_ms());
-    c.expect_attempt = Some(task.attempt);
-    c.attempt = Some(attempt);
-    c.container = Some(name.clone());
-    c.token_hash = Some(token::hash(&secret));
-    c.reason = Some(String::new());
-    let task = app.tasks.change(&task.id, c).await?;
+    let (container, token_hash) = (name.clone(), token::hash(&secret));
+    let event = if attempt == task.attempt {
+        Event::Reprovision {
+            attempt,
+            container,
+            token_hash,
+        }
+    } else {
+        Event::Provision {
+            attempt,
+            container,
+            token_hash,
+        }
+    };
+    let task = app.tasks.apply(&task.id, event).await?;
     check.after_claim(app, &task).await?;
     let spec = container_spec(app, &task, name, secret);
     if let Err(e) = app.runtime.create(&spec).await {
@@ -241,14 +254,16 @@ async fn start_attempt(
 
 /// Shows why a spawn is waiting on the task itself, so the dashboard tells the truth.
 async fn note(app: &Arc<App>, task: &Task, e: &RuntimeError) {
-    let mut c = Change::to(TaskState::Provisioning, now_ms());
-    c.expect_attempt = Some(task.attempt);
-    c.reason = Some(if e.is_transient() {
+    let reason = if e.is_transient() {
         format!("waiting for the container runtime: {e}")
     } else {
         format!("spawn failed: {e}")
-    });
-    let _ = app.tasks.change(&task.id, c).await;
+    };
+    let event = Event::Note {
+        attempt: task.attempt,
+        reason,
+    };
+    let _ = app.tasks.apply(&task.id, event).await;
 }
 
 /// The container of one task attempt.

@@ -223,7 +223,7 @@ impl Harness {
     }
 
     async fn task(&self, id: &TaskId) -> model::Task {
-        self.running.app.tasks.store.get(id).await.unwrap().unwrap()
+        self.running.app.tasks.get(id).await.unwrap().unwrap()
     }
 
     /// An HttpApi invocation as the host sends it when the request is not forwarded.
@@ -489,31 +489,14 @@ async fn the_timer_settles_exits_sends_due_retries_and_samples() {
     assert_eq!(messages.len(), 1, "sent once: {messages:?}");
     let env: Envelope = serde_json::from_str(messages[0].as_str().unwrap()).unwrap();
     assert_eq!(env.id, bad);
-    assert_eq!(
-        h.running
-            .app
-            .tasks
-            .store
-            .metrics(&busy)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
-    let logs = h.running.app.tasks.store.logs(&ok).await.unwrap().unwrap();
+    assert_eq!(h.running.app.tasks.metrics(&busy).await.unwrap().len(), 1);
+    let logs = h.running.app.tasks.logs(&ok).await.unwrap().unwrap();
     assert!(logs.text.contains("output of eda-"));
 
     let (status, r) = h.invoke("ReconcileTimer", timer).await;
     assert_eq!(status, 200);
     assert_eq!(
-        h.running
-            .app
-            .tasks
-            .store
-            .metrics(&busy)
-            .await
-            .unwrap()
-            .len(),
+        h.running.app.tasks.metrics(&busy).await.unwrap().len(),
         1,
         "a point already stored is not stored twice"
     );
@@ -544,7 +527,7 @@ async fn the_timer_resends_old_pending_tasks_that_never_spawned() {
     let fresh = task("fresh", 1_000);
     let mut scheduled = task("scheduled", 10 * 60_000);
     scheduled.retry_at_ms = Some(now + 3_600_000);
-    let store = &h.running.app.tasks.store;
+    let store = &h.running.app.tasks;
     store
         .insert(&[old.clone(), fresh, scheduled])
         .await

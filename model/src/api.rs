@@ -163,6 +163,26 @@ pub struct Logs {
     pub truncated: bool,
 }
 
+impl Logs {
+    /// These logs as every store keeps them: at most [`crate::limits::MAX_LOG_BYTES`] of the
+    /// tail (cut on a character boundary), marked truncated when anything was cut. The one cap
+    /// of stored logs, so no backend keeps more than another.
+    pub fn capped(self) -> Logs {
+        let max = crate::limits::MAX_LOG_BYTES;
+        let mut start = self.text.len().saturating_sub(max);
+        while !self.text.is_char_boundary(start) {
+            start += 1;
+        }
+        if start == 0 {
+            return self;
+        }
+        Logs {
+            text: self.text[start..].to_string(),
+            truncated: true,
+        }
+    }
+}
+
 /// One CPU and memory sample of a running container.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct MetricSample {
@@ -209,4 +229,29 @@ pub struct ApiError {
     pub code: String,
     /// What went wrong and, for a limit, which limit.
     pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Logs;
+    use crate::limits::MAX_LOG_BYTES;
+
+    #[test]
+    fn logs_keep_their_tail_on_a_character_boundary() {
+        let small = Logs {
+            text: "hi".into(),
+            truncated: false,
+        };
+        assert_eq!(small.clone().capped(), small);
+        let text = format!("x{}", "é".repeat(MAX_LOG_BYTES / 2));
+        let capped = Logs {
+            text: text.clone(),
+            truncated: false,
+        }
+        .capped();
+        assert!(capped.truncated);
+        assert!(capped.text.len() <= MAX_LOG_BYTES);
+        assert!(text.ends_with(&capped.text));
+        assert_eq!(capped.text.len(), MAX_LOG_BYTES); // 'x' dropped, every 'é' kept
+    }
 }

@@ -2,8 +2,10 @@
 //!
 //! # Layout
 //!
-//! - [`state`]: the task lifecycle as a type: [`TaskState`] and the one [`TaskState::transition`]
-//!   function that decides which moves are legal.
+//! - [`state`]: the states of a task ([`TaskState`]), listed once, with every per-state fact
+//!   (terminal, retryable, board rank, CSS class) in one exhaustive table.
+//! - [`lifecycle`]: how a task changes: an [`Event`] applied by the pure [`Task::apply`], which
+//!   decides legality, stamps times and the timeline, and bills ([`Rates`]).
 //! - [`task`]: a task as stored and as served by the API ([`Task`], [`TaskId`], [`Transition`]).
 //! - [`api`]: request and response bodies of the HTTP API, the worker's state report, the queue
 //!   envelope and the events streamed to the dashboard.
@@ -13,11 +15,13 @@
 //! This crate has no I/O and builds for `wasm32-unknown-unknown`, because the dashboard shares it.
 
 pub mod api;
+pub mod lifecycle;
 pub mod limits;
 pub mod naming;
 pub mod state;
 pub mod task;
 
 pub use api::*;
-pub use state::{TaskState, TransitionError};
+pub use lifecycle::{Event, LifecycleError, Rates};
+pub use state::{StateFacts, TaskState};
 pub use task::{Resources, Task, TaskId, TaskIdError, Transition};

@@ -1,4 +1,4 @@
-//! The task lifecycle.
+//! The states of a task, and every fact about a state, each decided in one place.
 //!
 //! ```text
 //! Pending -> Provisioning -> InProgress -> Done | Failed | Cancelled | TimedOut
@@ -8,16 +8,42 @@
 //! Failed | TimedOut | Cancelled | DeadLettered --> Pending (retry asked for by a person)
 //! ```
 //!
-//! Moves never go backwards within an attempt. The only way back to `Pending` is a new attempt,
-//! which the caller must say it is starting (see [`TaskState::transition`]).
+//! Which moves are legal is decided by the events that cause them ([`crate::lifecycle`]). This
+//! module only names the states: the list is written once (the [`task_states!`] invocation
+//! below, which derives [`TaskState::ALL`] and the wire names), and every per-state fact (terminal,
+//! failure, retryable, board rank, CSS class) is read from one exhaustive `match` in
+//! [`TaskState::facts`], so adding a state fails to compile until its facts are written.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-/// Where a task is in its life. The names `Pending`, `InProgress` and `Done` are the seed's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum TaskState {
+/// Declares [`TaskState`], [`TaskState::ALL`] and [`TaskState::as_str`] from one list, so the
+/// three cannot disagree.
+macro_rules! task_states {
+    ($( $(#[$doc:meta])* $name:ident ),+ $(,)?) => {
+        /// Where a task is in its life. The names `Pending`, `InProgress` and `Done` are the
+        /// seed's; the variant name is the name on the wire and in the database.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub enum TaskState {
+            $( $(#[$doc])* $name, )+
+        }
+
+        impl TaskState {
+            /// Every state, in lifecycle order (counts, filters, SQL `IN` lists derive from it).
+            pub const ALL: [TaskState; [$(stringify!($name)),+].len()] = [$(TaskState::$name),+];
+
+            /// The seed-compatible name used on the wire and in the database.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $( TaskState::$name => stringify!($name), )+
+                }
+            }
+        }
+    };
+}
+
+task_states! {
     /// Accepted and queued; no container yet.
     Pending,
     /// A container was asked for; the worker has not reported yet.
@@ -36,93 +62,89 @@ pub enum TaskState {
     DeadLettered,
 }
 
-/// Why a move between two states was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("illegal task transition {from} -> {to}")]
-pub struct TransitionError {
-    /// The state the task was in.
-    pub from: TaskState,
-    /// The state somebody asked for.
-    pub to: TaskState,
+/// Everything the code needs to know about one state, written once per state in
+/// [`TaskState::facts`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateFacts {
+    /// Nothing more happens to the task unless a person retries it.
+    pub terminal: bool,
+    /// A terminal state that means "it did not work" (red on the dashboard).
+    pub failure: bool,
+    /// A person may retry the task from here (`POST /api/tasks/{id}/retry`).
+    pub retryable: bool,
+    /// A container may exist for the task.
+    pub active: bool,
+    /// Order of the state within one attempt (a task only moves forward within an attempt):
+    /// how the dashboard tells an older copy of a task from a newer one.
+    pub rank: u8,
+    /// The dashboard's CSS class (its colour on tiles, chips and the timeline).
+    pub class: &'static str,
 }
 
 impl TaskState {
-    /// Every state, in lifecycle order (handy for counts and filters).
-    pub const ALL: [TaskState; 8] = [
-        TaskState::Pending,
-        TaskState::Provisioning,
-        TaskState::InProgress,
-        TaskState::Done,
-        TaskState::Failed,
-        TaskState::Cancelled,
-        TaskState::TimedOut,
-        TaskState::DeadLettered,
-    ];
+    /// The one exhaustive table of per-state facts; every predicate below reads it.
+    pub const fn facts(self) -> StateFacts {
+        const fn f(
+            terminal: bool,
+            failure: bool,
+            retryable: bool,
+            rank: u8,
+            class: &'static str,
+        ) -> StateFacts {
+            StateFacts {
+                terminal,
+                failure,
+                retryable,
+                active: !terminal && rank > 0,
+                rank,
+                class,
+            }
+        }
+        match self {
+            TaskState::Pending => f(false, false, false, 0, "st-pending"),
+            TaskState::Provisioning => f(false, false, false, 1, "st-provisioning"),
+            TaskState::InProgress => f(false, false, false, 2, "st-inprogress"),
+            TaskState::Done => f(true, false, false, 3, "st-done"),
+            TaskState::Failed => f(true, true, true, 3, "st-failed"),
+            TaskState::Cancelled => f(true, false, true, 3, "st-cancelled"),
+            TaskState::TimedOut => f(true, true, true, 3, "st-timedout"),
+            TaskState::DeadLettered => f(true, true, true, 3, "st-deadlettered"),
+        }
+    }
 
     /// True once nothing more will happen to the task unless a person retries it.
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            TaskState::Done
-                | TaskState::Failed
-                | TaskState::Cancelled
-                | TaskState::TimedOut
-                | TaskState::DeadLettered
-        )
+        self.facts().terminal
     }
 
     /// True for the terminal states that mean "it did not work" (red on the dashboard).
     pub fn is_failure(self) -> bool {
-        matches!(
-            self,
-            TaskState::Failed | TaskState::TimedOut | TaskState::DeadLettered
-        )
+        self.facts().failure
     }
 
     /// True while a container may exist for the task.
     pub fn is_active(self) -> bool {
-        matches!(self, TaskState::Provisioning | TaskState::InProgress)
+        self.facts().active
     }
 
-    /// The one place that decides whether `self -> to` is legal.
-    ///
-    /// `new_attempt` says the caller is starting another attempt (automatic retry or a person's
-    /// retry); only then may a task go back to `Pending`. Re-entering the same active state is
-    /// allowed so that a redelivered message can refresh a `Provisioning` record idempotently.
-    pub fn transition(
-        self,
-        to: TaskState,
-        new_attempt: bool,
-    ) -> Result<TaskState, TransitionError> {
-        use TaskState::*;
-        let ok = match (self, to) {
-            (Pending, Provisioning | Cancelled | DeadLettered | Failed) => true,
-            (Provisioning, Provisioning) => !new_attempt,
-            (Provisioning, InProgress | DeadLettered) => true,
-            (Provisioning | InProgress, Done | Failed | Cancelled | TimedOut) => true,
-            (Provisioning | InProgress, Pending) => new_attempt,
-            (Failed | TimedOut | Cancelled | DeadLettered, Pending) => new_attempt,
-            _ => false,
-        };
-        if ok {
-            Ok(to)
-        } else {
-            Err(TransitionError { from: self, to })
-        }
+    /// True when a person may retry the task (the API's retry route and the dashboard's button).
+    pub fn is_retryable(self) -> bool {
+        self.facts().retryable
     }
 
-    /// The seed-compatible name used on the wire and in the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskState::Pending => "Pending",
-            TaskState::Provisioning => "Provisioning",
-            TaskState::InProgress => "InProgress",
-            TaskState::Done => "Done",
-            TaskState::Failed => "Failed",
-            TaskState::Cancelled => "Cancelled",
-            TaskState::TimedOut => "TimedOut",
-            TaskState::DeadLettered => "DeadLettered",
-        }
+    /// Order within one attempt (see [`StateFacts::rank`]).
+    pub fn rank(self) -> u8 {
+        self.facts().rank
+    }
+
+    /// The dashboard's CSS class of the state.
+    pub fn css_class(self) -> &'static str {
+        self.facts().class
+    }
+
+    /// The states for which `pred` holds, in lifecycle order.
+    pub fn matching(pred: impl Fn(TaskState) -> bool) -> impl Iterator<Item = TaskState> {
+        TaskState::ALL.into_iter().filter(move |s| pred(*s))
     }
 }
 
@@ -151,64 +173,6 @@ impl FromStr for TaskState {
 mod tests {
     use super::TaskState::{self, *};
 
-    /// Every (from, to, new_attempt) that must be accepted; everything else must be refused.
-    const LEGAL: &[(TaskState, TaskState, bool)] = &[
-        (Pending, Provisioning, false),
-        (Pending, Provisioning, true),
-        (Pending, Cancelled, false),
-        (Pending, Cancelled, true),
-        (Pending, DeadLettered, false),
-        (Pending, DeadLettered, true),
-        (Pending, Failed, false),
-        (Pending, Failed, true),
-        (Provisioning, Provisioning, false),
-        (Provisioning, InProgress, false),
-        (Provisioning, InProgress, true),
-        (Provisioning, DeadLettered, false),
-        (Provisioning, DeadLettered, true),
-        (Provisioning, Pending, true),
-        (InProgress, Pending, true),
-        (Failed, Pending, true),
-        (TimedOut, Pending, true),
-        (Cancelled, Pending, true),
-        (DeadLettered, Pending, true),
-    ];
-
-    fn legal(from: TaskState, to: TaskState, retry: bool) -> bool {
-        let finish = matches!(from, Provisioning | InProgress)
-            && matches!(to, Done | Failed | Cancelled | TimedOut);
-        finish || LEGAL.contains(&(from, to, retry))
-    }
-
-    #[test]
-    fn every_move_is_decided_by_the_table() {
-        for from in TaskState::ALL {
-            for to in TaskState::ALL {
-                for retry in [false, true] {
-                    let got = from.transition(to, retry);
-                    assert_eq!(
-                        got.is_ok(),
-                        legal(from, to, retry),
-                        "{from} -> {to} retry={retry}"
-                    );
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn terminal_states_only_leave_by_retry() {
-        for from in TaskState::ALL.into_iter().filter(|s| s.is_terminal()) {
-            for to in TaskState::ALL {
-                assert!(from.transition(to, false).is_err(), "{from} -> {to}");
-            }
-        }
-        assert!(
-            Done.transition(Pending, true).is_err(),
-            "a done task is not retried"
-        );
-    }
-
     #[test]
     fn names_round_trip() {
         for s in TaskState::ALL {
@@ -219,5 +183,33 @@ mod tests {
             );
         }
         assert!("Running".parse::<TaskState>().is_err());
+        assert_eq!(TaskState::ALL.len(), 8);
+    }
+
+    #[test]
+    fn facts_are_consistent() {
+        let terminal: Vec<_> = TaskState::matching(TaskState::is_terminal).collect();
+        assert_eq!(terminal, [Done, Failed, Cancelled, TimedOut, DeadLettered]);
+        let active: Vec<_> = TaskState::matching(TaskState::is_active).collect();
+        assert_eq!(active, [Provisioning, InProgress]);
+        let retryable: Vec<_> = TaskState::matching(TaskState::is_retryable).collect();
+        assert_eq!(retryable, [Failed, Cancelled, TimedOut, DeadLettered]);
+        for s in TaskState::ALL {
+            assert!(
+                !s.is_failure() || s.is_terminal(),
+                "{s}: a failure is terminal"
+            );
+            assert!(
+                !s.is_retryable() || s.is_terminal(),
+                "{s}: only an end is retried"
+            );
+            assert_eq!(s.is_retryable(), s.is_terminal() && s != Done, "{s}");
+            assert_eq!(s.css_class(), format!("st-{}", s.as_str().to_lowercase()));
+            assert_eq!(s.rank() == 3, s.is_terminal(), "{s}");
+        }
+        let ranks: Vec<_> = [Pending, Provisioning, InProgress]
+            .map(TaskState::rank)
+            .into();
+        assert_eq!(ranks, [0, 1, 2]);
     }
 }

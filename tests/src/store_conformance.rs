@@ -1,9 +1,15 @@
 //! The one conformance suite every [`TaskStore`] backend must pass (SQLite here; MongoDB when
 //! a server is given). Each check starts from tasks with fresh ids, so backends may be shared.
 
-use handler::store::{Change, ListFilter, StoreError, TaskStore};
-use model::{Logs, MetricSample, Resources, Task, TaskId, TaskState};
+use handler::store::{ListFilter, StoreError, TaskStore};
+use model::{Event, LifecycleError, Logs, MetricSample, Rates, Resources, Task, TaskId, TaskState};
 use std::sync::Arc;
+
+/// 1 per vCPU-second, 0 per GB-second: a task of 1 vCPU costs its billed seconds.
+const RATES: Rates = Rates {
+    cpu_second: 1.0,
+    gb_second: 0.0,
+};
 
 fn id(prefix: &str, n: usize) -> TaskId {
     let nanos = std::time::SystemTime::now()
@@ -28,12 +34,31 @@ fn task(prefix: &str, n: usize) -> Task {
     )
 }
 
-fn provision(attempt: u32, at: i64) -> Change {
-    let mut c = Change::to(TaskState::Provisioning, at);
-    c.attempt = Some(attempt);
-    c.container = Some(format!("c-{attempt}"));
-    c.token_hash = Some(format!("hash-{attempt}"));
-    c
+fn provision(attempt: u32) -> Event {
+    Event::Provision {
+        attempt,
+        container: format!("c-{attempt}"),
+        token_hash: format!("hash-{attempt}"),
+    }
+}
+
+fn reprovision(attempt: u32) -> Event {
+    Event::Reprovision {
+        attempt,
+        container: format!("c-{attempt}"),
+        token_hash: format!("hash-{attempt}-again"),
+    }
+}
+
+fn cancel() -> Event {
+    Event::Cancel {
+        reason: "cancelled".into(),
+    }
+}
+
+/// Applies `event` at `at` through the store.
+async fn up(s: &dyn TaskStore, id: &TaskId, event: Event, at: i64) -> Result<Task, StoreError> {
+    s.update(id, &event, at, &RATES).await
 }
 
 /// Runs every check against `store`.
@@ -44,6 +69,8 @@ pub async fn run_all(store: Arc<dyn TaskStore>) {
     listing_pages_filters_and_counts(&*store).await;
     logs_and_metrics(&*store).await;
     concurrent_updates_lose_nothing(store.clone()).await;
+    concurrent_events_are_compared_and_set(store.clone()).await;
+    logs_are_capped_to_their_tail(&*store).await;
     remove_finished_keeps_the_rest(&*store).await;
     batches_show_in_submission_order_and_offsets_jump(&*store).await;
     counts_stay_exact_through_every_change(&*store).await;
@@ -55,7 +82,7 @@ async fn insert_is_idempotent(s: &dyn TaskStore) {
         s.insert(std::slice::from_ref(&t)).await.unwrap(),
         vec![t.clone()]
     );
-    s.update(&t.id, &provision(1, 2_000)).await.unwrap();
+    up(s, &t.id, provision(1), 2_000).await.unwrap();
     let again = s.insert(std::slice::from_ref(&t)).await.unwrap();
     assert_eq!(
         again[0].state,
@@ -68,18 +95,25 @@ async fn insert_is_idempotent(s: &dyn TaskStore) {
 async fn lifecycle_and_timeline(s: &dyn TaskStore) {
     let t = task("life", 0);
     s.insert(std::slice::from_ref(&t)).await.unwrap();
-    s.update(&t.id, &provision(1, 2_000)).await.unwrap();
+    up(s, &t.id, provision(1), 2_000).await.unwrap();
     assert_eq!(
         s.token_hash(&t.id).await.unwrap().as_deref(),
         Some("hash-1")
     );
-    let mut run = Change::to(TaskState::InProgress, 3_000);
-    run.expect_attempt = Some(1);
-    s.update(&t.id, &run).await.unwrap();
-    let mut done = Change::to(TaskState::Done, 4_000);
-    done.exit_code = Some(0);
-    done.billed = Some((2, 0.5));
-    let got = s.update(&t.id, &done).await.unwrap();
+    up(s, &t.id, Event::Started { attempt: 1 }, 3_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.token_hash(&t.id).await.unwrap().as_deref(),
+        Some("hash-1"),
+        "an event without a token keeps the stored one"
+    );
+    let done = Event::Succeeded {
+        attempt: 1,
+        exit_code: 0,
+        reason: None,
+    };
+    let got = up(s, &t.id, done, 4_000).await.unwrap();
     assert_eq!(
         got,
         s.get(&t.id).await.unwrap().unwrap(),
@@ -104,32 +138,43 @@ async fn lifecycle_and_timeline(s: &dyn TaskStore) {
         ),
         (Some(0), 2, Some(3_000), Some(4_000))
     );
+    assert_eq!(
+        got.cost, 2.0,
+        "billed by apply at the rates given to the store"
+    );
     assert!(!s.unfinished().await.unwrap().iter().any(|u| u.id == t.id));
 }
 
 async fn illegal_and_stale_changes_leave_the_task_alone(s: &dyn TaskStore) {
     let t = task("bad", 0);
     s.insert(std::slice::from_ref(&t)).await.unwrap();
-    let err = s
-        .update(&t.id, &Change::to(TaskState::Done, 2_000))
+    let err = up(s, &t.id, Event::Started { attempt: 0 }, 2_000)
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Illegal(_)), "{err}");
-    s.update(&t.id, &provision(1, 2_000)).await.unwrap();
-    let mut stale = Change::to(TaskState::InProgress, 3_000);
-    stale.expect_attempt = Some(7);
+    assert!(
+        matches!(
+            err,
+            StoreError::Refused {
+                source: LifecycleError::Illegal { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    up(s, &t.id, provision(1), 2_000).await.unwrap();
     assert!(matches!(
-        s.update(&t.id, &stale).await,
-        Err(StoreError::StaleAttempt { .. })
+        up(s, &t.id, Event::Started { attempt: 7 }, 3_000).await,
+        Err(StoreError::Refused {
+            source: LifecycleError::Stale { .. },
+            ..
+        })
     ));
     let now = s.get(&t.id).await.unwrap().unwrap();
     assert_eq!(
         (now.state, now.transitions.len()),
         (TaskState::Provisioning, 2)
     );
-    let missing = s
-        .update(&id("nope", 0), &Change::to(TaskState::Done, 1))
-        .await;
+    let missing = up(s, &id("nope", 0), cancel(), 1).await;
     assert!(matches!(missing, Err(StoreError::NotFound(_))));
     assert!(s.unfinished().await.unwrap().iter().any(|u| u.id == t.id));
 }
@@ -138,9 +183,7 @@ async fn listing_pages_filters_and_counts(s: &dyn TaskStore) {
     let tasks: Vec<Task> = (0..25).map(|n| task("list", n)).collect();
     s.insert(&tasks).await.unwrap();
     for t in tasks.iter().take(5) {
-        s.update(&t.id, &Change::to(TaskState::Cancelled, 5_000))
-            .await
-            .unwrap();
+        up(s, &t.id, cancel(), 5_000).await.unwrap();
     }
     let mut seen = Vec::new();
     let mut cursor = None;
@@ -228,10 +271,10 @@ async fn concurrent_updates_lose_nothing(s: Arc<dyn TaskStore>) {
     s.insert(&tasks).await.unwrap();
     let mut handles = Vec::new();
     for t in &tasks {
-        for to in [TaskState::Provisioning, TaskState::Cancelled] {
+        for event in [provision(1), cancel()] {
             let (s, id) = (s.clone(), t.id.clone());
             handles.push(tokio::spawn(async move {
-                let ok = s.update(&id, &Change::to(to, 9_000)).await.is_ok();
+                let ok = up(&*s, &id, event, 9_000).await.is_ok();
                 (id, ok)
             }));
         }
@@ -253,9 +296,7 @@ async fn concurrent_updates_lose_nothing(s: Arc<dyn TaskStore>) {
 async fn remove_finished_keeps_the_rest(s: &dyn TaskStore) {
     let (keep, gone) = (task("keep", 0), task("gone", 0));
     s.insert(&[keep.clone(), gone.clone()]).await.unwrap();
-    s.update(&gone.id, &Change::to(TaskState::Cancelled, 2_000))
-        .await
-        .unwrap();
+    up(s, &gone.id, cancel(), 2_000).await.unwrap();
     s.put_logs(
         &gone.id,
         &Logs {
@@ -347,9 +388,7 @@ async fn batches_show_in_submission_order_and_offsets_jump(s: &dyn TaskStore) {
         assert_eq!(got, want, "offset {offset}, limit {limit}");
         assert_eq!(page.next.is_some(), offset + limit < all.len());
     }
-    s.update(&first[1].id, &Change::to(TaskState::Cancelled, 9_000))
-        .await
-        .unwrap();
+    up(s, &first[1].id, cancel(), 9_000).await.unwrap();
     let (cancelled, _) = whole_board(s, &[TaskState::Cancelled]).await;
     let page = s
         .list(&ListFilter {
@@ -373,38 +412,127 @@ async fn counts_stay_exact_through_every_change(s: &dyn TaskStore) {
     s.insert(&tasks[..2]).await.unwrap();
     assert_counts_exact(s, "inserting ids already stored").await;
     for (n, t) in tasks.iter().enumerate() {
-        s.update(&t.id, &provision(1, 2_000)).await.unwrap();
-        s.update(&t.id, &provision(1, 2_001)).await.unwrap();
+        up(s, &t.id, provision(1), 2_000).await.unwrap();
+        up(s, &t.id, reprovision(1), 2_001).await.unwrap();
         assert_counts_exact(s, "Provisioning, twice").await;
         if n == 5 {
             continue;
         }
-        s.update(&t.id, &Change::to(TaskState::InProgress, 3_000))
+        up(s, &t.id, Event::Started { attempt: 1 }, 3_000)
             .await
             .unwrap();
         assert_counts_exact(s, "InProgress").await;
+        let reason = || "why".to_string();
         let end = [
-            TaskState::Done,
-            TaskState::Failed,
-            TaskState::TimedOut,
-            TaskState::Cancelled,
-            TaskState::Done,
-        ][n];
-        s.update(&t.id, &Change::to(end, 4_000)).await.unwrap();
-        assert_counts_exact(s, &format!("{end}")).await;
+            Event::Succeeded {
+                attempt: 1,
+                exit_code: 0,
+                reason: None,
+            },
+            Event::TimedOut {
+                attempt: 1,
+                reason: reason(),
+            },
+            Event::AttemptFailed {
+                attempt: 1,
+                exit_code: Some(2),
+                reason: reason(),
+                retry_after: std::time::Duration::from_secs(1),
+            },
+            cancel(),
+            Event::Succeeded {
+                attempt: 1,
+                exit_code: 0,
+                reason: Some("exited 0".into()),
+            },
+        ][n]
+            .clone();
+        let name = end.name();
+        up(s, &t.id, end, 4_000).await.unwrap();
+        assert_counts_exact(s, name).await;
     }
-    let illegal = s
-        .update(&tasks[0].id, &Change::to(TaskState::InProgress, 5_000))
-        .await;
+    let illegal = up(s, &tasks[0].id, Event::Started { attempt: 1 }, 5_000).await;
     assert!(illegal.is_err());
     assert_counts_exact(s, "an illegal change").await;
-    let mut retry = Change::to(TaskState::Pending, 5_000);
-    retry.new_attempt = true;
-    s.update(&tasks[1].id, &retry).await.unwrap();
+    up(s, &tasks[1].id, Event::Retry { attempt: 1 }, 5_000)
+        .await
+        .unwrap();
     assert_counts_exact(s, "a retry back to Pending").await;
     s.remove_finished().await.unwrap();
     assert_counts_exact(s, "clearing finished tasks").await;
     let (left, counts) = whole_board(s, &[]).await;
     assert!(left.iter().all(|t| !t.state.is_terminal()));
     assert!(counts.keys().all(|st| !st.is_terminal()), "{counts:?}");
+}
+
+/// Many events on one task at once: each applied exactly once or refused, never two applied
+/// to the same loaded version (the store's update is a compare-and-set around `Task::apply`).
+async fn concurrent_events_are_compared_and_set(s: Arc<dyn TaskStore>) {
+    let t = task("cas", 0);
+    s.insert(std::slice::from_ref(&t)).await.unwrap();
+    up(&*s, &t.id, provision(1), 2_000).await.unwrap();
+    // Ten reports of the same start race: exactly one can apply (InProgress -> InProgress
+    // is illegal), whatever the interleaving.
+    let starts: Vec<_> = (0..10)
+        .map(|_| {
+            let (s, id) = (s.clone(), t.id.clone());
+            tokio::spawn(async move { up(&*s, &id, Event::Started { attempt: 1 }, 3_000).await })
+        })
+        .collect();
+    let mut won = 0;
+    for h in starts {
+        match h.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(e) => assert!(matches!(e, StoreError::Refused { .. }), "{e}"),
+        }
+    }
+    assert_eq!(
+        won, 1,
+        "one start applies, the others see it and are refused"
+    );
+    // Repeated starts and a cancel race on the running task: only the cancel is legal.
+    let racers: Vec<_> = (0..10)
+        .map(|n| {
+            let (s, id) = (s.clone(), t.id.clone());
+            let event = if n == 5 {
+                cancel()
+            } else {
+                Event::Started { attempt: 1 }
+            };
+            tokio::spawn(async move { up(&*s, &id, event, 4_000 + n).await.is_ok() })
+        })
+        .collect();
+    let mut applied = 0;
+    for h in racers {
+        applied += usize::from(h.await.unwrap());
+    }
+    let got = s.get(&t.id).await.unwrap().unwrap();
+    assert_eq!(applied, 1, "only the cancel applies to a running task");
+    assert_eq!(got.state, TaskState::Cancelled);
+    assert_eq!(
+        got.transitions.len(),
+        4,
+        "Pending, Provisioning, InProgress, Cancelled"
+    );
+}
+
+/// Every store keeps the same tail of over-long logs (`model::Logs::capped`).
+async fn logs_are_capped_to_their_tail(s: &dyn TaskStore) {
+    let t = task("caplog", 0);
+    s.insert(std::slice::from_ref(&t)).await.unwrap();
+    let max = model::limits::MAX_LOG_BYTES;
+    let text = format!("{}{}", "a".repeat(1000), "é".repeat(max / 2));
+    let logs = Logs {
+        text: text.clone(),
+        truncated: false,
+    };
+    s.put_logs(&t.id, &logs).await.unwrap();
+    let kept = s.logs(&t.id).await.unwrap().unwrap();
+    assert_eq!(kept, logs.clone().capped());
+    assert!(kept.truncated && kept.text.len() <= max && text.ends_with(&kept.text));
+    assert_eq!(
+        kept.text.len(),
+        max,
+        "the whole tail, cut on a character boundary"
+    );
 }

@@ -17,8 +17,8 @@
 
 use e2e::browser::{chromium_available, dashboard_dir, Browser};
 use e2e::{need, TempDir};
-use handler::store::{Change, ListFilter, TaskStore};
-use model::{Resources, Task, TaskId, TaskState};
+use handler::store::{ListFilter, TaskStore};
+use model::{Event, Resources, Task, TaskId, TaskState};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -115,7 +115,11 @@ async fn one_size(n: usize) {
     let local = e2e::start_local(&data.0, &flags).await;
     let tasks = local.app.tasks.clone();
     let filled = Instant::now();
-    fill(&*tasks.store, "old", n, 1000).await;
+    // Stored directly, through a second connection to the same file: through `Tasks`, the
+    // local store's outbox would queue every task and the handler would spawn them.
+    let side = handler::store::sqlite::SqliteStore::open(&data.0.join("eda.db")).unwrap();
+    fill(&side, "old", n, 1000).await;
+    drop(side);
     eprintln!("{n} tasks stored in {:?}", filled.elapsed());
     let b = Browser::start(1280, 860).await;
 
@@ -182,7 +186,6 @@ async fn one_size(n: usize) {
     // The burst: the 1,000 newest tasks (stored Pending, never queued), 1,000 changes a second
     // for 5 s, each moving a task between Pending and Cancelled: cheap, legal, nothing spawns.
     let page = tasks
-        .store
         .list(&ListFilter {
             states: vec![],
             limit: 1000,
@@ -201,21 +204,17 @@ async fn one_size(n: usize) {
         for chunk in ids.chunks(10) {
             tick.tick().await;
             for id in chunk {
-                let cur = tasks.store.get(id).await.unwrap().unwrap();
-                let mut c = match cur.state {
-                    TaskState::Pending => {
-                        Change::to(TaskState::Cancelled, handler::clock::now_ms())
-                    }
-                    // A retry: a new attempt, as a person's retry starts one.
-                    _ => {
-                        let mut c = Change::to(TaskState::Pending, handler::clock::now_ms());
-                        c.new_attempt = true;
-                        c.attempt = Some(cur.attempt + 1);
-                        c
-                    }
+                let cur = tasks.get(id).await.unwrap().unwrap();
+                let event = match cur.state {
+                    TaskState::Pending => Event::Cancel {
+                        reason: format!("burst round {round}"),
+                    },
+                    // A person's retry.
+                    _ => Event::Retry {
+                        attempt: cur.attempt,
+                    },
                 };
-                c.reason = Some(format!("burst round {round}"));
-                let t = match tasks.change(id, c).await {
+                let t = match tasks.apply(id, event).await {
                     Ok(t) => t,
                     Err(e) => {
                         eprintln!("change of {id} failed: {e}");
@@ -232,7 +231,7 @@ async fn one_size(n: usize) {
     }
     let burst = started.elapsed();
     // Read once the top tile shows its task's last state (the last changes have landed).
-    let last = tasks.store.get(&ids[0]).await.unwrap().unwrap().state;
+    let last = tasks.get(&ids[0]).await.unwrap().unwrap().state;
     b.until(
         LIMIT,
         "the last change on the top tile",
@@ -321,7 +320,7 @@ async fn list_api_at_a_million() {
                     [],
                     |r| r.get(0),
                 )
-                .map_err(|e| handler::store::StoreError::Backend(e.to_string()))
+                .map_err(|e| handler::store::StoreError::Sqlite(std::sync::Arc::new(e)))
             })
             .await
             .unwrap();

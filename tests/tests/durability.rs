@@ -23,6 +23,7 @@ use handler::events::Events;
 use handler::queue::LocalQueue;
 use handler::store::sqlite::SqliteStore;
 use handler::store::{StorageProblem, StoreError, TaskStore};
+use handler::tasks::{Rates, Tasks};
 use model::{Resources, Task, TaskId};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -47,8 +48,11 @@ fn task(n: usize) -> Task {
 fn open(dir: &Path) -> (SqliteStore, Arc<LocalQueue>) {
     let data = dir.join("data");
     std::fs::create_dir_all(&data).unwrap();
-    let store = SqliteStore::open(&data.join("eda.db")).unwrap();
-    let queue = Arc::new(LocalQueue::new(store.db.clone(), Events::default()));
+    let store = SqliteStore::open(&data.join("eda.db"))
+        .unwrap()
+        .with_outbox(handler::queue::enqueue_new);
+    let tasks = Tasks::new(Arc::new(store.clone()), Events::default(), Rates::default());
+    let queue = Arc::new(LocalQueue::new(store.db.clone(), tasks));
     (store, queue)
 }
 

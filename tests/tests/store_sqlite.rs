@@ -2,8 +2,8 @@
 
 use e2e::{store_conformance, TempDir};
 use handler::store::sqlite::SqliteStore;
-use handler::store::{Change, TaskStore};
-use model::{Resources, Task, TaskId, TaskState};
+use handler::store::TaskStore;
+use model::{Event, Rates, Resources, Task, TaskId, TaskState};
 use std::sync::Arc;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -32,7 +32,12 @@ async fn state_survives_reopening_the_file() {
             1,
         );
         s.insert(&[t]).await.unwrap();
-        s.update(&id, &Change::to(TaskState::Provisioning, 2))
+        let provision = Event::Provision {
+            attempt: 1,
+            container: "c-1".into(),
+            token_hash: "h".into(),
+        };
+        s.update(&id, &provision, 2, &Rates::default())
             .await
             .unwrap();
     }
@@ -40,4 +45,5 @@ async fn state_survives_reopening_the_file() {
     let t = s.get(&id).await.unwrap().unwrap();
     assert_eq!((t.state, t.transitions.len()), (TaskState::Provisioning, 2));
     assert_eq!(s.unfinished().await.unwrap().len(), 1);
+    assert_eq!(s.token_hash(&id).await.unwrap().as_deref(), Some("h"));
 }

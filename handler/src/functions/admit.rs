@@ -35,8 +35,8 @@
 use crate::app::App;
 use crate::clock::now_ms;
 use crate::spawn::{self, Delivery, SpawnError};
-use crate::store::{Change, ListFilter, StoreError};
-use model::{Task, TaskState};
+use crate::store::{ListFilter, StoreError};
+use model::{Event, Task, TaskState};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,7 +59,7 @@ pub async fn admit(app: &Arc<App>, d: &Delivery) -> Result<Admission, SpawnError
     let Ok(env) = spawn::envelope(d) else {
         return Ok(Admission::Go); // invalid: the spawn path says why
     };
-    let task = app.tasks.store.get(&env.id).await?;
+    let task = app.tasks.get(&env.id).await?;
     if task.is_some_and(|t| t.state != TaskState::Pending) {
         return Ok(Admission::Go); // a redelivery, or finished: nothing new starts
     }
@@ -81,7 +81,7 @@ pub async fn active(app: &Arc<App>) -> Result<u64, StoreError> {
         cursor: None,
         offset: 0,
     };
-    let counts = app.tasks.store.list(&filter).await?.counts;
+    let counts = app.tasks.list(&filter).await?.counts;
     let n = |s| counts.get(&s).copied().unwrap_or(0);
     Ok(n(TaskState::Provisioning) + n(TaskState::InProgress))
 }
@@ -109,7 +109,6 @@ impl spawn::ClaimCheck for GlobalCap {
         // both go on.
         let ahead = app
             .tasks
-            .store
             .unfinished()
             .await?
             .iter()
@@ -133,14 +132,12 @@ async fn give_back(
     retry_at_ms: i64,
     reason: &str,
 ) -> Result<(), StoreError> {
-    let mut c = Change::to(TaskState::Pending, now_ms());
-    c.new_attempt = true;
-    c.expect_attempt = Some(task.attempt);
-    c.attempt = Some(task.attempt.saturating_sub(1));
-    c.retry_at_ms = Some(retry_at_ms);
-    c.billed = Some((0, 0.0));
-    c.reason = Some(reason.to_string());
-    app.tasks.change(&task.id, c).await.map(drop)
+    let event = Event::GiveBack {
+        attempt: task.attempt,
+        retry_at_ms,
+        reason: reason.to_string(),
+    };
+    app.tasks.apply(&task.id, event).await.map(drop)
 }
 
 /// Puts the task of `d` back to `Pending` after a transient spawn error (module docs): the
@@ -153,7 +150,7 @@ pub async fn defer(
     error: &SpawnError,
 ) -> Result<Option<Duration>, SpawnError> {
     let env = spawn::envelope(d)?;
-    let Some(task) = app.tasks.store.get(&env.id).await? else {
+    let Some(task) = app.tasks.get(&env.id).await? else {
         return Ok(None);
     };
     if task.state != TaskState::Provisioning || task.attempt == 0 {

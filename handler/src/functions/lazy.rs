@@ -7,12 +7,12 @@
 //! driver's server selection) can take longer than that, and a store that is down at start-up
 //! would make the host restart the handler in a loop. So the server listens at once, this store
 //! connects behind it with a backoff, and until it has connected every call fails with
-//! [`StoreError::Backend`] naming the last connection error, which the adapters turn into a
+//! [`StoreError::Unavailable`] naming the last connection error, which the adapters turn into a
 //! clear "not ready" answer ([`LazyStore::not_ready`]).
 
-use crate::store::{Change, ListFilter, StoreError, TaskStore};
+use crate::store::{ListFilter, StoreError, TaskStore};
 use async_trait::async_trait;
-use model::{Logs, MetricSample, Task, TaskId, TaskPage};
+use model::{Event, Logs, MetricSample, Rates, Task, TaskId, TaskPage};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -104,7 +104,7 @@ impl LazyStore {
     fn get(&self) -> Result<&Arc<dyn TaskStore>, StoreError> {
         self.inner
             .get()
-            .ok_or_else(|| StoreError::Backend(self.not_ready()))
+            .ok_or_else(|| StoreError::Unavailable(self.not_ready()))
     }
 }
 
@@ -122,8 +122,14 @@ impl TaskStore for LazyStore {
     async fn list(&self, filter: &ListFilter) -> Result<TaskPage, StoreError> {
         self.get()?.list(filter).await
     }
-    async fn update(&self, id: &TaskId, change: &Change) -> Result<Task, StoreError> {
-        self.get()?.update(id, change).await
+    async fn update(
+        &self,
+        id: &TaskId,
+        event: &Event,
+        now_ms: i64,
+        rates: &Rates,
+    ) -> Result<Task, StoreError> {
+        self.get()?.update(id, event, now_ms, rates).await
     }
     async fn token_hash(&self, id: &TaskId) -> Result<Option<String>, StoreError> {
         self.get()?.token_hash(id).await

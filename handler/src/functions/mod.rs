@@ -121,14 +121,11 @@ pub fn assemble(
     store: Arc<dyn TaskStore>,
     runtime: Arc<dyn ContainerRuntime>,
 ) -> Arc<App> {
-    let tasks = Tasks {
-        store,
-        events: Events::default(),
-        rates: Rates {
-            cpu_second: settings.rates.0,
-            gb_second: settings.rates.1,
-        },
+    let rates = Rates {
+        cpu_second: settings.rates.0,
+        gb_second: settings.rates.1,
     };
+    let tasks = Tasks::new(store, Events::default(), rates);
     Arc::new(App {
         slots: Arc::new(Slots::new(settings.concurrency)),
         settings,
@@ -537,7 +534,7 @@ async fn timer(
 
 async fn reconcile_once(app: &Arc<App>, resender: &outbox::Resender) -> anyhow::Result<String> {
     reconcile::sweep(app).await?;
-    let unfinished = app.tasks.store.unfinished().await?;
+    let unfinished = app.tasks.unfinished().await?;
     let active = unfinished.iter().filter(|t| t.state.is_active()).count();
     let room = app.settings.concurrency.saturating_sub(active);
     let due = resender.due(&unfinished, now_ms(), room);
@@ -561,7 +558,7 @@ async fn sample(app: &Arc<App>, tasks: &[Task]) -> usize {
         let Ok(Some(s)) = app.runtime.sample(name).await else {
             continue;
         };
-        let store = &app.tasks.store;
+        let store = &app.tasks;
         let last = store
             .metrics(&t.id)
             .await

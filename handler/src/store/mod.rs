@@ -3,38 +3,42 @@
 //! - [`sqlite`]: the local mode's embedded store (and, in the same file, the local queue's tables).
 //! - [`sqlite_board`]: the SQLite store's board order, pages and incrementally kept counts.
 //! - [`mongo`]: Cosmos DB for MongoDB in Azure.
+//! - [`memory`]: in memory, for fast unit tests of the code above the store.
 //!
-//! Every backend stores a task as one document keyed by id, and applies changes through the one
-//! pure function [`apply`], so the lifecycle rules of `model::state` hold whatever the backend.
+//! Every backend stores a task as one document keyed by id. Stores only load, compare-and-set
+//! and query: a change is an [`Event`] that [`TaskStore::update`] loads the task for, passes
+//! through the one pure function `model::Task::apply` (legality, times, timeline, bill) and
+//! writes back only if nobody wrote in between, so the lifecycle rules hold whatever the
+//! backend. [`StoreError`] keeps each backend's own error as its source.
 
+pub mod memory;
 pub mod mongo;
 pub mod mongo_counts;
 pub mod sqlite;
 pub mod sqlite_board;
 
 use async_trait::async_trait;
-use model::{Logs, MetricSample, Task, TaskId, TaskPage, TaskState, Transition, TransitionError};
+use model::{Event, LifecycleError, Logs, MetricSample, Rates, Task, TaskId, TaskPage, TaskState};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// Errors of any store.
-#[derive(Debug, thiserror::Error)]
+/// Errors of any store. Each keeps its cause as `source` (shared behind an `Arc`, so one failed
+/// group commit can answer every caller with the same cause); the API logs the chain and shows
+/// clients only what they can act on.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// No task has this id.
     #[error("task {0} not found")]
     NotFound(TaskId),
-    /// The change is not legal from the task's current state (or a stale attempt reported).
-    #[error(transparent)]
-    Illegal(#[from] TransitionError),
-    /// The change was for an attempt that is no longer the task's current one.
-    #[error("stale report for attempt {got} of task {id}; current attempt is {current}")]
-    StaleAttempt {
+    /// The lifecycle refused the event: illegal from the task's state, or about an attempt
+    /// that is no longer the current one ([`LifecycleError`]).
+    #[error("task {id}: {source}")]
+    Refused {
         /// The task.
         id: TaskId,
-        /// The attempt named by the change.
-        got: u32,
-        /// The task's current attempt.
-        current: u32,
+        /// What the lifecycle said.
+        #[source]
+        source: LifecycleError,
     },
     /// The list cursor could not be read.
     #[error("invalid cursor")]
@@ -54,27 +58,52 @@ pub enum StoreError {
         #[source]
         source: Arc<dyn std::error::Error + Send + Sync>,
     },
-    /// The backend failed (I/O, driver, corrupt document). Logged, never shown to clients.
-    #[error("store backend: {0}")]
-    Backend(String),
+    /// SQLite failed for a reason that is not the storage (a constraint, a busy database).
+    #[error("SQLite: {0}")]
+    Sqlite(#[source] Arc<rusqlite::Error>),
+    /// The MongoDB driver failed (network, server, throttled past the retries).
+    #[error("MongoDB: {0}")]
+    Mongo(#[source] Arc<mongodb::error::Error>),
+    /// The MongoDB server cannot be used by this driver (too old); says which version and why.
+    #[error("{message}")]
+    Incompatible {
+        /// The server's version, the driver's minimum and the fix.
+        message: String,
+        /// The driver's own error.
+        #[source]
+        source: Arc<mongodb::error::Error>,
+    },
+    /// A stored document could not be encoded or decoded.
+    #[error("a stored document could not be encoded or decoded: {0}")]
+    Codec(#[source] Arc<dyn std::error::Error + Send + Sync>),
+    /// Other writers kept winning the compare-and-set of this task.
+    #[error("task {id}: {attempts} concurrent updates in a row")]
+    Contended {
+        /// The task.
+        id: TaskId,
+        /// How many times the write was tried.
+        attempts: u32,
+    },
+    /// The store cannot serve now (not connected yet, its writer thread is gone); says why.
+    #[error("the task store is unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl StoreError {
-    /// A copy for another caller of the same failed group commit (the error types inside are
-    /// not `Clone`; a storage cause is shared, anything else is kept as its text).
+    /// A copy for another caller of the same failed group commit (the cause is shared).
     pub fn share(&self) -> StoreError {
-        match self {
-            StoreError::Storage {
-                dir,
-                problem,
-                source,
-            } => StoreError::Storage {
-                dir: dir.clone(),
-                problem: *problem,
-                source: source.clone(),
-            },
-            other => StoreError::Backend(other.to_string()),
-        }
+        self.clone()
+    }
+
+    /// An encoding or decoding error of a stored document.
+    pub fn codec(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+        StoreError::Codec(Arc::new(e))
+    }
+
+    /// True for the errors a lost race shows (another writer got there first), which the
+    /// reconciler and the spawner may ignore.
+    pub fn is_lost_race(&self) -> bool {
+        matches!(self, StoreError::Refused { .. } | StoreError::NotFound(_))
     }
 }
 
@@ -119,173 +148,10 @@ pub struct ListFilter {
     pub offset: usize,
 }
 
-/// One change to a task, applied atomically by [`TaskStore::update`] through [`apply`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct Change {
-    /// The state to enter.
-    pub to: TaskState,
-    /// When (ms since epoch).
-    pub at_ms: i64,
-    /// Starting a new attempt: the only way back to `Pending`, and how `Provisioning` moves to
-    /// the next attempt number.
-    pub new_attempt: bool,
-    /// Only apply if the task's current attempt is this one (reports from old containers).
-    pub expect_attempt: Option<u32>,
-    /// Set the attempt number.
-    pub attempt: Option<u32>,
-    /// Set the container name.
-    pub container: Option<String>,
-    /// Set the SHA-256 (hex) of the attempt's worker token.
-    pub token_hash: Option<String>,
-    /// Set the exit code.
-    pub exit_code: Option<i64>,
-    /// Set the reason (None leaves it; `Some("")` clears it).
-    pub reason: Option<String>,
-    /// Set the earliest time of the next attempt.
-    pub retry_at_ms: Option<i64>,
-    /// Container seconds to add to the bill, with their cost.
-    pub billed: Option<(u64, f64)>,
-    /// Prices to bill the current attempt with when this change ends it (leaves `Provisioning`
-    /// or `InProgress`); computed in [`apply`] from the task as stored, so no extra read.
-    pub rates: Option<crate::tasks::Rates>,
-    /// Raise the attempt budget to at least this (a person's retry).
-    pub max_attempts: Option<u32>,
-}
-
-impl Change {
-    /// A change to `to` at `at_ms` and nothing else.
-    pub fn to(to: TaskState, at_ms: i64) -> Change {
-        Change {
-            to,
-            at_ms,
-            new_attempt: false,
-            expect_attempt: None,
-            attempt: None,
-            container: None,
-            token_hash: None,
-            exit_code: None,
-            reason: None,
-            retry_at_ms: None,
-            billed: None,
-            rates: None,
-            max_attempts: None,
-        }
-    }
-}
-
-/// Applies `change` to `task`: the one place every backend's writes go through.
-///
-/// Returns the new task and whether the state actually changed (an idempotent re-entry of
-/// `Provisioning` only refreshes fields).
-pub fn apply(task: &Task, change: &Change) -> Result<Task, StoreError> {
-    if let Some(want) = change.expect_attempt {
-        if want != task.attempt {
-            return Err(StoreError::StaleAttempt {
-                id: task.id.clone(),
-                got: want,
-                current: task.attempt,
-            });
-        }
-    }
-    task.state.transition(change.to, change.new_attempt)?;
-    let mut t = task.clone();
-    t.state = change.to;
-    set_if(&mut t.attempt, change.attempt);
-    if change.container.is_some() {
-        t.container = change.container.clone();
-    }
-    if change.exit_code.is_some() {
-        t.exit_code = change.exit_code;
-    }
-    if let Some(reason) = &change.reason {
-        t.reason = (!reason.is_empty()).then(|| truncate(reason, model::limits::MAX_REASON_BYTES));
-    }
-    let billed = change.billed.or_else(|| {
-        let ends = change.to.is_terminal() || change.to == TaskState::Pending;
-        change
-            .rates
-            .filter(|_| ends)
-            .and_then(|r| bill(task, change.at_ms, r))
-    });
-    if let Some((secs, cost)) = billed {
-        t.billed_seconds += secs;
-        t.cost += cost;
-    }
-    let budget = change.max_attempts.map(|m| m.max(t.max_attempts));
-    set_if(&mut t.max_attempts, budget);
-    t.retry_at_ms = change.retry_at_ms;
-    match change.to {
-        TaskState::Pending => t.provisioned_at_ms = None,
-        // Re-entering Provisioning (a redelivered message) keeps when it was first asked for.
-        TaskState::Provisioning if t.provisioned_at_ms.is_none() => {
-            t.provisioned_at_ms = Some(change.at_ms)
-        }
-        _ => {}
-    }
-    stamp(&mut t, change);
-    Ok(t)
-}
-
-/// Seconds and cost of `t`'s current attempt if it is active: from the moment its container was
-/// asked for to `end_ms`, rounded up to whole seconds (per-second billing).
-fn bill(t: &Task, end_ms: i64, rates: crate::tasks::Rates) -> Option<(u64, f64)> {
-    if !t.state.is_active() {
-        return None;
-    }
-    let start = t
-        .transitions
-        .iter()
-        .rev()
-        .find(|tr| tr.state == TaskState::Provisioning && tr.attempt == t.attempt)?
-        .at_ms;
-    let secs = ((end_ms - start).max(0) as u64).div_ceil(1000).max(1);
-    Some((secs, secs as f64 * rates.per_second(t)))
-}
-
-fn set_if<T>(slot: &mut T, value: Option<T>) {
-    if let Some(v) = value {
-        *slot = v;
-    }
-}
-
-/// Records times and the timeline entry of a change.
-fn stamp(t: &mut Task, change: &Change) {
-    match change.to {
-        TaskState::InProgress => t.started_at_ms = Some(change.at_ms),
-        TaskState::Pending | TaskState::Provisioning => {
-            t.started_at_ms = None;
-            t.finished_at_ms = None;
-            if change.new_attempt {
-                t.exit_code = change.exit_code;
-            }
-        }
-        s if s.is_terminal() => t.finished_at_ms = Some(change.at_ms),
-        _ => {}
-    }
-    t.transitions.push(Transition {
-        state: change.to,
-        at_ms: change.at_ms,
-        attempt: t.attempt,
-        reason: t.reason.clone().filter(|_| change.reason.is_some()),
-    });
-}
-
-/// Cuts `s` to at most `max` bytes on a character boundary.
-pub fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_string()
-}
-
 /// Storage of tasks, their worker-token hashes, logs and metric samples.
 ///
 /// Object-safe so the app holds an `Arc<dyn TaskStore>` chosen at start-up. Every method is
-/// atomic on its own; [`TaskStore::update`] is a compare-and-set through [`apply`].
+/// atomic on its own; [`TaskStore::update`] is a compare-and-set around `model::Task::apply`.
 #[async_trait]
 pub trait TaskStore: Send + Sync {
     /// Which backend this is, for logs and the health route.
@@ -297,13 +163,23 @@ pub trait TaskStore: Send + Sync {
     async fn get(&self, id: &TaskId) -> Result<Option<Task>, StoreError>;
     /// A page of tasks, newest first, without timelines, and the counts per state.
     async fn list(&self, filter: &ListFilter) -> Result<TaskPage, StoreError>;
-    /// Applies a change atomically and returns the task as it now is.
-    async fn update(&self, id: &TaskId, change: &Change) -> Result<Task, StoreError>;
+    /// In one atomic step: loads the task, applies `event` at `now_ms` (billing at `rates`),
+    /// and writes the result only if the task was not changed in between (compare-and-set;
+    /// retried on a lost race), with the event's token hash if it carries one. Returns the task
+    /// as it now is.
+    async fn update(
+        &self,
+        id: &TaskId,
+        event: &Event,
+        now_ms: i64,
+        rates: &Rates,
+    ) -> Result<Task, StoreError>;
     /// The SHA-256 (hex) of the current attempt's worker token.
     async fn token_hash(&self, id: &TaskId) -> Result<Option<String>, StoreError>;
     /// Every task that is not terminal (what the reconciler watches).
     async fn unfinished(&self) -> Result<Vec<Task>, StoreError>;
-    /// Stores the captured output of a task (replacing what was there).
+    /// Stores the captured output of a task (replacing what was there), keeping at most
+    /// `MAX_LOG_BYTES` of its tail ([`model::Logs::capped`]).
     async fn put_logs(&self, id: &TaskId, logs: &Logs) -> Result<(), StoreError>;
     /// The captured output of a task, if any was captured.
     async fn logs(&self, id: &TaskId) -> Result<Option<Logs>, StoreError>;
@@ -320,50 +196,10 @@ pub trait TaskStore: Send + Sync {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use model::Resources;
-
-    fn task() -> Task {
-        let r = Resources {
-            cpu: 1.0,
-            memory_mb: 512,
-        };
-        Task::new(TaskId::parse("t1").unwrap(), "w".into(), r, 3, 60, 1)
-    }
-
-    #[test]
-    fn apply_records_the_timeline_and_refuses_stale_attempts() {
-        let mut c = Change::to(TaskState::Provisioning, 2);
-        c.attempt = Some(1);
-        c.container = Some("eda-t1-1".into());
-        let t = apply(&task(), &c).unwrap();
-        assert_eq!(
-            (t.state, t.attempt, t.transitions.len()),
-            (TaskState::Provisioning, 1, 2)
-        );
-        assert_eq!(t.provisioned_at_ms, Some(2));
-        let again = apply(&t, &Change::to(TaskState::Provisioning, 9)).unwrap();
-        assert_eq!(
-            again.provisioned_at_ms,
-            Some(2),
-            "a re-entry keeps the first time"
-        );
-        let mut stale = Change::to(TaskState::InProgress, 3);
-        stale.expect_attempt = Some(0);
-        assert!(matches!(
-            apply(&t, &stale),
-            Err(StoreError::StaleAttempt { .. })
-        ));
-        let done = apply(&t, &Change::to(TaskState::Done, 4)).unwrap();
-        assert_eq!(done.finished_at_ms, Some(4));
-        assert!(apply(&done, &Change::to(TaskState::InProgress, 5)).is_err());
-    }
-
-    #[test]
-    fn truncate_respects_char_boundaries() {
-        assert_eq!(truncate("héllo", 2), "h");
-        assert_eq!(truncate("abc", 10), "abc");
+/// Why `event` cannot be applied to task `id`.
+pub fn refused(id: &TaskId, source: LifecycleError) -> StoreError {
+    StoreError::Refused {
+        id: id.clone(),
+        source,
     }
 }

@@ -12,7 +12,7 @@
 //!   and `{_id: "counts", <state>: n, ...}`, the whole-board counts ([`super::mongo_counts`]).
 //!   A batch takes its numbers in reverse, so "newest first" shows it in submission order.
 //!
-//! Every change is read, passed through [`apply`], and written back with a filter on the `rev`
+//! Every change is read, passed through `model::Task::apply`, and written back with a filter on the `rev`
 //! it was read at; a concurrent writer makes the filter miss and the change is re-applied to the
 //! fresh document. So no change is ever lost and no multi-document transaction is needed.
 //!
@@ -34,15 +34,16 @@
 //!   [`MongoStore::connect`] turns it into one that names the server version and the fix
 //!   ([`explain_incompatible`]). `infra/main.bicep` sets `serverVersion: '6.0'` (wire 17).
 
-use super::{apply, Change, ListFilter, StoreError, TaskStore};
+use super::{refused, ListFilter, StoreError, TaskStore};
 use async_trait::async_trait;
 use futures::TryStreamExt;
-use model::{Logs, MetricSample, Task, TaskId, TaskPage, TaskState};
+use model::{Event, Logs, MetricSample, Rates, Task, TaskId, TaskPage, TaskState};
 use mongodb::bson::{self, doc, Bson, Document};
 use mongodb::options::{FindOneAndUpdateOptions, IndexOptions, ReturnDocument};
 use mongodb::{Collection, IndexModel};
 use std::collections::{BTreeMap, HashMap};
 use std::future::IntoFuture;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Cosmos DB's "request rate is large" error code.
@@ -139,8 +140,22 @@ where
     }
 }
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
+/// A driver error, kept as the source.
+pub(crate) fn backend(e: mongodb::error::Error) -> StoreError {
+    StoreError::Mongo(Arc::new(e))
+}
+
+/// A document the store cannot read or write as a task (or a sample).
+fn codec(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::codec(e)
+}
+
+/// A reply that lacks what the protocol promises.
+fn malformed(what: &str) -> StoreError {
+    StoreError::codec(std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        what.to_string(),
+    ))
 }
 
 /// The least wire version the `mongodb` crate accepts (its `DRIVER_MIN_WIRE_VERSION`, in
@@ -185,8 +200,13 @@ pub fn explain_incompatible(driver_message: &str) -> Option<String> {
 
 /// [`backend`], but an incompatible server gets [`explain_incompatible`]'s words.
 fn connect_error(e: mongodb::error::Error) -> StoreError {
-    let text = e.to_string();
-    StoreError::Backend(explain_incompatible(&text).unwrap_or(text))
+    match explain_incompatible(&e.to_string()) {
+        Some(message) => StoreError::Incompatible {
+            message,
+            source: Arc::new(e),
+        },
+        None => backend(e),
+    }
 }
 
 /// The task document: the task's fields plus `_id`, `seq`, `rev` and `token_hash`.
@@ -196,7 +216,7 @@ pub fn to_doc(
     rev: i64,
     token_hash: Option<&str>,
 ) -> Result<Document, StoreError> {
-    let mut d = bson::to_document(task).map_err(backend)?;
+    let mut d = bson::to_document(task).map_err(codec)?;
     d.insert("_id", task.id.as_str());
     d.insert("seq", seq);
     d.insert("rev", rev);
@@ -209,7 +229,7 @@ pub fn to_doc(
 
 /// The task in a document (extra fields such as `token_hash` are ignored).
 pub fn from_doc(d: Document) -> Result<Task, StoreError> {
-    bson::from_document(d).map_err(backend)
+    bson::from_document(d).map_err(codec)
 }
 
 /// The `(seq, rev, token_hash)` bookkeeping of a document.
@@ -270,7 +290,7 @@ impl MongoStore {
                     Bson::Double(n) => Some(*n as i32),
                     _ => None,
                 })
-                .ok_or_else(|| backend("hello answered without maxWireVersion")),
+                .ok_or_else(|| malformed("hello answered without maxWireVersion")),
             Err(e) => Err(connect_error(e)),
         }
     }
@@ -315,7 +335,7 @@ impl MongoStore {
         })
         .await
         .map_err(backend)?
-        .ok_or_else(|| backend("sequence counter missing after upsert"))?;
+        .ok_or_else(|| malformed("sequence counter missing after upsert"))?;
         Ok(meta_of(&doc! { "seq": d.get("n").cloned().unwrap_or(Bson::Null) }).0)
     }
 
@@ -398,7 +418,7 @@ impl TaskStore for MongoStore {
             .map(|t| {
                 by_id
                     .remove(&t.id)
-                    .ok_or_else(|| backend(format!("task {} vanished after insert", t.id)))
+                    .ok_or_else(|| StoreError::NotFound(t.id.clone()))
             })
             .collect()
     }
@@ -438,7 +458,13 @@ impl TaskStore for MongoStore {
         })
     }
 
-    async fn update(&self, id: &TaskId, change: &Change) -> Result<Task, StoreError> {
+    async fn update(
+        &self,
+        id: &TaskId,
+        event: &Event,
+        now_ms: i64,
+        rates: &Rates,
+    ) -> Result<Task, StoreError> {
         for _ in 0..CAS_ATTEMPTS {
             let current = self
                 .raw(id)
@@ -446,8 +472,10 @@ impl TaskStore for MongoStore {
                 .ok_or_else(|| StoreError::NotFound(id.clone()))?;
             let (seq, rev, hash) = meta_of(&current);
             let before = from_doc(current)?;
-            let next = apply(&before, change)?;
-            let hash = change.token_hash.clone().or(hash);
+            let next = before
+                .apply(event, now_ms, rates)
+                .map_err(|e| refused(id, e))?;
+            let hash = event.token_hash().map(str::to_string).or(hash);
             let doc = to_doc(&next, seq, rev + 1, hash.as_deref())?;
             let filter = doc! { "_id": id.as_str(), "rev": rev };
             let res = with_retry(|| self.tasks.replace_one(filter.clone(), doc.clone()))
@@ -462,9 +490,10 @@ impl TaskStore for MongoStore {
             }
             tokio::task::yield_now().await;
         }
-        Err(backend(format!(
-            "task {id}: {CAS_ATTEMPTS} concurrent updates in a row"
-        )))
+        Err(StoreError::Contended {
+            id: id.clone(),
+            attempts: CAS_ATTEMPTS,
+        })
     }
 
     async fn token_hash(&self, id: &TaskId) -> Result<Option<String>, StoreError> {
@@ -481,15 +510,11 @@ impl TaskStore for MongoStore {
     }
 
     async fn put_logs(&self, id: &TaskId, logs: &Logs) -> Result<(), StoreError> {
-        let max = model::limits::MAX_LOG_BYTES;
-        let mut start = logs.text.len().saturating_sub(max);
-        while !logs.text.is_char_boundary(start) {
-            start += 1;
-        }
+        let logs = logs.clone().capped();
         let d = doc! {
             "_id": id.as_str(),
-            "text": &logs.text[start..],
-            "truncated": logs.truncated || start > 0,
+            "text": &logs.text,
+            "truncated": logs.truncated,
         };
         with_retry(|| {
             self.logs
@@ -517,7 +542,7 @@ impl TaskStore for MongoStore {
         }
         let each = samples
             .iter()
-            .map(|s| bson::to_bson(s).map_err(backend))
+            .map(|s| bson::to_bson(s).map_err(codec))
             .collect::<Result<Vec<_>, _>>()?;
         let cap = -(model::limits::MAX_METRIC_SAMPLES as i64);
         let update = doc! { "$push": { "samples": { "$each": each, "$slice": cap } } };
@@ -540,7 +565,7 @@ impl TaskStore for MongoStore {
         };
         samples
             .into_iter()
-            .map(|s| bson::from_bson(s).map_err(backend))
+            .map(|s| bson::from_bson(s).map_err(codec))
             .collect()
     }
 

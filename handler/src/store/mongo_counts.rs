@@ -11,7 +11,7 @@
 //! until [`recount`] runs: at start when the document is missing (deleting the document and
 //! restarting the handler recounts).
 
-use super::mongo::with_retry;
+use super::mongo::{backend, with_retry};
 use super::StoreError;
 use model::TaskState;
 use mongodb::bson::{doc, Bson, Document};
@@ -20,10 +20,6 @@ use std::collections::BTreeMap;
 
 /// `_id` of the counts document in the meta collection.
 const ID: &str = "counts";
-
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
-}
 
 /// Creates the counts document from the stored tasks if it is missing (first start).
 pub async fn ensure(

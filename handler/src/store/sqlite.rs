@@ -16,9 +16,9 @@
 //! One writer connection (SQLite allows one writer at a time anyway) and a small pool of
 //! readers; reads run on tokio's blocking pool, writes on the writer thread.
 
-use super::{apply, Change, ListFilter, StorageProblem, StoreError, TaskStore};
+use super::{refused, ListFilter, StorageProblem, StoreError, TaskStore};
 use async_trait::async_trait;
-use model::{Logs, MetricSample, Task, TaskId, TaskPage};
+use model::{Event, Logs, MetricSample, Rates, Task, TaskId, TaskPage, TaskState};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -314,7 +314,7 @@ where
 {
     tx.execute_batch("SAVEPOINT job").map_err(backend)?;
     let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(tx)))
-        .unwrap_or_else(|_| Err(StoreError::Backend("a write panicked".into())));
+        .unwrap_or_else(|_| Err(StoreError::Unavailable("a write panicked".into())));
     let end = match out {
         Ok(_) => "RELEASE job",
         Err(_) => "ROLLBACK TO job; RELEASE job",
@@ -323,20 +323,17 @@ where
     out
 }
 
-/// A store error for `e`: [`StoreError::Storage`] when it is SQLite saying the disk is full,
-/// read-only or failing (the directory is filled in by [`Db::write`] / [`Db::read`]), else
-/// [`StoreError::Backend`] with its text.
-pub(crate) fn backend<E: std::error::Error + Send + Sync + 'static>(e: E) -> StoreError {
-    let problem = (&e as &(dyn std::error::Error + 'static))
-        .downcast_ref::<rusqlite::Error>()
-        .and_then(sqlite_problem);
-    match problem {
+/// A store error for the SQLite error `e`: [`StoreError::Storage`] when it says the disk is
+/// full, read-only or failing (the directory is filled in by [`Db::write`] / [`Db::read`]), else
+/// [`StoreError::Sqlite`]; either way `e` is kept as the source.
+pub(crate) fn backend(e: rusqlite::Error) -> StoreError {
+    match sqlite_problem(&e) {
         Some(problem) => StoreError::Storage {
             dir: PathBuf::new(),
             problem,
             source: Arc::new(e),
         },
-        None => StoreError::Backend(e.to_string()),
+        None => StoreError::Sqlite(Arc::new(e)),
     }
 }
 
@@ -413,7 +410,7 @@ impl Db {
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || writer_loop(w, queued, durability))
-            .map_err(backend)?;
+            .map_err(backend_io)?;
         Ok(Db {
             writer,
             jobs,
@@ -450,9 +447,9 @@ impl Db {
         });
         self.jobs
             .send(job)
-            .map_err(|_| StoreError::Backend("the writer thread is gone".into()))?;
+            .map_err(|_| StoreError::Unavailable("the writer thread is gone".into()))?;
         let out = answered.await.map_err(|_| {
-            StoreError::Backend("the write was not run (transaction failed)".into())
+            StoreError::Unavailable("the write was not run (its transaction did not start)".into())
         })?;
         out.map_err(|e| {
             let e = self.place.locate(e);
@@ -484,7 +481,7 @@ impl Db {
             }
         })
         .await
-        .map_err(backend)?
+        .map_err(|e| StoreError::Unavailable(format!("a read did not finish: {e}")))?
         .map_err(|e| self.place.locate(e))
     }
 
@@ -528,11 +525,18 @@ fn backend_io(e: std::io::Error) -> StoreError {
     }
 }
 
+/// Writes, in the insert's own transaction, whatever must exist whenever a new task does (the
+/// local queue's message: a transactional outbox), given the tasks just inserted and the time.
+pub type Outbox = fn(&rusqlite::Transaction<'_>, &[Task], i64) -> Result<(), StoreError>;
+
 /// The [`TaskStore`] on SQLite.
 #[derive(Clone)]
 pub struct SqliteStore {
     /// Shared with the local queue.
     pub db: Db,
+    /// Run with every insert of new tasks, in the same transaction (see [`Outbox`]); set by
+    /// local mode so a task is never stored without its queue message.
+    outbox: Option<Outbox>,
 }
 
 impl SqliteStore {
@@ -540,21 +544,43 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         Ok(SqliteStore {
             db: Db::open(path)?,
+            outbox: None,
         })
+    }
+
+    /// This store, writing `outbox` in the transaction of every insert of new tasks.
+    pub fn with_outbox(self, outbox: Outbox) -> SqliteStore {
+        SqliteStore {
+            outbox: Some(outbox),
+            ..self
+        }
     }
 }
 
+/// `IN (?, ?, ...)` for the states where `pred` holds, with their names to bind: the SQL never
+/// spells a state, so the list follows `TaskState` by itself.
+fn states_where(pred: impl Fn(TaskState) -> bool) -> (String, Vec<&'static str>) {
+    let names: Vec<_> = TaskState::matching(pred).map(TaskState::as_str).collect();
+    (format!("IN ({})", vec!["?"; names.len()].join(",")), names)
+}
+
 fn to_json(t: &Task) -> Result<String, StoreError> {
-    serde_json::to_string(t).map_err(backend)
+    serde_json::to_string(t).map_err(StoreError::codec)
 }
 
 pub(crate) fn from_json(s: &str) -> Result<Task, StoreError> {
-    serde_json::from_str(s).map_err(backend)
+    serde_json::from_str(s).map_err(StoreError::codec)
 }
 
-/// Inserts `tasks` whose ids are new inside `tx`; returns every task as stored.
-pub fn insert_in(tx: &rusqlite::Transaction<'_>, tasks: &[Task]) -> Result<Vec<Task>, StoreError> {
+/// Inserts `tasks` whose ids are new inside `tx`, writing `outbox` for those; returns every
+/// task as stored.
+fn insert_in(
+    tx: &rusqlite::Transaction<'_>,
+    tasks: &[Task],
+    outbox: Option<Outbox>,
+) -> Result<Vec<Task>, StoreError> {
     let mut out = Vec::with_capacity(tasks.len());
+    let mut new = Vec::new();
     let seqs = super::sqlite_board::batch_seqs(tx, tasks.len())?;
     let mut ins = tx
         .prepare_cached(
@@ -568,9 +594,13 @@ pub fn insert_in(tx: &rusqlite::Transaction<'_>, tasks: &[Task]) -> Result<Vec<T
             == 1
         {
             out.push(t.clone());
+            new.push(t.clone());
         } else {
             out.push(get_in(tx, &t.id)?.ok_or_else(|| StoreError::NotFound(t.id.clone()))?);
         }
+    }
+    if let Some(outbox) = outbox.filter(|_| !new.is_empty()) {
+        outbox(tx, &new, crate::clock::now_ms())?;
     }
     Ok(out)
 }
@@ -585,17 +615,22 @@ fn get_in(conn: &Connection, id: &TaskId) -> Result<Option<Task>, StoreError> {
         .transpose()
 }
 
-/// Applies `change` to task `id` inside `tx` (load, [`apply`], write).
-pub fn update_in(
+/// Load, apply, write for task `id` inside `tx`: the writer's transaction is the
+/// compare-and-set (nobody else writes between the load and the write).
+fn update_in(
     tx: &rusqlite::Transaction<'_>,
     id: &TaskId,
-    change: &Change,
+    event: &Event,
+    now_ms: i64,
+    rates: &Rates,
 ) -> Result<Task, StoreError> {
     let current = get_in(tx, id)?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
-    let next = apply(&current, change)?;
+    let next = current
+        .apply(event, now_ms, rates)
+        .map_err(|e| refused(id, e))?;
     tx.prepare_cached("UPDATE tasks SET state = ?2, doc = ?3, token_hash = COALESCE(?4, token_hash) WHERE id = ?1")
         .map_err(backend)?
-        .execute(params![id.as_str(), next.state.as_str(), to_json(&next)?, change.token_hash])
+        .execute(params![id.as_str(), next.state.as_str(), to_json(&next)?, event.token_hash()])
         .map_err(backend)?;
     Ok(next)
 }
@@ -607,8 +642,8 @@ impl TaskStore for SqliteStore {
     }
 
     async fn insert(&self, tasks: &[Task]) -> Result<Vec<Task>, StoreError> {
-        let tasks = tasks.to_vec();
-        self.db.write(move |tx| insert_in(tx, &tasks)).await
+        let (tasks, outbox) = (tasks.to_vec(), self.outbox);
+        self.db.write(move |tx| insert_in(tx, &tasks, outbox)).await
     }
 
     async fn get(&self, id: &TaskId) -> Result<Option<Task>, StoreError> {
@@ -623,9 +658,17 @@ impl TaskStore for SqliteStore {
             .await
     }
 
-    async fn update(&self, id: &TaskId, change: &Change) -> Result<Task, StoreError> {
-        let (id, change) = (id.clone(), change.clone());
-        self.db.write(move |tx| update_in(tx, &id, &change)).await
+    async fn update(
+        &self,
+        id: &TaskId,
+        event: &Event,
+        now_ms: i64,
+        rates: &Rates,
+    ) -> Result<Task, StoreError> {
+        let (id, event, rates) = (id.clone(), event.clone(), *rates);
+        self.db
+            .write(move |tx| update_in(tx, &id, &event, now_ms, &rates))
+            .await
     }
 
     async fn token_hash(&self, id: &TaskId) -> Result<Option<String>, StoreError> {
@@ -645,13 +688,14 @@ impl TaskStore for SqliteStore {
     async fn unfinished(&self) -> Result<Vec<Task>, StoreError> {
         self.db
             .read(|c| {
+                let (unfinished, names) = states_where(|s| !s.is_terminal());
                 let mut stmt = c
-                    .prepare_cached(
-                        "SELECT doc FROM tasks WHERE state IN ('Pending','Provisioning','InProgress') ORDER BY seq",
-                    )
+                    .prepare_cached(&format!(
+                        "SELECT doc FROM tasks WHERE state {unfinished} ORDER BY seq"
+                    ))
                     .map_err(backend)?;
                 let docs = stmt
-                    .query_map([], |r| r.get::<_, String>(0))
+                    .query_map(rusqlite::params_from_iter(names), |r| r.get::<_, String>(0))
                     .map_err(backend)?
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(backend)?;
@@ -661,7 +705,7 @@ impl TaskStore for SqliteStore {
     }
 
     async fn put_logs(&self, id: &TaskId, logs: &Logs) -> Result<(), StoreError> {
-        let (id, logs) = (id.clone(), logs.clone());
+        let (id, logs) = (id.clone(), logs.clone().capped());
         self.db
             .write(move |tx| {
                 tx.execute(
@@ -746,22 +790,23 @@ impl TaskStore for SqliteStore {
     async fn remove_finished(&self) -> Result<Vec<Task>, StoreError> {
         self.db
             .write(|tx| {
-                let terminal = "('Done','Failed','Cancelled','TimedOut','DeadLettered')";
+                let (terminal, names) = states_where(TaskState::is_terminal);
+                let bind = || rusqlite::params_from_iter(names.iter());
                 let docs = tx
-                    .prepare(&format!("SELECT doc FROM tasks WHERE state IN {terminal}"))
+                    .prepare(&format!("SELECT doc FROM tasks WHERE state {terminal}"))
                     .map_err(backend)?
-                    .query_map([], |r| r.get::<_, String>(0))
+                    .query_map(bind(), |r| r.get::<_, String>(0))
                     .map_err(backend)?
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(backend)?;
                 for table in ["logs", "metrics"] {
                     tx.execute(
-                        &format!("DELETE FROM {table} WHERE id IN (SELECT id FROM tasks WHERE state IN {terminal})"),
-                        [],
+                        &format!("DELETE FROM {table} WHERE id IN (SELECT id FROM tasks WHERE state {terminal})"),
+                        bind(),
                     )
                     .map_err(backend)?;
                 }
-                tx.execute(&format!("DELETE FROM tasks WHERE state IN {terminal}"), [])
+                tx.execute(&format!("DELETE FROM tasks WHERE state {terminal}"), bind())
                     .map_err(backend)?;
                 docs.iter().map(|d| from_json(d)).collect()
             })

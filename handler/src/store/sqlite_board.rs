@@ -39,7 +39,8 @@ END;
 ";
 
 /// Adds the counts table to a database that lacks it (new, or made by an older handler):
-/// the table, one row per state filled from the stored tasks, and the triggers, atomically.
+/// the table, one row per state filled from the stored tasks, and the triggers, atomically; and
+/// a row for any state the table does not know yet.
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -53,13 +54,13 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         .optional()
         .map_err(backend)?
         .is_some();
-    if exists {
-        return Ok(());
+    if !exists {
+        tx.execute_batch(COUNTS).map_err(backend)?;
     }
-    tx.execute_batch(COUNTS).map_err(backend)?;
+    // Every state has its row, also one added to `TaskState` after the table was made.
     for s in TaskState::ALL {
         tx.execute(
-            "INSERT INTO task_counts (state, n) VALUES (?1, (SELECT COUNT(*) FROM tasks WHERE state = ?1))",
+            "INSERT OR IGNORE INTO task_counts (state, n) VALUES (?1, (SELECT COUNT(*) FROM tasks WHERE state = ?1))",
             [s.as_str()],
         )
         .map_err(backend)?;

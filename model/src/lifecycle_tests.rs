@@ -1,0 +1,382 @@
+//! Unit tests of [`Task::apply`]: every event from every state, stale attempts, billing, the
+//! timeline and the times.
+
+use super::*;
+use crate::limits::MAX_REASON_BYTES;
+use crate::task::{Resources, TaskId};
+use TaskState::*;
+
+const RATES: Rates = Rates {
+    cpu_second: 1.0,
+    gb_second: 2.0,
+};
+
+/// 0.5 vCPU and 1 GiB: 2.5 per second at [`RATES`].
+fn new_task(max_attempts: u32) -> Task {
+    let r = Resources {
+        cpu: 0.5,
+        memory_mb: 1024,
+    };
+    Task::new(
+        TaskId::parse("t1").unwrap(),
+        "w".into(),
+        r,
+        max_attempts,
+        60,
+        1_000,
+    )
+}
+
+fn provision(attempt: u32) -> Event {
+    Event::Provision {
+        attempt,
+        container: format!("eda-t1-{attempt}"),
+        token_hash: format!("hash-{attempt}"),
+    }
+}
+
+fn failed(attempt: u32, code: Option<i64>) -> Event {
+    Event::AttemptFailed {
+        attempt,
+        exit_code: code,
+        reason: "boom".into(),
+        retry_after: Duration::from_millis(1_500),
+    }
+}
+
+fn ok(t: &Task, e: &Event, at: i64) -> Task {
+    t.apply(e, at, &RATES)
+        .unwrap_or_else(|err| panic!("{} from {}: {err}", e.name(), t.state))
+}
+
+/// A task in `state` at attempt 1 (the attempt budget is 1 for `Failed`, else 3).
+fn in_state(state: TaskState) -> Task {
+    let budget = if state == Failed { 1 } else { 3 };
+    let p = ok(&new_task(budget), &provision(1), 2_000);
+    let reason = || "why".to_string();
+    match state {
+        Pending => ok(&p, &failed(1, Some(3)), 3_000),
+        Provisioning => p,
+        InProgress => ok(&p, &Event::Started { attempt: 1 }, 3_000),
+        Done => ok(&p, &succeeded(1), 3_000),
+        Failed => ok(&p, &failed(1, Some(3)), 3_000),
+        Cancelled => ok(&p, &Event::Cancel { reason: reason() }, 3_000),
+        TimedOut => ok(
+            &p,
+            &Event::TimedOut {
+                attempt: 1,
+                reason: reason(),
+            },
+            3_000,
+        ),
+        DeadLettered => ok(&p, &Event::DeadLetter { reason: reason() }, 3_000),
+    }
+}
+
+fn succeeded(attempt: u32) -> Event {
+    Event::Succeeded {
+        attempt,
+        exit_code: 0,
+        reason: None,
+    }
+}
+
+/// One of every event, for a task at attempt `a`, with the states it is legal from (written
+/// out here, independently of `Event::allowed_from`).
+fn every_event(a: u32) -> Vec<(Event, &'static [TaskState])> {
+    let reason = || "why".to_string();
+    vec![
+        (provision(a + 1), &[Pending]),
+        (
+            Event::Reprovision {
+                attempt: a,
+                container: "c".into(),
+                token_hash: "h".into(),
+            },
+            &[Provisioning],
+        ),
+        (
+            Event::Note {
+                attempt: a,
+                reason: reason(),
+            },
+            &[Provisioning],
+        ),
+        (
+            Event::GiveBack {
+                attempt: a,
+                retry_at_ms: 9_000,
+                reason: reason(),
+            },
+            &[Provisioning],
+        ),
+        (Event::Started { attempt: a }, &[Provisioning]),
+        (succeeded(a), &[Provisioning, InProgress]),
+        (failed(a, Some(1)), &[Provisioning, InProgress]),
+        (
+            Event::TimedOut {
+                attempt: a,
+                reason: reason(),
+            },
+            &[Provisioning, InProgress],
+        ),
+        (
+            Event::Cancel { reason: reason() },
+            &[Pending, Provisioning, InProgress],
+        ),
+        (
+            Event::Retry { attempt: a },
+            &[Failed, Cancelled, TimedOut, DeadLettered],
+        ),
+        (
+            Event::DeadLetter { reason: reason() },
+            &[Pending, Provisioning],
+        ),
+    ]
+}
+
+#[test]
+fn every_event_from_every_state_is_decided_by_the_table() {
+    let mut decided = 0;
+    for from in TaskState::ALL {
+        let task = in_state(from);
+        assert_eq!((task.state, task.attempt), (from, 1));
+        for (event, legal) in every_event(task.attempt) {
+            let got = task.apply(&event, 5_000, &RATES);
+            match (legal.contains(&from), got) {
+                (true, Ok(next)) => {
+                    let last = next.transitions.last().unwrap();
+                    assert_eq!(
+                        (last.state, last.at_ms),
+                        (next.state, 5_000),
+                        "{}",
+                        event.name()
+                    );
+                    assert_eq!(next.transitions.len(), task.transitions.len() + 1);
+                }
+                (false, Err(LifecycleError::Illegal { from: f, event: e })) => {
+                    assert_eq!((f, e), (from, event.name()));
+                }
+                (want, got) => panic!("{} from {from}: legal={want}, got {got:?}", event.name()),
+            }
+            decided += 1;
+        }
+    }
+    assert_eq!(decided, TaskState::ALL.len() * 11);
+}
+
+#[test]
+fn events_of_another_attempt_are_stale_from_every_state() {
+    for from in TaskState::ALL {
+        let task = in_state(from);
+        for (event, _) in every_event(task.attempt + 1)
+            .into_iter()
+            .chain(every_event(0))
+        {
+            let got = task.apply(&event, 5_000, &RATES);
+            match event {
+                Event::Cancel { .. } | Event::DeadLetter { .. } => {} // name no attempt
+                _ => assert!(
+                    matches!(got, Err(LifecycleError::Stale { current: 1, .. })),
+                    "{} from {from}: {got:?}",
+                    event.name()
+                ),
+            }
+        }
+    }
+}
+
+#[test]
+fn a_run_records_times_timeline_and_bill() {
+    let t = new_task(3);
+    let p = ok(&t, &provision(1), 2_000);
+    assert_eq!(
+        (p.attempt, p.container.as_deref(), p.provisioned_at_ms),
+        (1, Some("eda-t1-1"), Some(2_000))
+    );
+    let noted = ok(
+        &p,
+        &Event::Note {
+            attempt: 1,
+            reason: "waiting".into(),
+        },
+        2_100,
+    );
+    assert_eq!(noted.reason.as_deref(), Some("waiting"));
+    let re = ok(
+        &noted,
+        &Event::Reprovision {
+            attempt: 1,
+            container: "eda-t1-1".into(),
+            token_hash: "h2".into(),
+        },
+        2_500,
+    );
+    assert_eq!(
+        re.provisioned_at_ms,
+        Some(2_000),
+        "a re-entry keeps the first time"
+    );
+    assert_eq!(re.reason, None, "a new container clears the note");
+    let run = ok(&re, &Event::Started { attempt: 1 }, 3_000);
+    assert_eq!((run.started_at_ms, run.billed_seconds), (Some(3_000), 0));
+    let done = ok(&run, &succeeded(1), 5_001);
+    // Billed from the last Provisioning entry (2.5 s) to 5.001 s: 2.501 s, rounded up to 3.
+    assert_eq!((done.billed_seconds, done.cost), (3, 7.5));
+    assert_eq!(
+        (done.exit_code, done.finished_at_ms),
+        (Some(0), Some(5_001))
+    );
+    let steps: Vec<_> = done
+        .transitions
+        .iter()
+        .map(|tr| (tr.state, tr.at_ms, tr.attempt, tr.reason.as_deref()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            (Pending, 1_000, 0, None),
+            (Provisioning, 2_000, 1, None),
+            (Provisioning, 2_100, 1, Some("waiting")),
+            (Provisioning, 2_500, 1, None),
+            (InProgress, 3_000, 1, None),
+            (Done, 5_001, 1, None),
+        ]
+    );
+}
+
+#[test]
+fn a_failed_attempt_is_retried_while_attempts_are_left_and_bills_each_attempt() {
+    let a1 = ok(&new_task(2), &provision(1), 2_000);
+    let back = ok(&a1, &failed(1, Some(3)), 2_000);
+    assert_eq!(
+        (back.state, back.attempt, back.exit_code),
+        (Pending, 1, Some(3))
+    );
+    assert_eq!(back.retry_at_ms, Some(3_500));
+    assert_eq!(
+        back.reason.as_deref(),
+        Some("attempt 1/2 failed: boom; retrying in 1.5 s")
+    );
+    assert_eq!(
+        (back.billed_seconds, back.provisioned_at_ms),
+        (1, None),
+        "at least one second"
+    );
+    let a2 = ok(&back, &provision(2), 4_000);
+    assert_eq!((a2.retry_at_ms, a2.reason.as_deref()), (None, None));
+    let end = ok(&a2, &failed(2, None), 6_000);
+    assert_eq!((end.state, end.reason.as_deref()), (Failed, Some("boom")));
+    assert_eq!(end.exit_code, Some(3), "no code leaves the last one");
+    assert_eq!((end.billed_seconds, end.cost), (3, 7.5));
+    assert_eq!(end.finished_at_ms, Some(6_000));
+}
+
+#[test]
+fn a_person_retries_with_a_raised_budget() {
+    let failed_task = in_state(Failed);
+    assert_eq!(failed_task.max_attempts, 1);
+    let again = ok(&failed_task, &Event::Retry { attempt: 1 }, 7_000);
+    assert_eq!((again.state, again.max_attempts), (Pending, 2));
+    assert_eq!(
+        (again.exit_code, again.finished_at_ms, again.retry_at_ms),
+        (None, None, None)
+    );
+    assert_eq!(again.reason.as_deref(), Some(RETRY_REASON));
+    assert_eq!(
+        again.billed_seconds, failed_task.billed_seconds,
+        "nothing ran"
+    );
+    let next = ok(&again, &provision(2), 8_000);
+    assert_eq!(next.attempt, 2);
+}
+
+#[test]
+fn a_given_back_attempt_is_restored_and_not_billed() {
+    let p = ok(&new_task(3), &provision(1), 2_000);
+    let e = Event::GiveBack {
+        attempt: 1,
+        retry_at_ms: 9_000,
+        reason: "no room".into(),
+    };
+    let back = ok(&p, &e, 60_000);
+    assert_eq!(
+        (back.state, back.attempt, back.retry_at_ms),
+        (Pending, 0, Some(9_000))
+    );
+    assert_eq!((back.billed_seconds, back.cost), (0, 0.0));
+    assert_eq!(back.provisioned_at_ms, None);
+    assert_eq!(back.transitions.last().unwrap().attempt, 0);
+    assert_eq!(ok(&back, &provision(1), 61_000).attempt, 1);
+}
+
+#[test]
+fn cancel_and_dead_letter_bill_only_an_active_attempt() {
+    let pending = new_task(3);
+    let c = ok(&pending, &Event::Cancel { reason: "x".into() }, 5_000);
+    assert_eq!(
+        (c.state, c.billed_seconds, c.finished_at_ms),
+        (Cancelled, 0, Some(5_000))
+    );
+    let running = in_state(InProgress);
+    let c = ok(&running, &Event::Cancel { reason: "x".into() }, 4_000);
+    assert_eq!((c.billed_seconds, c.cost), (2, 5.0));
+    let dl = ok(
+        &in_state(Provisioning),
+        &Event::DeadLetter { reason: "x".into() },
+        2_000,
+    );
+    assert_eq!((dl.state, dl.billed_seconds), (DeadLettered, 1));
+    let t = ok(
+        &running,
+        &Event::TimedOut {
+            attempt: 1,
+            reason: "slow".into(),
+        },
+        62_000,
+    );
+    assert_eq!((t.state, t.billed_seconds), (TimedOut, 60));
+}
+
+#[test]
+fn reasons_are_cut_and_kept_when_not_given() {
+    let long = "é".repeat(MAX_REASON_BYTES);
+    let t = ok(
+        &in_state(Provisioning),
+        &Event::Cancel { reason: long },
+        3_000,
+    );
+    let r = t.reason.unwrap();
+    assert!(
+        r.len() <= MAX_REASON_BYTES && r.len() > MAX_REASON_BYTES - 2,
+        "{}",
+        r.len()
+    );
+    let noted = ok(
+        &in_state(Provisioning),
+        &Event::Started { attempt: 1 },
+        3_000,
+    )
+    .reason;
+    assert_eq!(noted, None);
+    let done = Event::Succeeded {
+        attempt: 1,
+        exit_code: 0,
+        reason: Some("exited 0 without reporting".into()),
+    };
+    let d = ok(&in_state(Provisioning), &done, 3_000);
+    assert_eq!(
+        d.transitions.last().unwrap().reason.as_deref(),
+        d.reason.as_deref()
+    );
+    assert_eq!(cut("héllo", 2), "h");
+    assert_eq!(cut("abc", 10), "abc");
+}
+
+#[test]
+fn only_provisions_carry_a_token() {
+    for (e, _) in every_event(1) {
+        let has = matches!(e, Event::Provision { .. } | Event::Reprovision { .. });
+        assert_eq!(e.token_hash().is_some(), has, "{}", e.name());
+    }
+}
