@@ -182,15 +182,7 @@ impl Board {
 /// True when `new` is an older version of the task than `cur`: an earlier attempt, or an
 /// earlier step of the same attempt (within an attempt a task only moves forward).
 pub fn behind(new: &Task, cur: &Task) -> bool {
-    fn step(s: TaskState) -> u8 {
-        match s {
-            TaskState::Pending => 0,
-            TaskState::Provisioning => 1,
-            TaskState::InProgress => 2,
-            _ => 3,
-        }
-    }
-    new.attempt < cur.attempt || (new.attempt == cur.attempt && step(new.state) < step(cur.state))
+    new.attempt < cur.attempt || (new.attempt == cur.attempt && new.state.rank() < cur.state.rank())
 }
 
 fn count(counts: &BTreeMap<TaskState, u64>, filter: Option<TaskState>) -> u64 {

@@ -6,7 +6,7 @@
 use crate::api;
 use crate::board::Board;
 use crate::chart::Chart;
-use crate::format::{bytes, clock, duration_ms, state_class};
+use crate::format::{bytes, clock, duration_ms};
 use crate::ui::Errors;
 use leptos::prelude::*;
 use model::{Logs, Metrics, Task, TaskId, TaskState};
@@ -143,10 +143,10 @@ fn Panel(
     };
     let close = move |_| selected.set(None);
     let can_cancel = move || sig.with(|t| !t.state.is_terminal());
-    let can_retry = move || sig.with(|t| t.state.is_terminal() && t.state != TaskState::Done);
+    let can_retry = move || sig.with(|t| t.state.is_retryable());
     view! {
         <aside class="details" aria-labelledby="details-title">
-            <header class=move || format!("details-head {}", sig.with(|t| state_class(t.state)))>
+            <header class=move || format!("details-head {}", sig.with(|t| t.state.css_class()))>
                 <h2 id="details-title">"Task " <code>{t(|t| t.id.to_string())}</code></h2>
                 <button class="close" on:click=close aria-label="Close details (Esc)">"×"</button>
             </header>
@@ -203,7 +203,7 @@ fn timeline(loaded: RwSignal<Loaded>) -> Vec<impl IntoView> {
                     .map(|r| format!(" — {r}"))
                     .unwrap_or_default();
                 view! {
-                    <li class=state_class(t.state)>
+                    <li class=t.state.css_class()>
                         <time>{clock(t.at_ms)}</time> " " <b>{t.state.to_string()}</b>
                         " (attempt " {t.attempt} ") " <span class="took">{took}</span> {reason}
                     </li>

@@ -1,21 +1,5 @@
 //! Small text formatting shared by the views.
 
-use model::TaskState;
-
-/// The CSS class of a state: its colour on tiles, chips and the timeline.
-pub fn state_class(state: TaskState) -> &'static str {
-    match state {
-        TaskState::Pending => "st-pending",
-        TaskState::Provisioning => "st-provisioning",
-        TaskState::InProgress => "st-inprogress",
-        TaskState::Done => "st-done",
-        TaskState::Failed => "st-failed",
-        TaskState::Cancelled => "st-cancelled",
-        TaskState::TimedOut => "st-timedout",
-        TaskState::DeadLettered => "st-deadlettered",
-    }
-}
-
 /// `HH:MM:SS.mmm` in the browser's time zone.
 pub fn clock(at_ms: i64) -> String {
     let d = js_sys::Date::new(&(at_ms as f64).into());

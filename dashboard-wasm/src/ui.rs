@@ -8,7 +8,6 @@
 use crate::api;
 use crate::board::Board;
 use crate::details::Details;
-use crate::format::state_class;
 use crate::live::{Link, Live};
 use crate::pager::Pager;
 use crate::timeline::Timeline;
@@ -262,7 +261,7 @@ fn Counts(board: Board, pager: Pager, errors: Errors) -> impl IntoView {
     let total = move || board.counts.with(|c| c.values().sum::<u64>());
     let chip = move |state: Option<TaskState>| {
         let label = state.map_or("All".to_string(), |s| s.to_string());
-        let class = state.map_or("chip", |s| state_class(s));
+        let class = state.map_or("chip", TaskState::css_class);
         let n = move || match state {
             Some(s) => board.counts.with(|c| c.get(&s).copied().unwrap_or(0)),
             None => total(),
@@ -421,7 +420,7 @@ fn Tile(sig: RwSignal<Task>, selected: RwSignal<Option<TaskId>>) -> impl IntoVie
         move |_| selected.set(Some(id.clone()))
     };
     view! {
-        <button class=move || sig.with(|t| format!("tile {}", state_class(t.state)))
+        <button class=move || sig.with(|t| format!("tile {}", t.state.css_class()))
             data-id=id.to_string()
             data-state=move || sig.with(|t| t.state.as_str())
             title=move || sig.with(|t| t.reason.clone())

@@ -11,8 +11,10 @@
 //! - [`reconcile`]: watches containers, finishes tasks from exit codes, timeouts, retries,
 //!   captures logs and metrics, removes finished containers.
 //! - [`queue`]: local mode's durable queue (SQLite) and its consumer loop.
-//! - [`tasks`]: the task service: every state change goes through it (store + billing + events).
-//! - [`store`]: the [`store::TaskStore`] trait; SQLite and MongoDB backends.
+//! - [`tasks`]: the task service, the only writer: `Tasks::apply(id, Event)` runs the store's
+//!   atomic update around `model::Task::apply` (the lifecycle) and publishes the result.
+//! - [`store`]: the [`store::TaskStore`] trait (load, compare-and-set, query); SQLite, MongoDB
+//!   and in-memory (tests) backends.
 //! - [`runtime`]: the [`runtime::ContainerRuntime`] trait; Docker, process and ACI backends.
 //! - [`events`]: the broadcast bus behind the SSE stream.
 //! - [`dashboard`]: serves the embedded Leptos dashboard.
