@@ -1,6 +1,7 @@
 //! Where tasks live: the [`TaskStore`] trait and its backends.
 //!
 //! - [`sqlite`]: the local mode's embedded store (and, in the same file, the local queue's tables).
+//! - [`sqlite_db`]: the SQLite file under both: group-committing writer, readers, durability.
 //! - [`sqlite_board`]: the SQLite store's board order, pages and incrementally kept counts.
 //! - [`mongo`]: Cosmos DB for MongoDB in Azure.
 //! - [`memory`]: in memory, for fast unit tests of the code above the store.
@@ -16,6 +17,7 @@ pub mod mongo;
 pub mod mongo_counts;
 pub mod sqlite;
 pub mod sqlite_board;
+pub mod sqlite_db;
 
 use async_trait::async_trait;
 use model::{Event, LifecycleError, Logs, MetricSample, Rates, Task, TaskId, TaskPage, TaskState};
