@@ -117,3 +117,79 @@ impl Tasks {
         self.store.ready().await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+    use model::{LifecycleError, Resources, TaskState};
+
+    fn tasks() -> Tasks {
+        let rates = Rates {
+            cpu_second: 1.0,
+            gb_second: 0.0,
+        };
+        Tasks::new(Arc::new(MemoryStore::new()), Events::default(), rates)
+    }
+
+    fn task(id: &str) -> Task {
+        let r = Resources {
+            cpu: 2.0,
+            memory_mb: 256,
+        };
+        Task::new(TaskId::parse(id).unwrap(), "w".into(), r, 1, 60, now_ms())
+    }
+
+    /// Every applied event is announced once; a refused one changes and announces nothing.
+    #[tokio::test]
+    async fn applied_events_are_announced_once_and_refused_ones_not_at_all() {
+        let tasks = tasks();
+        let mut rx = tasks.events.subscribe();
+        let t = task("announce");
+        tasks.insert(std::slice::from_ref(&t)).await.unwrap();
+        assert!(rx.try_recv().unwrap().contains("\"Pending\""));
+        let provision = Event::Provision {
+            attempt: 1,
+            container: "eda-announce-1".into(),
+            token_hash: "h".into(),
+        };
+        let p = tasks.apply(&t.id, provision).await.unwrap();
+        assert_eq!(p.state, TaskState::Provisioning);
+        assert!(rx.try_recv().unwrap().contains("\"Provisioning\""));
+        assert_eq!(tasks.token_hash(&t.id).await.unwrap().as_deref(), Some("h"));
+        let stale = tasks.apply(&t.id, Event::Started { attempt: 2 }).await;
+        assert!(matches!(
+            stale,
+            Err(StoreError::Refused {
+                source: LifecycleError::Stale { .. },
+                ..
+            })
+        ));
+        assert!(
+            rx.try_recv().is_err(),
+            "nothing announced for a refused event"
+        );
+        assert_eq!(tasks.load(&t.id).await.unwrap(), p, "nothing changed");
+        let failed = Event::AttemptFailed {
+            attempt: 1,
+            exit_code: Some(1),
+            reason: "boom".into(),
+            retry_after: std::time::Duration::from_secs(1),
+        };
+        let end = tasks.apply(&t.id, failed).await.unwrap();
+        assert_eq!(end.state, TaskState::Failed, "one attempt allowed");
+        assert_eq!(
+            end.cost,
+            2.0 * end.billed_seconds as f64,
+            "billed at the service's rates"
+        );
+        assert!(rx.try_recv().unwrap().contains("\"Failed\""));
+        let removed = tasks.remove_finished().await.unwrap();
+        assert_eq!(removed.len(), 1);
+        assert!(rx.try_recv().unwrap().starts_with("event: cleared"));
+        assert!(matches!(
+            tasks.load(&t.id).await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+}
