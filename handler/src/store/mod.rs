@@ -3,7 +3,8 @@
 //! - [`sqlite`]: the local mode's embedded store (and, in the same file, the local queue's tables).
 //! - [`sqlite_db`]: the SQLite file under both: group-committing writer, readers, durability.
 //! - [`sqlite_board`]: the SQLite store's board order, pages and incrementally kept counts.
-//! - [`mongo`]: Cosmos DB for MongoDB in Azure.
+//! - [`mongo`]: Cosmos DB for MongoDB in Azure ([`mongo_wire`]: connection, throttling, errors;
+//!   [`mongo_counts`]: the board's counts).
 //! - [`memory`]: in memory, for fast unit tests of the code above the store.
 //!
 //! Every backend stores a task as one document keyed by id. Stores only load, compare-and-set
@@ -15,6 +16,7 @@
 pub mod memory;
 pub mod mongo;
 pub mod mongo_counts;
+pub mod mongo_wire;
 pub mod sqlite;
 pub mod sqlite_board;
 pub mod sqlite_db;

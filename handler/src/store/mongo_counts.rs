@@ -11,7 +11,7 @@
 //! until [`recount`] runs: at start when the document is missing (deleting the document and
 //! restarting the handler recounts).
 
-use super::mongo::{backend, with_retry};
+use super::mongo_wire::{backend, with_retry};
 use super::StoreError;
 use model::TaskState;
 use mongodb::bson::{doc, Bson, Document};
