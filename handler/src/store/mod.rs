@@ -1,7 +1,8 @@
 //! Where tasks live: the [`TaskStore`] trait and its backends.
 //!
 //! - [`sqlite`]: the local mode's embedded store (and, in the same file, the local queue's tables).
-//! - [`sqlite_db`]: the SQLite file under both: group-committing writer, readers, durability.
+//! - [`sqlite_db`]: the SQLite file under both: group-committing writer, readers, durability;
+//!   [`sqlite_storage`]: what is wrong when it cannot be written.
 //! - [`sqlite_board`]: the SQLite store's board order, pages and incrementally kept counts.
 //! - [`mongo`]: Cosmos DB for MongoDB in Azure ([`mongo_wire`]: connection, throttling, errors;
 //!   [`mongo_counts`]: the board's counts).
@@ -20,6 +21,7 @@ pub mod mongo_wire;
 pub mod sqlite;
 pub mod sqlite_board;
 pub mod sqlite_db;
+pub mod sqlite_storage;
 
 use async_trait::async_trait;
 use model::{Event, LifecycleError, Logs, MetricSample, Rates, Task, TaskId, TaskPage, TaskState};

@@ -12,8 +12,8 @@ use model::{Event, Logs, MetricSample, Rates, Task, TaskId, TaskPage, TaskState}
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 
-pub(crate) use super::sqlite_db::backend;
 pub use super::sqlite_db::{Db, SyncHook};
+pub(crate) use super::sqlite_storage::backend;
 
 /// Writes, in the insert's own transaction, whatever must exist whenever a new task does (the
 /// local queue's message: a transactional outbox), given the tasks just inserted and the time.

@@ -16,10 +16,11 @@
 //! One writer connection (SQLite allows one writer at a time anyway) and a small pool of
 //! readers; reads run on tokio's blocking pool, writes on the writer thread.
 
-use super::{StorageProblem, StoreError};
+use super::sqlite_storage::{backend, backend_io, diagnose_dir, Place};
+use super::StoreError;
 use rusqlite::Connection;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -86,104 +87,6 @@ pub struct Db {
     degraded: Arc<AtomicBool>,
     /// The test hook of [`Db::set_sync_hook`], read by the writer thread once per batch.
     sync_hook: Arc<Mutex<Option<SyncHook>>>,
-}
-
-/// The database file, its directory, and which file it was when opened.
-#[derive(Debug)]
-struct Place {
-    /// The data directory.
-    dir: PathBuf,
-    /// The database file.
-    file: PathBuf,
-    /// `(device, inode)` of the database file at open: another pair (or none) means it was
-    /// removed or replaced since, and SQLite would be writing into an unlinked file.
-    id: (u64, u64),
-}
-
-impl Place {
-    /// Whether the database file at its path is still the one opened.
-    fn unmoved(&self) -> bool {
-        std::fs::metadata(&self.file).is_ok_and(|m| (m.dev(), m.ino()) == self.id)
-    }
-
-    /// `e` with the directory filled in and its problem checked against the directory itself
-    /// (SQLite reports a read-only mount or a removed directory as a generic I/O error).
-    fn locate(&self, e: StoreError) -> StoreError {
-        let StoreError::Storage {
-            problem, source, ..
-        } = e
-        else {
-            return e;
-        };
-        StoreError::Storage {
-            dir: self.dir.clone(),
-            problem: self.diagnose(problem),
-            source,
-        }
-    }
-
-    /// What is wrong here, given what the failed call suggested.
-    fn diagnose(&self, suggested: StorageProblem) -> StorageProblem {
-        if !self.unmoved() {
-            return StorageProblem::Gone;
-        }
-        diagnose_dir(&self.dir, suggested)
-    }
-
-    /// A storage error for the I/O error `e` (of an fsync, say).
-    fn io_error(&self, e: std::io::Error) -> StoreError {
-        let problem = self.diagnose(io_problem(&e).unwrap_or(StorageProblem::Failing));
-        StoreError::Storage {
-            dir: self.dir.clone(),
-            problem,
-            source: Arc::new(e),
-        }
-    }
-}
-
-/// What is wrong with `dir`, given what a failed call suggested: a full disk is believed; else
-/// creating a file there tells a removed directory or a read-only one from another failure.
-fn diagnose_dir(dir: &Path, suggested: StorageProblem) -> StorageProblem {
-    if suggested == StorageProblem::Full {
-        return suggested;
-    }
-    let probe = dir.join(".eda-write-probe");
-    match std::fs::File::create(&probe) {
-        Ok(_) => {
-            let _ = std::fs::remove_file(&probe);
-            suggested
-        }
-        Err(e) => io_problem(&e).unwrap_or(suggested),
-    }
-}
-
-/// The storage problem an I/O error names, if any.
-fn io_problem(e: &std::io::Error) -> Option<StorageProblem> {
-    use std::io::ErrorKind as K;
-    match e.kind() {
-        K::StorageFull | K::QuotaExceeded | K::FileTooLarge => Some(StorageProblem::Full),
-        K::ReadOnlyFilesystem | K::PermissionDenied => Some(StorageProblem::ReadOnly),
-        K::NotFound => Some(StorageProblem::Gone),
-        _ => None,
-    }
-}
-
-/// The storage problem a SQLite error names, if any (codes from
-/// <https://www.sqlite.org/rescode.html>).
-fn sqlite_problem(e: &rusqlite::Error) -> Option<StorageProblem> {
-    use rusqlite::ErrorCode as C;
-    /// `SQLITE_READONLY_DBMOVED`: the database file was unlinked or renamed since it was opened.
-    const READONLY_DBMOVED: std::ffi::c_int = 1032;
-    let rusqlite::Error::SqliteFailure(f, _) = e else {
-        return None;
-    };
-    match f.code {
-        C::DiskFull => Some(StorageProblem::Full),
-        C::ReadOnly if f.extended_code == READONLY_DBMOVED => Some(StorageProblem::Gone),
-        C::ReadOnly => Some(StorageProblem::ReadOnly),
-        C::SystemIoFailure | C::CannotOpen => Some(StorageProblem::Failing),
-        _ => None,
-    }
 }
 
 fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
@@ -319,20 +222,6 @@ where
     };
     tx.execute_batch(end).map_err(backend)?;
     out
-}
-
-/// A store error for the SQLite error `e`: [`StoreError::Storage`] when it says the disk is
-/// full, read-only or failing (the directory is filled in by [`Db::write`] / [`Db::read`]), else
-/// [`StoreError::Sqlite`]; either way `e` is kept as the source.
-pub(crate) fn backend(e: rusqlite::Error) -> StoreError {
-    match sqlite_problem(&e) {
-        Some(problem) => StoreError::Storage {
-            dir: PathBuf::new(),
-            problem,
-            source: Arc::new(e),
-        },
-        None => StoreError::Sqlite(Arc::new(e)),
-    }
 }
 
 impl Db {
@@ -511,66 +400,5 @@ impl Db {
     /// The data directory (where the database file is).
     pub fn dir(&self) -> &Path {
         &self.place.dir
-    }
-}
-
-/// A storage error for an I/O error at open (the directory is filled in by the caller).
-fn backend_io(e: std::io::Error) -> StoreError {
-    StoreError::Storage {
-        dir: PathBuf::new(),
-        problem: io_problem(&e).unwrap_or(StorageProblem::Failing),
-        source: Arc::new(e),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sqlite_error(code: std::ffi::c_int) -> rusqlite::Error {
-        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None)
-    }
-
-    #[test]
-    fn sqlite_errors_name_the_storage_problem() {
-        // Primary codes and SQLITE_READONLY_DBMOVED (8 | 4 << 8), https://www.sqlite.org/rescode.html
-        let cases = [
-            (13, Some(StorageProblem::Full)),
-            (8, Some(StorageProblem::ReadOnly)),
-            (8 | (4 << 8), Some(StorageProblem::Gone)),
-            (10, Some(StorageProblem::Failing)),
-            (19, None), // SQLITE_CONSTRAINT: not about storage
-        ];
-        for (code, want) in cases {
-            assert_eq!(sqlite_problem(&sqlite_error(code)), want, "code {code}");
-        }
-        let e = backend(sqlite_error(13));
-        assert!(matches!(
-            e,
-            StoreError::Storage {
-                problem: StorageProblem::Full,
-                ..
-            }
-        ));
-        // The cause is kept, not flattened.
-        let cause = std::error::Error::source(&e).unwrap().to_string();
-        assert!(cause.contains("database or disk is full"), "{cause}");
-    }
-
-    #[test]
-    fn a_removed_directory_is_gone_and_a_present_one_keeps_the_suggestion() {
-        let dir = std::env::temp_dir().join(format!("eda-diagnose-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        assert_eq!(
-            diagnose_dir(&dir, StorageProblem::Failing),
-            StorageProblem::Failing
-        );
-        std::fs::remove_dir(&dir).unwrap();
-        assert_eq!(
-            diagnose_dir(&dir, StorageProblem::Failing),
-            StorageProblem::Gone
-        );
-        let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
-        assert_eq!(io_problem(&full), Some(StorageProblem::Full));
     }
 }
