@@ -1,5 +1,7 @@
-//! The one conformance suite every [`TaskStore`] backend must pass (SQLite here; MongoDB when
-//! a server is given). Each check starts from tasks with fresh ids, so backends may be shared.
+//! The one conformance suite every [`TaskStore`] backend must pass: SQLite
+//! (`tests/store_sqlite.rs`), MongoDB (`tests/mongo_store.rs`, against a server or the stand-in)
+//! and the in-memory store (`tests/store_memory.rs`). Each check starts from tasks with fresh
+//! ids, so backends may be shared.
 
 use handler::store::{ListFilter, StoreError, TaskStore};
 use model::{Event, LifecycleError, Logs, MetricSample, Rates, Resources, Task, TaskId, TaskState};
