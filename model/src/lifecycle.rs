@@ -218,8 +218,11 @@ struct Step {
 
 /// What happens to the task's reason.
 enum Reason {
+    /// Leave it as it is.
     Keep,
+    /// No reason any more (a new container was asked for).
     Clear,
+    /// This one, cut to `MAX_REASON_BYTES`.
     Set(String),
 }
 
