@@ -1,6 +1,6 @@
 //! The application context every entry point shares: settings, the task service, the container
 //! runtime and the intake (how work gets on the queue). Built once at start-up by
-//! [`crate::local`] or [`crate::functions`], then shared behind an `Arc`.
+//! [`crate::compose`], then shared behind an `Arc`.
 
 use crate::config::Settings;
 use crate::runtime::ContainerRuntime;
@@ -49,4 +49,21 @@ pub struct App {
     pub wake: Arc<Notify>,
     /// Cancelled on shutdown: loops stop taking new work.
     pub shutdown: CancellationToken,
+}
+
+impl App {
+    /// The same app, queueing through `intake`. Functions mode runs each invocation with the
+    /// intake of that invocation's Service Bus output binding (`functions::outbox`); everything
+    /// else (store, runtime, slots, shutdown) is shared.
+    pub fn with_intake(&self, intake: Arc<dyn Intake>) -> Arc<App> {
+        Arc::new(App {
+            settings: self.settings.clone(),
+            tasks: self.tasks.clone(),
+            runtime: self.runtime.clone(),
+            intake,
+            slots: self.slots.clone(),
+            wake: self.wake.clone(),
+            shutdown: self.shutdown.clone(),
+        })
+    }
 }

@@ -11,6 +11,8 @@
 //! - [`reconcile`]: watches containers, finishes tasks from exit codes, timeouts, retries,
 //!   captures logs and metrics, removes finished containers.
 //! - [`queue`]: local mode's durable queue (SQLite) and its consumer loop.
+//! - [`policy`]: the one delivery policy (complete, retry after a delay, dead-letter) both
+//!   modes apply to a spawn's result, and the backoff.
 //! - [`tasks`]: the task service: every state change goes through it (store + billing + events).
 //! - [`store`]: the [`store::TaskStore`] trait; SQLite and MongoDB backends.
 //! - [`runtime`]: the [`runtime::ContainerRuntime`] trait; Docker, process and ACI backends.
@@ -25,14 +27,17 @@ pub mod app;
 pub mod check;
 pub mod client;
 pub mod clock;
+pub mod compose;
 pub mod config;
 pub mod dashboard;
 pub mod events;
 pub mod functions;
 pub mod local;
+pub mod policy;
 pub mod queue;
 pub mod reconcile;
 pub mod runtime;
+pub mod sampler;
 pub mod spawn;
 pub mod store;
 pub mod tasks;

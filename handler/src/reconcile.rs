@@ -6,7 +6,7 @@
 //! from its exit code; one that ran past its timeout is killed (`TimedOut`); one that vanished is
 //! failed. A failed attempt with attempts left goes back to `Pending` and is queued again after
 //! a backoff. Finished containers have their logs captured, then are removed, freeing their slot.
-//! A second, one-second loop samples CPU and memory of the running containers.
+//! CPU and memory samples are taken by [`crate::sampler`].
 
 use crate::app::App;
 use crate::clock::now_ms;
@@ -14,9 +14,8 @@ use crate::runtime::{ContainerStatus, Phase, RuntimeError};
 use crate::store::{Change, StoreError};
 use futures::StreamExt;
 use model::naming::parse_container_name;
-use model::{limits, Task, TaskId, TaskState};
+use model::{limits, Task, TaskState};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Errors of one reconcile pass.
 #[derive(Debug, thiserror::Error)]
@@ -189,7 +188,7 @@ pub async fn attempt_failed(
     let now = now_ms();
     let mut c;
     if task.attempt < task.max_attempts {
-        let delay = crate::queue::backoff(task.attempt, app.settings.retry_backoff);
+        let delay = crate::policy::backoff(task.attempt, app.settings.retry_backoff);
         c = Change::to(TaskState::Pending, now);
         c.new_attempt = true;
         c.retry_at_ms = Some(now + delay.as_millis() as i64);
@@ -287,39 +286,5 @@ async fn cleanup(app: &Arc<App>, name: &str, task: Option<&Task>) -> Result<(), 
         app.slots.release(&t.id);
     }
     tracing::debug!(container = name, "container removed");
-    Ok(())
-}
-
-/// Samples CPU and memory of every container holding a slot, about once a second.
-pub async fn sample(app: Arc<App>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            _ = app.shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        // All containers at once: one stats call can take a second (Docker 20.10's one-shot
-        // stats), so sampling them one after another would space each one's samples by the
-        // number of running containers.
-        let holders = app.slots.holders();
-        let samples = holders.iter().map(|id| sample_one(&app, id));
-        for (id, result) in holders.iter().zip(futures::future::join_all(samples).await) {
-            if let Err(e) = result {
-                tracing::debug!(task = %id, error = %e, "sample failed");
-            }
-        }
-    }
-}
-
-async fn sample_one(app: &Arc<App>, id: &TaskId) -> Result<(), ReconcileError> {
-    let Some(task) = app.tasks.store.get(id).await? else {
-        return Ok(());
-    };
-    let Some(name) = task.container.as_deref().filter(|_| task.state.is_active()) else {
-        return Ok(());
-    };
-    if let Some(s) = app.runtime.sample(name).await? {
-        app.tasks.store.add_metrics(id, &[s]).await?;
-    }
     Ok(())
 }

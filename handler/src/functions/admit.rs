@@ -144,23 +144,22 @@ async fn give_back(
 }
 
 /// Puts the task of `d` back to `Pending` after a transient spawn error (module docs): the
-/// attempt number is restored (the attempt got no container), the next try is due after a
-/// backoff, the bill is unchanged. Returns the delay, or `None` when the task was not waiting
-/// for its container any more (then the error is the caller's to report).
+/// attempt number is restored (the attempt got no container), the next try is due after
+/// `delay` (the delivery policy's, `crate::policy`), the bill is unchanged. Returns false when
+/// the task was not waiting for its container any more (nothing to defer).
 pub async fn defer(
     app: &Arc<App>,
     d: &Delivery,
     error: &SpawnError,
-) -> Result<Option<Duration>, SpawnError> {
+    delay: Duration,
+) -> Result<bool, SpawnError> {
     let env = spawn::envelope(d)?;
     let Some(task) = app.tasks.store.get(&env.id).await? else {
-        return Ok(None);
+        return Ok(false);
     };
     if task.state != TaskState::Provisioning || task.attempt == 0 {
-        return Ok(None);
+        return Ok(false);
     }
-    let delay =
-        crate::queue::backoff(task.attempt, app.settings.retry_backoff).max(Duration::from_secs(1));
     let at = now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
     let reason = format!(
         "waiting for the container runtime: {error}; trying again in {} s (not counted as an attempt)",
@@ -174,5 +173,5 @@ pub async fn defer(
             tracing::debug!(container = %name, error = %e, "could not remove after a failed create");
         }
     }
-    Ok(Some(delay))
+    Ok(true)
 }
