@@ -18,7 +18,11 @@
 //! - [`runtime`]: the [`runtime::ContainerRuntime`] trait; Docker, process and ACI backends.
 //! - [`events`]: the broadcast bus behind the SSE stream.
 //! - [`dashboard`]: serves the embedded Leptos dashboard.
-//! - [`local`]: wires local mode together and runs it; [`client`]: `submit` and `tasks` commands.
+//! - [`compose`]: the one composition root: builds the [`app::App`] and picks its store and
+//!   runtime from configuration, for both modes.
+//! - [`local`]: runs local mode (queue consumer, reconciler, servers); [`client`]: `submit`
+//!   and `tasks` commands.
+//! - [`sampler`]: CPU and memory samples of running containers (one rule for both modes).
 //! - [`token`], [`clock`]: small helpers (worker tokens, time).
 //! - [`check`]: `handler check`, every Azure dependency checked with the app's identity.
 

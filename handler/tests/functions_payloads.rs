@@ -42,6 +42,8 @@ struct FakeRuntime {
     creates: Mutex<u32>,
     reject: Mutex<bool>,
     down: Mutex<bool>,
+    /// ARM's 429 with this `Retry-After`, as the ACI runtime reports it.
+    throttle: Mutex<Option<std::time::Duration>>,
 }
 
 impl FakeRuntime {
@@ -61,6 +63,12 @@ impl ContainerRuntime for FakeRuntime {
     async fn create(&self, spec: &ContainerSpec) -> Result<Created, RuntimeError> {
         if *self.reject.lock().unwrap() {
             return Err(RuntimeError::Rejected("quota exceeded".into()));
+        }
+        if let Some(after) = *self.throttle.lock().unwrap() {
+            return Err(RuntimeError::Throttled {
+                message: "429 TooManyRequests".into(),
+                retry_after: Some(after),
+            });
         }
         if *self.down.lock().unwrap() {
             return Err(RuntimeError::Unavailable(
@@ -695,6 +703,33 @@ async fn transient_runtime_errors_defer_the_spawn_instead_of_dead_lettering() {
     assert_eq!(status, 200);
     let t = h.task(&id).await;
     assert_eq!((t.state, t.attempt), (TaskState::Provisioning, 1));
+    h.running.stop().await;
+}
+
+/// The deferral waits at least what ARM asked for (`Retry-After`, kept by the ACI runtime as
+/// `RuntimeError::Throttled::retry_after`) when that is longer than the policy's backoff; the
+/// message is completed all the same, whatever its delivery count.
+#[tokio::test]
+async fn a_throttled_spawn_is_deferred_by_the_retry_after_arm_gave() {
+    let h = harness("throttled", &["--retry-backoff-ms", "1000"]).await;
+    *h.runtime.throttle.lock().unwrap() = Some(std::time::Duration::from_secs(45));
+    let before = handler::clock::now_ms();
+    let (status, r) = h
+        .invoke("ServiceBusTrigger", sb_text("slow down", "m-429", 3))
+        .await;
+    assert_eq!(status, 200, "completed, not a failed delivery: {r}");
+    assert!(
+        r["Logs"][0].as_str().unwrap().contains("deferred 45 s"),
+        "{r}"
+    );
+    let t = h.task(&derived_id("m-429")).await;
+    assert_eq!((t.state, t.attempt), (TaskState::Pending, 0), "{t:?}");
+    let wait = t.retry_at_ms.unwrap() - before;
+    assert!(
+        (45_000..50_000).contains(&wait),
+        "due after Retry-After: {wait} ms"
+    );
+    assert_eq!(*h.runtime.creates.lock().unwrap(), 0);
     h.running.stop().await;
 }
 
