@@ -208,7 +208,7 @@ async fn require_api_key(
 ) -> std::result::Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let key = req
         .app_data::<Data>()
-        .and_then(|a| a.settings.api_key.clone());
+        .and_then(|a| a.settings().api_key.clone());
     let open = req.path().ends_with("/state") || req.path() == "/api/health";
     if let (Some(key), false) = (key, open) {
         let given = bearer(req.request()).or_else(|| header_str(req.request(), "x-api-key"));
@@ -239,7 +239,7 @@ fn task_id(raw: &str) -> Result<TaskId> {
 }
 
 async fn load(app: &App, id: &TaskId) -> Result<Task> {
-    app.tasks
+    app.tasks()
         .store
         .get(id)
         .await?
@@ -302,8 +302,8 @@ fn json_depth(text: &str) -> usize {
 /// `GET /api/health`: 200 when the handler can take work; 507/503 with the store's error
 /// (as any route answers it) while its data directory cannot take writes.
 async fn health(app: Data) -> HttpResponse {
-    let (runtime, store) = (app.runtime.kind(), app.tasks.store.kind());
-    match app.tasks.store.ready().await {
+    let (runtime, store) = (app.runtime().kind(), app.tasks().store.kind());
+    match app.tasks().store.ready().await {
         Ok(()) => HttpResponse::Ok().json(serde_json::json!({
             "ok": true, "ready": true, "runtime": runtime, "store": store,
         })),
@@ -331,7 +331,7 @@ async fn submit(app: Data, payload: web::Payload) -> Result<HttpResponse> {
         )
     })?;
     let tasks = new_tasks(&app, items)?;
-    let tasks = app.intake.submit(tasks).await?;
+    let tasks = app.intake().submit(tasks).await?;
     Ok(HttpResponse::Accepted().json(SubmitResponse { tasks }))
 }
 
@@ -351,7 +351,7 @@ pub fn new_tasks(app: &App, items: Vec<WorkItem>) -> Result<Vec<Task>> {
             ),
         ));
     }
-    let s = &app.settings;
+    let s = app.settings();
     let now = now_ms();
     let mut tasks = Vec::with_capacity(total as usize);
     for (n, item) in items.into_iter().enumerate() {
@@ -459,7 +459,7 @@ async fn list(app: Data, q: web::Query<ListQuery>) -> Result<HttpResponse> {
         .transpose()?
         .unwrap_or_default();
     let page = app
-        .tasks
+        .tasks()
         .store
         .list(&ListFilter {
             states,
@@ -479,12 +479,12 @@ async fn get(app: Data, id: web::Path<String>) -> Result<HttpResponse> {
 async fn logs(app: Data, id: web::Path<String>) -> Result<HttpResponse> {
     let task = load(&app, &task_id(&id)?).await?;
     if let Some(name) = task.container.as_deref().filter(|_| task.state.is_active()) {
-        if let Ok(logs) = app.runtime.logs(name, limits::MAX_LOG_BYTES).await {
+        if let Ok(logs) = app.runtime().logs(name, limits::MAX_LOG_BYTES).await {
             return Ok(HttpResponse::Ok().json(logs));
         }
     }
     let logs = app
-        .tasks
+        .tasks()
         .store
         .logs(&task.id)
         .await?
@@ -497,7 +497,7 @@ async fn logs(app: Data, id: web::Path<String>) -> Result<HttpResponse> {
 
 async fn metrics(app: Data, id: web::Path<String>) -> Result<HttpResponse> {
     let task = load(&app, &task_id(&id)?).await?;
-    let samples = app.tasks.store.metrics(&task.id).await?;
+    let samples = app.tasks().store.metrics(&task.id).await?;
     Ok(HttpResponse::Ok().json(model::Metrics { samples }))
 }
 
@@ -513,15 +513,15 @@ async fn cancel(app: Data, id: web::Path<String>) -> Result<HttpResponse> {
         ));
     }
     let task = app
-        .tasks
+        .tasks()
         .finish(&task.id, TaskState::Cancelled, "cancelled by request")
         .await?;
     if let Some(name) = &task.container {
-        if let Err(e) = app.runtime.kill(name).await {
+        if let Err(e) = app.runtime().kill(name).await {
             tracing::warn!(container = %name, error = %e, "kill after cancel failed; the reconciler retries");
         }
     }
-    app.wake.notify_one();
+    app.wake().notify_one();
     Ok(HttpResponse::Ok().json(task))
 }
 
@@ -543,8 +543,8 @@ async fn retry(app: Data, id: web::Path<String>) -> Result<HttpResponse> {
     c.expect_attempt = Some(task.attempt);
     c.max_attempts = Some(task.attempt + 1);
     c.reason = Some("retry requested".into());
-    let task = app.tasks.change(&task.id, c).await?;
-    app.intake.requeue(&task, now_ms()).await?;
+    let task = app.tasks().change(&task.id, c).await?;
+    app.intake().requeue(&task, now_ms()).await?;
     Ok(HttpResponse::Ok().json(task))
 }
 
@@ -563,7 +563,7 @@ async fn report(
             "the worker's task token is required (Authorization: Bearer)",
         ));
     };
-    let stored = app.tasks.store.token_hash(&id).await?;
+    let stored = app.tasks().store.token_hash(&id).await?;
     if !stored.is_some_and(|h| token::verify(&given, &h)) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -588,7 +588,7 @@ async fn report(
                 .exit_code
                 .filter(|_| state == ReportedState::Done)
                 .or((state == ReportedState::Done).then_some(0));
-            app.tasks.change(&id, c).await?;
+            app.tasks().change(&id, c).await?;
         }
     }
     Ok(HttpResponse::NoContent().finish())
@@ -608,11 +608,11 @@ async fn clear(app: Data, q: web::Query<ClearQuery>) -> Result<HttpResponse> {
             "only state=finished can be cleared",
         ));
     }
-    let removed = app.tasks.store.remove_finished().await?;
+    let removed = app.tasks().store.remove_finished().await?;
     for name in removed.iter().filter_map(|t| t.container.as_deref()) {
-        let _ = app.runtime.remove(name).await;
+        let _ = app.runtime().remove(name).await;
     }
-    app.tasks.events.cleared(&removed);
+    app.tasks().events.cleared(&removed);
     Ok(HttpResponse::Ok().json(model::Cleared {
         removed: removed.len() as u64,
     }))
@@ -621,8 +621,8 @@ async fn clear(app: Data, q: web::Query<ClearQuery>) -> Result<HttpResponse> {
 /// `GET /api/events`: Server-Sent Events of every change; a comment every 15 s keeps proxies
 /// from closing it; a subscriber that lags gets `resync`.
 async fn events(app: Data) -> HttpResponse {
-    let rx = app.tasks.events.subscribe();
-    let shutdown = app.shutdown.clone();
+    let rx = app.tasks().events.subscribe();
+    let shutdown = app.shutdown().clone();
     let first = futures::stream::once(async {
         Ok::<_, actix_web::Error>(web::Bytes::from("retry: 1000\n: connected\n\n"))
     });

@@ -22,7 +22,6 @@ use crate::runtime::docker::DockerRuntime;
 use crate::runtime::image;
 use crate::runtime::process::ProcessRuntime;
 use crate::runtime::ContainerRuntime;
-use crate::spawn::Slots;
 use crate::store::mongo::MongoStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::TaskStore;
@@ -31,7 +30,6 @@ use anyhow::Context;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// The application context around a store, a runtime and an intake: the only place an [`App`]
@@ -47,19 +45,12 @@ pub fn app(
         cpu_second: settings.rates.0,
         gb_second: settings.rates.1,
     };
-    Arc::new(App {
-        slots: Arc::new(Slots::new(settings.concurrency)),
-        settings,
-        tasks: Tasks {
-            store,
-            events,
-            rates,
-        },
-        runtime,
-        intake,
-        wake: Arc::new(Notify::new()),
-        shutdown: CancellationToken::new(),
-    })
+    let tasks = Tasks {
+        store,
+        events,
+        rates,
+    };
+    Arc::new(App::new(settings, tasks, runtime, intake))
 }
 
 /// The runtime chosen, and where tasks call back from its network, if it has one of its own.

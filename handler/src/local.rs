@@ -51,7 +51,7 @@ impl Running {
 
     /// Stage one: stop taking work, finish what is in flight, stop the server.
     pub async fn stop(self) {
-        self.app.shutdown.cancel();
+        self.app.shutdown().cancel();
         self.tracker.close();
         self.tracker.wait().await;
         for server in self.servers {
@@ -106,14 +106,14 @@ pub async fn start(args: LocalArgs) -> anyhow::Result<Running> {
         queue.clone(),
     );
     for t in app
-        .tasks
+        .tasks()
         .store
         .unfinished()
         .await?
         .into_iter()
         .filter(|t| t.state.is_active())
     {
-        app.slots.adopt(t.id);
+        app.slots().adopt(t.id);
     }
     let mut servers = vec![serve(listener, &args, app.clone())?];
     if let Some(workers) = workers {
@@ -123,7 +123,7 @@ pub async fn start(args: LocalArgs) -> anyhow::Result<Running> {
     tracker.spawn(queue::consume(app.clone(), queue.clone(), tracker.clone()));
     tracker.spawn(reconcile::run(app.clone()));
     tracker.spawn(sampler::run(app.clone()));
-    tracing::info!(%addr, ?worker_addr, runtime = app.runtime.kind(), recovered, "local mode listening");
+    tracing::info!(%addr, ?worker_addr, runtime = app.runtime().kind(), recovered, "local mode listening");
     Ok(Running {
         addr,
         worker_addr,
@@ -206,7 +206,7 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("listening for SIGTERM")?;
     stop_signal(&mut term).await?;
-    let outlives = running.app.runtime.kind() != "process";
+    let outlives = running.app.runtime().kind() != "process";
     println!(
         "stopping: finishing spawns in flight (Ctrl-C again to exit now); {}",
         if outlives {

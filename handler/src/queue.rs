@@ -251,16 +251,16 @@ impl Intake for LocalQueue {
 }
 
 /// The consumer: takes a slot first (so a full system leaves messages on the queue), then the
-/// next message, then spawns it on its own task. Stops taking messages when `app.shutdown` fires;
+/// next message, then spawns it on its own task. Stops taking messages when `app.shutdown()` fires;
 /// spawns in flight finish on `tracker`.
 pub async fn consume(app: Arc<App>, queue: Arc<LocalQueue>, tracker: TaskTracker) {
     loop {
         let permit = tokio::select! {
-            _ = app.shutdown.cancelled() => return,
-            p = app.slots.acquire() => p,
+            _ = app.shutdown().cancelled() => return,
+            p = app.slots().acquire() => p,
         };
         let leased = tokio::select! {
-            _ = app.shutdown.cancelled() => return,
+            _ = app.shutdown().cancelled() => return,
             l = next_message(&queue) => l,
         };
         tracker.spawn(deliver(app.clone(), queue.clone(), leased, permit));
@@ -289,13 +289,13 @@ async fn deliver(
     permit: OwnedSemaphorePermit,
 ) {
     let d = &leased.delivery;
-    let limits = policy::Limits::of(&app.settings);
+    let limits = policy::Limits::of(app.settings());
     let (verdict, error) = match policy::exhausted(d.delivery_count, &limits) {
         Some(v) => (v, None),
         None => match spawn::handle(&app, d).await {
             Ok(outcome) => {
                 if let Outcome::Started(id) | Outcome::AlreadyRunning(id) = &outcome {
-                    app.slots.hold(id.clone(), permit);
+                    app.slots().hold(id.clone(), permit);
                 }
                 (
                     policy::decide(Ok(&outcome), d.delivery_count, &limits),

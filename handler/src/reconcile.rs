@@ -33,13 +33,13 @@ pub enum ReconcileError {
 
 /// Runs until shutdown: a sweep at start, then on every exit event, wake-up or tick.
 pub async fn run(app: Arc<App>) {
-    let mut exits = app.runtime.exits();
-    let mut tick = tokio::time::interval(app.settings.sweep);
+    let mut exits = app.runtime().exits();
+    let mut tick = tokio::time::interval(app.settings().sweep);
     loop {
         let exited = tokio::select! {
-            _ = app.shutdown.cancelled() => return,
+            _ = app.shutdown().cancelled() => return,
             _ = tick.tick() => None,
-            _ = app.wake.notified() => None,
+            _ = app.wake().notified() => None,
             Some(name) = next_exit(&mut exits) => Some(name),
         };
         let result = match exited {
@@ -63,7 +63,7 @@ async fn next_exit(
 
 /// One pass over every unfinished task and every container of ours.
 pub async fn sweep(app: &Arc<App>) -> Result<(), ReconcileError> {
-    for task in app.tasks.store.unfinished().await? {
+    for task in app.tasks().store.unfinished().await? {
         if task.state.is_active() {
             check(app, &task).await?;
         }
@@ -76,12 +76,12 @@ async fn on_exit(app: &Arc<App>, name: &str) -> Result<(), ReconcileError> {
     let Some((id, _)) = parse_container_name(name) else {
         return Ok(());
     };
-    if let Some(task) = app.tasks.store.get(&id).await? {
+    if let Some(task) = app.tasks().store.get(&id).await? {
         if task.state.is_active() {
             check(app, &task).await?;
         }
     }
-    match app.tasks.store.get(&id).await? {
+    match app.tasks().store.get(&id).await? {
         Some(task) => cleanup(app, name, Some(&task)).await,
         None => Ok(()),
     }
@@ -92,7 +92,7 @@ async fn check(app: &Arc<App>, task: &Task) -> Result<(), ReconcileError> {
     let Some(name) = task.container.clone() else {
         return Ok(());
     };
-    let status = match app.runtime.status(&name).await {
+    let status = match app.runtime().status(&name).await {
         Ok(s) => s,
         Err(e) if e.is_transient() => return Ok(()),
         Err(e) => return Err(e.into()),
@@ -121,7 +121,7 @@ fn overdue(task: &Task) -> bool {
 /// No container: fine for a moment after it was asked for (a spawn may be in flight), a
 /// failure after the grace period.
 async fn vanished(app: &Arc<App>, task: &Task) -> Result<(), ReconcileError> {
-    let grace = app.settings.provision_grace.as_millis() as i64;
+    let grace = app.settings().provision_grace.as_millis() as i64;
     if task.state == TaskState::Provisioning && now_ms() - attempt_start(task) < grace {
         return Ok(());
     }
@@ -142,8 +142,8 @@ async fn timed_out(app: &Arc<App>, task: &Task, name: &str) -> Result<(), Reconc
     let mut c = Change::to(TaskState::TimedOut, now_ms());
     c.expect_attempt = Some(task.attempt);
     c.reason = Some(reason);
-    settle(app.tasks.change(&task.id, c).await)?;
-    app.runtime.kill(name).await?;
+    settle(app.tasks().change(&task.id, c).await)?;
+    app.runtime().kill(name).await?;
     Ok(())
 }
 
@@ -155,7 +155,7 @@ async fn exited(app: &Arc<App>, task: &Task, st: &ContainerStatus) -> Result<(),
         c.expect_attempt = Some(task.attempt);
         c.exit_code = Some(0);
         c.reason = Some("container exited 0 without reporting Done".into());
-        return settle(app.tasks.change(&task.id, c).await);
+        return settle(app.tasks().change(&task.id, c).await);
     }
     attempt_failed(app, task, Some(code), &describe_exit(code, st)).await
 }
@@ -188,7 +188,7 @@ pub async fn attempt_failed(
     let now = now_ms();
     let mut c;
     if task.attempt < task.max_attempts {
-        let delay = crate::policy::backoff(task.attempt, app.settings.retry_backoff);
+        let delay = crate::policy::backoff(task.attempt, app.settings().retry_backoff);
         c = Change::to(TaskState::Pending, now);
         c.new_attempt = true;
         c.retry_at_ms = Some(now + delay.as_millis() as i64);
@@ -205,11 +205,11 @@ pub async fn attempt_failed(
     c.expect_attempt = Some(task.attempt);
     c.exit_code = exit_code;
     let retry_at = c.retry_at_ms;
-    let Some(updated) = settle_task(app.tasks.change(&task.id, c).await)? else {
+    let Some(updated) = settle_task(app.tasks().change(&task.id, c).await)? else {
         return Ok(());
     };
     if let Some(at) = retry_at {
-        app.intake.requeue(&updated, at).await?;
+        app.intake().requeue(&updated, at).await?;
     }
     Ok(())
 }
@@ -232,19 +232,19 @@ fn settle_task(r: Result<Task, StoreError>) -> Result<Option<Task>, ReconcileErr
 /// Cleans up every container of ours whose attempt is over, and frees slots of tasks whose
 /// containers are gone.
 async fn collect(app: &Arc<App>) -> Result<(), ReconcileError> {
-    let names = app.runtime.list().await?;
+    let names = app.runtime().list().await?;
     for name in &names {
         let Some((id, _)) = parse_container_name(name) else {
             continue;
         };
         // A container whose task this store does not know belongs to another handler (another
         // data dir on the same engine): not ours to remove.
-        if let Some(task) = app.tasks.store.get(&id).await? {
+        if let Some(task) = app.tasks().store.get(&id).await? {
             cleanup(app, name, Some(&task)).await?;
         }
     }
-    for id in app.slots.holders() {
-        let task = app.tasks.store.get(&id).await?;
+    for id in app.slots().holders() {
+        let task = app.tasks().store.get(&id).await?;
         if task.as_ref().is_some_and(|t| t.state.is_active()) {
             continue;
         }
@@ -252,11 +252,11 @@ async fn collect(app: &Arc<App>) -> Result<(), ReconcileError> {
         // list was taken, and a slot must not be freed while its container exists.
         let container = task.and_then(|t| t.container);
         let exists = match &container {
-            Some(c) => app.runtime.status(c).await?.is_some(),
+            Some(c) => app.runtime().status(c).await?.is_some(),
             None => false,
         };
         if !exists {
-            app.slots.release(&id);
+            app.slots().release(&id);
         }
     }
     Ok(())
@@ -270,20 +270,20 @@ async fn cleanup(app: &Arc<App>, name: &str, task: Option<&Task>) -> Result<(), 
     if active {
         return Ok(());
     }
-    let Some(st) = app.runtime.status(name).await? else {
+    let Some(st) = app.runtime().status(name).await? else {
         return Ok(());
     };
     if st.phase != Phase::Exited {
-        app.runtime.kill(name).await?;
+        app.runtime().kill(name).await?;
         return Ok(()); // its exit event (or the next sweep) comes back here
     }
     if let (true, Some(t)) = (current, task) {
-        let logs = app.runtime.logs(name, limits::MAX_LOG_BYTES).await?;
-        app.tasks.store.put_logs(&t.id, &logs).await?;
+        let logs = app.runtime().logs(name, limits::MAX_LOG_BYTES).await?;
+        app.tasks().store.put_logs(&t.id, &logs).await?;
     }
-    app.runtime.remove(name).await?;
+    app.runtime().remove(name).await?;
     if let Some(t) = task.filter(|t| !t.state.is_active()) {
-        app.slots.release(&t.id);
+        app.slots().release(&t.id);
     }
     tracing::debug!(container = name, "container removed");
     Ok(())

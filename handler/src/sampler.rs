@@ -52,14 +52,14 @@ impl Sampler {
         let Some(name) = t.container.as_deref() else {
             return Ok(false);
         };
-        let Some(s) = app.runtime.sample(name).await? else {
+        let Some(s) = app.runtime().sample(name).await? else {
             return Ok(false);
         };
         let known = self.lock().get(&t.id).copied();
         let last = match known {
             Some(at) => Some(at),
             None => app
-                .tasks
+                .tasks()
                 .store
                 .metrics(&t.id)
                 .await?
@@ -70,7 +70,7 @@ impl Sampler {
             self.lock().insert(t.id.clone(), last.unwrap_or(s.at_ms));
             return Ok(false);
         }
-        app.tasks.store.add_metrics(&t.id, &[s]).await?;
+        app.tasks().store.add_metrics(&t.id, &[s]).await?;
         self.lock().insert(t.id.clone(), s.at_ms);
         Ok(true)
     }
@@ -86,12 +86,12 @@ pub async fn run(app: Arc<App>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
-            _ = app.shutdown.cancelled() => return,
+            _ = app.shutdown().cancelled() => return,
             _ = tick.tick() => {}
         }
         let mut tasks = Vec::new();
-        for id in app.slots.holders() {
-            match app.tasks.store.get(&id).await {
+        for id in app.slots().holders() {
+            match app.tasks().store.get(&id).await {
                 Ok(Some(t)) => tasks.push(t),
                 Ok(None) => {}
                 Err(e) => tracing::debug!(task = %id, error = %e, "sample: task not read"),

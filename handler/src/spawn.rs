@@ -101,13 +101,13 @@ pub async fn handle_checked(
         TaskState::Pending => start_attempt(app, &task, task.attempt + 1, check).await,
         _ => {
             let name = container_name(&task.id, task.attempt);
-            match app.runtime.status(&name).await? {
+            match app.runtime().status(&name).await? {
                 // Created but never started: the handler died between create and start. The
                 // runtime's create adopts an existing name (starting it if it never ran) and
                 // uses nothing of the spec, so the token inside stays the one recorded.
                 Some(st) if st.phase == Phase::Starting => {
                     let spec = container_spec(app, &task, name, String::new());
-                    app.runtime.create(&spec).await?;
+                    app.runtime().create(&spec).await?;
                     Ok(Outcome::AlreadyRunning(task.id))
                 }
                 Some(_) => Ok(Outcome::AlreadyRunning(task.id)),
@@ -121,7 +121,7 @@ pub async fn handle_checked(
 pub async fn dead_letter(app: &Arc<App>, d: &Delivery, reason: &str) {
     let result = match ensure_task(app, d).await {
         Ok(t) if !t.state.is_terminal() => app
-            .tasks
+            .tasks()
             .finish(&t.id, TaskState::DeadLettered, reason)
             .await
             .map(drop),
@@ -196,10 +196,10 @@ pub fn check_work(work: &str) -> Result<(), String> {
 /// used by Functions mode to store a task it leaves waiting at the global cap).
 pub async fn ensure_task(app: &Arc<App>, d: &Delivery) -> Result<Task, SpawnError> {
     let env = envelope(d)?;
-    if let Some(t) = app.tasks.store.get(&env.id).await? {
+    if let Some(t) = app.tasks().store.get(&env.id).await? {
         return Ok(t);
     }
-    let s = &app.settings;
+    let s = app.settings();
     let mut task = Task::new(
         env.id,
         env.work,
@@ -209,7 +209,7 @@ pub async fn ensure_task(app: &Arc<App>, d: &Delivery) -> Result<Task, SpawnErro
         now_ms(),
     );
     task.image = env.image;
-    Ok(app.tasks.insert(&[task]).await?.remove(0))
+    Ok(app.tasks().insert(&[task]).await?.remove(0))
 }
 
 /// Records the attempt (`Provisioning`, container name, token hash), then creates its
@@ -228,10 +228,10 @@ async fn start_attempt(
     c.container = Some(name.clone());
     c.token_hash = Some(token::hash(&secret));
     c.reason = Some(String::new());
-    let task = app.tasks.change(&task.id, c).await?;
+    let task = app.tasks().change(&task.id, c).await?;
     check.after_claim(app, &task).await?;
     let spec = container_spec(app, &task, name, secret);
-    if let Err(e) = app.runtime.create(&spec).await {
+    if let Err(e) = app.runtime().create(&spec).await {
         note(app, &task, &e).await;
         return Err(e.into());
     }
@@ -248,12 +248,12 @@ async fn note(app: &Arc<App>, task: &Task, e: &RuntimeError) {
     } else {
         format!("spawn failed: {e}")
     });
-    let _ = app.tasks.change(&task.id, c).await;
+    let _ = app.tasks().change(&task.id, c).await;
 }
 
 /// The container of one task attempt.
 fn container_spec(app: &App, task: &Task, name: String, secret: String) -> ContainerSpec {
-    let s = &app.settings;
+    let s = app.settings();
     let env = vec![
         ("MESSAGE".to_string(), task.work.clone()),
         ("TASK_ID".to_string(), task.id.to_string()),

@@ -231,7 +231,14 @@ impl Harness {
     }
 
     async fn task(&self, id: &TaskId) -> model::Task {
-        self.running.app.tasks.store.get(id).await.unwrap().unwrap()
+        self.running
+            .app
+            .tasks()
+            .store
+            .get(id)
+            .await
+            .unwrap()
+            .unwrap()
     }
 
     /// An HttpApi invocation as the host sends it when the request is not forwarded.
@@ -500,7 +507,7 @@ async fn the_timer_settles_exits_sends_due_retries_and_samples() {
     assert_eq!(
         h.running
             .app
-            .tasks
+            .tasks()
             .store
             .metrics(&busy)
             .await
@@ -508,7 +515,15 @@ async fn the_timer_settles_exits_sends_due_retries_and_samples() {
             .len(),
         1
     );
-    let logs = h.running.app.tasks.store.logs(&ok).await.unwrap().unwrap();
+    let logs = h
+        .running
+        .app
+        .tasks()
+        .store
+        .logs(&ok)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(logs.text.contains("output of eda-"));
 
     let (status, r) = h.invoke("ReconcileTimer", timer).await;
@@ -516,7 +531,7 @@ async fn the_timer_settles_exits_sends_due_retries_and_samples() {
     assert_eq!(
         h.running
             .app
-            .tasks
+            .tasks()
             .store
             .metrics(&busy)
             .await
@@ -552,7 +567,7 @@ async fn the_timer_resends_old_pending_tasks_that_never_spawned() {
     let fresh = task("fresh", 1_000);
     let mut scheduled = task("scheduled", 10 * 60_000);
     scheduled.retry_at_ms = Some(now + 3_600_000);
-    let store = &h.running.app.tasks.store;
+    let store = &h.running.app.tasks().store;
     store
         .insert(&[old.clone(), fresh, scheduled])
         .await

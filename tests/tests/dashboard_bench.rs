@@ -113,7 +113,7 @@ async fn one_size(n: usize) {
     let dash = dashboard_dir().display().to_string();
     let flags = ["--runtime", "process", "--dashboard-dir", dash.as_str()];
     let local = e2e::start_local(&data.0, &flags).await;
-    let tasks = local.app.tasks.clone();
+    let tasks = local.app.tasks().clone();
     let filled = Instant::now();
     fill(&*tasks.store, "old", n, 1000).await;
     eprintln!("{n} tasks stored in {:?}", filled.elapsed());

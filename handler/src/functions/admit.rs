@@ -59,12 +59,12 @@ pub async fn admit(app: &Arc<App>, d: &Delivery) -> Result<Admission, SpawnError
     let Ok(env) = spawn::envelope(d) else {
         return Ok(Admission::Go); // invalid: the spawn path says why
     };
-    let task = app.tasks.store.get(&env.id).await?;
+    let task = app.tasks().store.get(&env.id).await?;
     if task.is_some_and(|t| t.state != TaskState::Pending) {
         return Ok(Admission::Go); // a redelivery, or finished: nothing new starts
     }
     let active = active(app).await?;
-    let cap = app.settings.concurrency;
+    let cap = app.settings().concurrency;
     if active < cap as u64 {
         return Ok(Admission::Go);
     }
@@ -81,7 +81,7 @@ pub async fn active(app: &Arc<App>) -> Result<u64, StoreError> {
         cursor: None,
         offset: 0,
     };
-    let counts = app.tasks.store.list(&filter).await?.counts;
+    let counts = app.tasks().store.list(&filter).await?.counts;
     let n = |s| counts.get(&s).copied().unwrap_or(0);
     Ok(n(TaskState::Provisioning) + n(TaskState::InProgress))
 }
@@ -92,7 +92,7 @@ pub struct GlobalCap;
 #[async_trait::async_trait]
 impl spawn::ClaimCheck for GlobalCap {
     async fn after_claim(&self, app: &Arc<App>, task: &Task) -> Result<(), SpawnError> {
-        let cap = app.settings.concurrency;
+        let cap = app.settings().concurrency;
         let active = active(app).await?;
         if active <= cap as u64 {
             return Ok(());
@@ -108,7 +108,7 @@ impl spawn::ClaimCheck for GlobalCap {
         // A claim in the same millisecond counts as ahead for both: both may give way, never
         // both go on.
         let ahead = app
-            .tasks
+            .tasks()
             .store
             .unfinished()
             .await?
@@ -140,7 +140,7 @@ async fn give_back(
     c.retry_at_ms = Some(retry_at_ms);
     c.billed = Some((0, 0.0));
     c.reason = Some(reason.to_string());
-    app.tasks.change(&task.id, c).await.map(drop)
+    app.tasks().change(&task.id, c).await.map(drop)
 }
 
 /// Puts the task of `d` back to `Pending` after a transient spawn error (module docs): the
@@ -154,7 +154,7 @@ pub async fn defer(
     delay: Duration,
 ) -> Result<bool, SpawnError> {
     let env = spawn::envelope(d)?;
-    let Some(task) = app.tasks.store.get(&env.id).await? else {
+    let Some(task) = app.tasks().store.get(&env.id).await? else {
         return Ok(false);
     };
     if task.state != TaskState::Provisioning || task.attempt == 0 {
@@ -169,7 +169,7 @@ pub async fn defer(
     // Best effort: should the create have gone through after all, the next try must not adopt
     // a container that holds the old token.
     if let Some(name) = &task.container {
-        if let Err(e) = app.runtime.remove(name).await {
+        if let Err(e) = app.runtime().remove(name).await {
             tracing::debug!(container = %name, error = %e, "could not remove after a failed create");
         }
     }

@@ -102,7 +102,7 @@ impl Gate {
 impl Running {
     /// Stops taking invocations and waits for the ones in flight.
     pub async fn stop(self) {
-        self.app.shutdown.cancel();
+        self.app.shutdown().cancel();
         self.server.stop(true).await;
     }
 }
@@ -133,7 +133,7 @@ pub async fn build_app(args: &FunctionsArgs) -> anyhow::Result<(Arc<App>, Gate)>
     let stop = CancellationToken::new();
     let (store, gate) = compose::functions_store(&backends, stop.clone())?;
     let app = assemble(settings, store, chosen.runtime);
-    let shutdown = app.shutdown.clone();
+    let shutdown = app.shutdown().clone();
     tokio::spawn(async move {
         shutdown.cancelled().await;
         stop.cancel();
@@ -145,7 +145,7 @@ pub async fn build_app(args: &FunctionsArgs) -> anyhow::Result<(Arc<App>, Gate)>
 /// too, for the answer's output binding.
 pub fn invocation(app: &Arc<App>) -> (Arc<App>, Outbox) {
     let outbox = Outbox::default();
-    let intake = ServiceBusIntake::new(app.tasks.clone(), outbox.clone());
+    let intake = ServiceBusIntake::new(app.tasks().clone(), outbox.clone());
     (app.with_intake(Arc::new(intake)), outbox)
 }
 
@@ -212,7 +212,7 @@ pub async fn run(args: FunctionsArgs) -> anyhow::Result<()> {
         addr = %running.addr,
         queue = %args.azure.queue_name,
         store = ?args.store,
-        runtime = running.app.runtime.kind(),
+        runtime = running.app.runtime().kind(),
         "custom handler listening"
     );
     stopped().await;
@@ -309,7 +309,7 @@ async fn deliver(app: &Arc<App>, d: &Delivery) -> (StatusCode, String) {
         Ok(admit::Admission::Go) => spawn::handle_checked(app, d, &admit::GlobalCap).await,
         Err(e) => Err(e),
     };
-    let limits = policy::Limits::of(&app.settings);
+    let limits = policy::Limits::of(app.settings());
     let verdict = policy::decide(result.as_ref(), d.delivery_count, &limits);
     let error = match (result, verdict) {
         (Ok(outcome), _) => return (StatusCode::OK, format!("message {id}: {outcome:?}")),
@@ -325,7 +325,7 @@ async fn deliver(app: &Arc<App>, d: &Delivery) -> (StatusCode, String) {
         }
         (Err(e), _) => e,
     };
-    let last = d.delivery_count >= app.settings.max_deliveries;
+    let last = d.delivery_count >= app.settings().max_deliveries;
     tracing::warn!(message = %id, delivery = d.delivery_count, last, error = %error, "spawn failed");
     let line = format!(
         "message {id} delivery {}: spawn failed: {error}",
@@ -461,9 +461,9 @@ async fn reconcile_once(
     outbox: &Outbox,
 ) -> anyhow::Result<String> {
     reconcile::sweep(app).await?;
-    let unfinished = app.tasks.store.unfinished().await?;
+    let unfinished = app.tasks().store.unfinished().await?;
     let active = unfinished.iter().filter(|t| t.state.is_active()).count();
-    let room = app.settings.concurrency.saturating_sub(active);
+    let room = app.settings().concurrency.saturating_sub(active);
     let due = resender.due(&unfinished, now_ms(), room);
     outbox.send(&due)?;
     let sampled = sampler.sample(app, &unfinished).await;
