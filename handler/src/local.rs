@@ -206,6 +206,7 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("listening for SIGTERM")?;
     stop_signal(&mut term).await?;
+    tracing::info!("stop signal (Ctrl-C or SIGTERM): graceful stop, a second signal exits at once");
     let outlives = running.app.runtime().kind() != "process";
     println!(
         "stopping: finishing spawns in flight (Ctrl-C again to exit now); {}",
