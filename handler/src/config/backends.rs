@@ -2,7 +2,8 @@
 //! [`crate::compose`] builds it.
 
 use super::{
-    AzureArgs, ConfigError, Containment, ContainmentArgs, FunctionsArgs, LocalArgs, RuntimeChoice,
+    AzureArgs, CheckArgs, ConfigError, Containment, ContainmentArgs, FunctionsArgs, LocalArgs,
+    RuntimeChoice,
 };
 use clap::{Parser, ValueEnum};
 use std::path::PathBuf;
@@ -148,18 +149,7 @@ impl FunctionsArgs {
             }),
         };
         if self.runtime == RuntimeChoice::Aci {
-            let missing: Vec<&str> = [
-                (
-                    "--subscription-id / EDA_SUBSCRIPTION_ID",
-                    &a.subscription_id,
-                ),
-                ("--resource-group / EDA_RESOURCE_GROUP", &a.resource_group),
-                ("--location / EDA_LOCATION", &a.location),
-            ]
-            .into_iter()
-            .filter(|(_, v)| v.is_empty())
-            .map(|(name, _)| name)
-            .collect();
+            let missing = a.missing_for_aci();
             if !missing.is_empty() {
                 return Err(ConfigError::Missing(format!(
                     "--runtime aci needs {} (or use --runtime docker / process)",
@@ -175,6 +165,44 @@ impl FunctionsArgs {
             containment: host_network_containment()?,
             azure: Some(self.azure.clone()),
         })
+    }
+}
+
+impl AzureArgs {
+    /// The settings the ACI runtime needs that are not set, by flag and variable.
+    pub fn missing_for_aci(&self) -> Vec<&'static str> {
+        [
+            (
+                "--subscription-id / EDA_SUBSCRIPTION_ID",
+                &self.subscription_id,
+            ),
+            (
+                "--resource-group / EDA_RESOURCE_GROUP",
+                &self.resource_group,
+            ),
+            ("--location / EDA_LOCATION", &self.location),
+        ]
+        .into_iter()
+        .filter(|(_, v)| v.is_empty())
+        .map(|(name, _)| name)
+        .collect()
+    }
+}
+
+impl CheckArgs {
+    /// `handler check` looks at ACI and Cosmos DB both: every setting they need must be set.
+    pub fn require(&self) -> Result<(), ConfigError> {
+        let mut missing = self.azure.missing_for_aci();
+        if self.azure.mongo_uri.is_empty() {
+            missing.push("--mongo-uri / EDA_MONGO_URI");
+        }
+        match missing.is_empty() {
+            true => Ok(()),
+            false => Err(ConfigError::Missing(format!(
+                "handler check needs {}",
+                missing.join(", ")
+            ))),
+        }
     }
 }
 
@@ -275,5 +303,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(local.contains("functions"), "{local}");
+        let Some(Command::Check(check)) = Cli::try_parse_from(["handler", "check", "--location=l"])
+            .unwrap()
+            .command
+        else {
+            unreachable!()
+        };
+        let e = check.require().unwrap_err().to_string();
+        assert!(
+            e.contains("--subscription-id")
+                && e.contains("--resource-group")
+                && e.contains("--mongo-uri")
+                && !e.contains("--location"),
+            "handler check names what it needs: {e}"
+        );
     }
 }
