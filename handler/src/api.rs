@@ -214,7 +214,7 @@ async fn require_api_key(
 ) -> std::result::Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let key = req
         .app_data::<Data>()
-        .and_then(|a| a.settings.api_key.clone());
+        .and_then(|a| a.settings().api_key.clone());
     let open = req.path().ends_with("/state") || req.path() == "/api/health";
     if let (Some(key), false) = (key, open) {
         let given = bearer(req.request()).or_else(|| header_str(req.request(), "x-api-key"));
@@ -245,7 +245,7 @@ fn task_id(raw: &str) -> Result<TaskId> {
 }
 
 async fn load(app: &App, id: &TaskId) -> Result<Task> {
-    Ok(app.tasks.load(id).await?)
+    Ok(app.tasks().load(id).await?)
 }
 
 /// Reads a JSON body: at most `limit` bytes, UTF-8, nesting at most `MAX_JSON_DEPTH`.
@@ -304,8 +304,8 @@ fn json_depth(text: &str) -> usize {
 /// `GET /api/health`: 200 when the handler can take work; 507/503 with the store's error
 /// (as any route answers it) while its data directory cannot take writes.
 async fn health(app: Data) -> HttpResponse {
-    let (runtime, store) = (app.runtime.kind(), app.tasks.store_kind());
-    match app.tasks.ready().await {
+    let (runtime, store) = (app.runtime().kind(), app.tasks().store_kind());
+    match app.tasks().ready().await {
         Ok(()) => HttpResponse::Ok().json(serde_json::json!({
             "ok": true, "ready": true, "runtime": runtime, "store": store,
         })),
@@ -333,7 +333,7 @@ async fn submit(app: Data, payload: web::Payload) -> Result<HttpResponse> {
         )
     })?;
     let tasks = new_tasks(&app, items)?;
-    let tasks = app.intake.submit(tasks).await?;
+    let tasks = app.intake().submit(tasks).await?;
     Ok(HttpResponse::Accepted().json(SubmitResponse { tasks }))
 }
 
@@ -353,7 +353,7 @@ pub fn new_tasks(app: &App, items: Vec<WorkItem>) -> Result<Vec<Task>> {
             ),
         ));
     }
-    let s = &app.settings;
+    let s = app.settings();
     let now = now_ms();
     let mut tasks = Vec::with_capacity(total as usize);
     for (n, item) in items.into_iter().enumerate() {
@@ -461,7 +461,7 @@ async fn list(app: Data, q: web::Query<ListQuery>) -> Result<HttpResponse> {
         .transpose()?
         .unwrap_or_default();
     let page = app
-        .tasks
+        .tasks()
         .list(&ListFilter {
             states,
             limit,
@@ -480,11 +480,11 @@ async fn get(app: Data, id: web::Path<String>) -> Result<HttpResponse> {
 async fn logs(app: Data, id: web::Path<String>) -> Result<HttpResponse> {
     let task = load(&app, &task_id(&id)?).await?;
     if let Some(name) = task.container.as_deref().filter(|_| task.state.is_active()) {
-        if let Ok(logs) = app.runtime.logs(name, limits::MAX_LOG_BYTES).await {
+        if let Ok(logs) = app.runtime().logs(name, limits::MAX_LOG_BYTES).await {
             return Ok(HttpResponse::Ok().json(logs));
         }
     }
-    let logs = app.tasks.logs(&task.id).await?.unwrap_or(model::Logs {
+    let logs = app.tasks().logs(&task.id).await?.unwrap_or(model::Logs {
         text: String::new(),
         truncated: false,
     });
@@ -493,7 +493,7 @@ async fn logs(app: Data, id: web::Path<String>) -> Result<HttpResponse> {
 
 async fn metrics(app: Data, id: web::Path<String>) -> Result<HttpResponse> {
     let task = load(&app, &task_id(&id)?).await?;
-    let samples = app.tasks.metrics(&task.id).await?;
+    let samples = app.tasks().metrics(&task.id).await?;
     Ok(HttpResponse::Ok().json(model::Metrics { samples }))
 }
 
@@ -511,13 +511,13 @@ async fn cancel(app: Data, id: web::Path<String>) -> Result<HttpResponse> {
     let cancel = Event::Cancel {
         reason: "cancelled by request".into(),
     };
-    let task = app.tasks.apply(&task.id, cancel).await?;
+    let task = app.tasks().apply(&task.id, cancel).await?;
     if let Some(name) = &task.container {
-        if let Err(e) = app.runtime.kill(name).await {
+        if let Err(e) = app.runtime().kill(name).await {
             tracing::warn!(container = %name, error = %e, "kill after cancel failed; the reconciler retries");
         }
     }
-    app.wake.notify_one();
+    app.wake().notify_one();
     Ok(HttpResponse::Ok().json(task))
 }
 
@@ -537,8 +537,8 @@ async fn retry(app: Data, id: web::Path<String>) -> Result<HttpResponse> {
     let retry = Event::Retry {
         attempt: task.attempt,
     };
-    let task = app.tasks.apply(&task.id, retry).await?;
-    app.intake.requeue(&task, now_ms()).await?;
+    let task = app.tasks().apply(&task.id, retry).await?;
+    app.intake().requeue(&task, now_ms()).await?;
     Ok(HttpResponse::Ok().json(task))
 }
 
@@ -557,7 +557,7 @@ async fn report(
             "the worker's task token is required (Authorization: Bearer)",
         ));
     };
-    let stored = app.tasks.token_hash(&id).await?;
+    let stored = app.tasks().token_hash(&id).await?;
     if !stored.is_some_and(|h| token::verify(&given, &h)) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -579,7 +579,7 @@ async fn report(
             let started = Event::Started {
                 attempt: task.attempt,
             };
-            app.tasks.apply(&id, started).await?;
+            app.tasks().apply(&id, started).await?;
         }
         ReportedState::Done => {
             let done = Event::Succeeded {
@@ -587,7 +587,7 @@ async fn report(
                 exit_code: r.exit_code.unwrap_or(0),
                 reason: None,
             };
-            app.tasks.apply(&id, done).await?;
+            app.tasks().apply(&id, done).await?;
         }
     }
     Ok(HttpResponse::NoContent().finish())
@@ -607,9 +607,9 @@ async fn clear(app: Data, q: web::Query<ClearQuery>) -> Result<HttpResponse> {
             "only state=finished can be cleared",
         ));
     }
-    let removed = app.tasks.remove_finished().await?;
+    let removed = app.tasks().remove_finished().await?;
     for name in removed.iter().filter_map(|t| t.container.as_deref()) {
-        let _ = app.runtime.remove(name).await;
+        let _ = app.runtime().remove(name).await;
     }
     Ok(HttpResponse::Ok().json(model::Cleared {
         removed: removed.len() as u64,
@@ -619,8 +619,8 @@ async fn clear(app: Data, q: web::Query<ClearQuery>) -> Result<HttpResponse> {
 /// `GET /api/events`: Server-Sent Events of every change; a comment every 15 s keeps proxies
 /// from closing it; a subscriber that lags gets `resync`.
 async fn events(app: Data) -> HttpResponse {
-    let rx = app.tasks.events.subscribe();
-    let shutdown = app.shutdown.clone();
+    let rx = app.tasks().events.subscribe();
+    let shutdown = app.shutdown().clone();
     let first = futures::stream::once(async {
         Ok::<_, actix_web::Error>(web::Bytes::from("retry: 1000\n: connected\n\n"))
     });

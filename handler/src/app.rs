@@ -1,6 +1,6 @@
 //! The application context every entry point shares: settings, the task service, the container
 //! runtime and the intake (how work gets on the queue). Built once at start-up by
-//! [`crate::local`] or [`crate::functions`], then shared behind an `Arc`.
+//! [`crate::compose`], then shared behind an `Arc`.
 
 use crate::config::Settings;
 use crate::runtime::ContainerRuntime;
@@ -33,20 +33,92 @@ pub trait Intake: Send + Sync {
     async fn requeue(&self, task: &Task, at_ms: i64) -> Result<(), IntakeError>;
 }
 
-/// Everything a request, a spawn or a sweep needs.
+/// Everything a request, a spawn or a sweep needs. Built by [`crate::compose`]; its parts are
+/// read through the methods below and never replaced (an invocation that queues elsewhere gets a
+/// new `App` sharing them: [`App::with_intake`]).
 pub struct App {
     /// Resolved settings.
-    pub settings: Settings,
+    settings: Settings,
     /// The task service (store + events + prices).
-    pub tasks: Tasks,
+    tasks: Tasks,
     /// Where containers run.
-    pub runtime: Arc<dyn ContainerRuntime>,
+    runtime: Arc<dyn ContainerRuntime>,
     /// Where new work and retries are queued.
-    pub intake: Arc<dyn Intake>,
+    intake: Arc<dyn Intake>,
     /// The cap on running containers: a slot is held from spawn until the attempt ends.
-    pub slots: Arc<Slots>,
+    slots: Arc<Slots>,
     /// Wakes the reconciler early (a report arrived, a task was cancelled).
-    pub wake: Arc<Notify>,
+    wake: Arc<Notify>,
     /// Cancelled on shutdown: loops stop taking new work.
-    pub shutdown: CancellationToken,
+    shutdown: CancellationToken,
+}
+
+impl App {
+    /// An app of these parts, with `settings.concurrency` slots, nothing woken, not shut down.
+    pub fn new(
+        settings: Settings,
+        tasks: Tasks,
+        runtime: Arc<dyn ContainerRuntime>,
+        intake: Arc<dyn Intake>,
+    ) -> App {
+        App {
+            slots: Arc::new(Slots::new(settings.concurrency)),
+            settings,
+            tasks,
+            runtime,
+            intake,
+            wake: Arc::new(Notify::new()),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    /// Resolved settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The task service: every read and write of task state.
+    pub fn tasks(&self) -> &Tasks {
+        &self.tasks
+    }
+
+    /// Where containers run.
+    pub fn runtime(&self) -> &dyn ContainerRuntime {
+        self.runtime.as_ref()
+    }
+
+    /// Where new work and retries are queued.
+    pub fn intake(&self) -> &dyn Intake {
+        self.intake.as_ref()
+    }
+
+    /// The cap on running containers (local mode).
+    pub fn slots(&self) -> &Slots {
+        &self.slots
+    }
+
+    /// Wakes the reconciler early (`notify_one`), or waits for that (`notified`).
+    pub fn wake(&self) -> &Notify {
+        &self.wake
+    }
+
+    /// Cancelled on shutdown.
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// The same app, queueing through `intake`. Functions mode runs each invocation with the
+    /// intake of that invocation's Service Bus output binding (`functions::outbox`); everything
+    /// else (store, runtime, slots, shutdown) is shared.
+    pub fn with_intake(&self, intake: Arc<dyn Intake>) -> Arc<App> {
+        Arc::new(App {
+            settings: self.settings.clone(),
+            tasks: self.tasks.clone(),
+            runtime: self.runtime.clone(),
+            intake,
+            slots: self.slots.clone(),
+            wake: self.wake.clone(),
+            shutdown: self.shutdown.clone(),
+        })
+    }
 }

@@ -348,6 +348,7 @@ async fn image(target: &Target, http: &reqwest::Client) -> Finding {
 
 /// `handler check`: prints one line per check and fails when any check failed.
 pub async fn main(args: CheckArgs) -> anyhow::Result<()> {
+    args.require()?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()

@@ -3,7 +3,12 @@
 //! Raw flags ([`Cli`]) are turned into resolved [`Settings`] in one step ([`Settings::resolve`]),
 //! so the rest of the code never looks at `std::env`. Every default is stated on its flag.
 
+mod backends;
+
 pub use crate::runtime::containment::{Containment, Hardening};
+pub use backends::{
+    find_worker, worker_candidates, Backends, MongoTarget, StoreChoice, StoreTarget,
+};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use model::Resources;
 use std::net::SocketAddr;
@@ -60,7 +65,7 @@ pub struct CheckArgs {
     pub azure: Box<AzureArgs>,
 }
 
-/// Which container runtime local mode uses.
+/// Where tasks run (`--runtime`, both modes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RuntimeChoice {
     /// Docker when the engine answers, else child processes.
@@ -69,6 +74,9 @@ pub enum RuntimeChoice {
     Docker,
     /// Child processes of the handler.
     Process,
+    /// Azure Container Instances over ARM (functions mode; needs the Azure settings and a
+    /// managed identity).
+    Aci,
 }
 
 /// How a task container reaches the network (local mode, Docker runtime).
@@ -283,7 +291,9 @@ pub struct LocalArgs {
     #[arg(long, env = "EDA_RUNTIME", value_enum, default_value_t = RuntimeChoice::Auto)]
     pub runtime: RuntimeChoice,
     /// Worker binary: run by the process runtime, and copied into the image when the Docker
-    /// runtime builds a missing worker image. Default: `worker` next to this executable.
+    /// runtime builds a missing worker image (not needed when the image exists). Default:
+    /// looked for under target/x86_64-unknown-linux-musl/release/ (`cargo xtask worker`), then
+    /// next to this executable.
     #[arg(long, env = "EDA_WORKER_BIN")]
     pub worker_bin: Option<PathBuf>,
     /// URL workers call back. Default: the worker listener on the task network's gateway
@@ -314,6 +324,22 @@ pub struct FunctionsArgs {
     /// Port the Functions host forwards invocations to.
     #[arg(long, env = "FUNCTIONS_CUSTOMHANDLER_PORT", default_value_t = 7072)]
     pub port: u16,
+    /// Where task state lives: `mongo` (Cosmos DB in Azure) or `sqlite` (a file in
+    /// --data-dir: the Functions path on a laptop).
+    #[arg(long, env = "EDA_STORE", value_enum, default_value_t = StoreChoice::Mongo)]
+    pub store: StoreChoice,
+    /// Where tasks run: `aci` (Azure), or `docker` / `process` / `auto` on a laptop. Docker
+    /// tasks use the host network here, so they reach the Functions host's URL.
+    #[arg(long, env = "EDA_RUNTIME", value_enum, default_value_t = RuntimeChoice::Aci)]
+    pub runtime: RuntimeChoice,
+    /// Folder for the SQLite store and the process runtime's logs.
+    #[arg(long, env = "EDA_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Worker binary (process runtime; Docker builds the worker image from it when missing).
+    /// Default: looked for under target/x86_64-unknown-linux-musl/release/, then next to
+    /// this executable.
+    #[arg(long, env = "EDA_WORKER_BIN")]
+    pub worker_bin: Option<PathBuf>,
     /// Task settings.
     #[command(flatten)]
     pub task: TaskArgs,
@@ -336,14 +362,29 @@ pub struct AzureArgs {
     /// API key required on /api routes (the HTTP functions are anonymous; see docs/AZURE.md).
     #[arg(long, env = "EDA_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
-    /// Subscription that holds the container groups.
-    #[arg(long, env = "EDA_SUBSCRIPTION_ID")]
+    /// Subscription that holds the container groups (required with `--runtime aci`).
+    #[arg(
+        long,
+        env = "EDA_SUBSCRIPTION_ID",
+        default_value = "",
+        hide_default_value = true
+    )]
     pub subscription_id: String,
     /// Resource group the container groups are created in.
-    #[arg(long, env = "EDA_RESOURCE_GROUP")]
+    #[arg(
+        long,
+        env = "EDA_RESOURCE_GROUP",
+        default_value = "",
+        hide_default_value = true
+    )]
     pub resource_group: String,
     /// Azure region of the container groups, e.g. `westeurope`.
-    #[arg(long, env = "EDA_LOCATION")]
+    #[arg(
+        long,
+        env = "EDA_LOCATION",
+        default_value = "",
+        hide_default_value = true
+    )]
     pub location: String,
     /// Registry server of the worker image, e.g. `myacr.azurecr.io` (none: a public image).
     #[arg(long, env = "EDA_REGISTRY_SERVER")]
@@ -392,8 +433,15 @@ pub struct AzureArgs {
     /// Seconds to wait for a container group's creation before leaving it to the reconciler.
     #[arg(long, env = "EDA_ACI_CREATE_WAIT_SECS", default_value_t = 300)]
     pub aci_create_wait_secs: u64,
-    /// MongoDB / Cosmos DB for MongoDB connection string (`retryWrites=false` is added for Cosmos).
-    #[arg(long, env = "EDA_MONGO_URI", hide_env_values = true)]
+    /// MongoDB / Cosmos DB for MongoDB connection string (`retryWrites=false` is added for
+    /// Cosmos); required with `--store mongo`.
+    #[arg(
+        long,
+        env = "EDA_MONGO_URI",
+        hide_env_values = true,
+        default_value = "",
+        hide_default_value = true
+    )]
     pub mongo_uri: String,
     /// Database name.
     #[arg(long, env = "EDA_MONGO_DB", default_value = "eda")]
@@ -456,6 +504,12 @@ pub enum ConfigError {
     /// A value is out of its range.
     #[error("{0}")]
     OutOfRange(String),
+    /// A setting the chosen backend needs is missing.
+    #[error("{0}")]
+    Missing(String),
+    /// No worker binary where it was looked for.
+    #[error("no worker binary: looked at {}; build it with `cargo xtask worker`, or give --worker-bin / EDA_WORKER_BIN", .0.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    NoWorker(Vec<PathBuf>),
 }
 
 /// Resolved settings of the task pipeline, shared by both modes.
@@ -554,16 +608,6 @@ impl LocalArgs {
             .clone()
             .unwrap_or_else(|| format!("http://{}", self.bind));
         Settings::resolve(&self.task, url, self.api_key.clone())
-    }
-
-    /// The worker binary: the flag, else `worker` next to this executable.
-    pub fn worker_bin(&self) -> PathBuf {
-        self.worker_bin.clone().unwrap_or_else(|| {
-            std::env::current_exe()
-                .ok()
-                .and_then(|p| p.parent().map(|d| d.join("worker")))
-                .unwrap_or_else(|| PathBuf::from("worker"))
-        })
     }
 }
 

@@ -11,6 +11,8 @@
 //! - [`reconcile`]: watches containers, finishes tasks from exit codes, timeouts, retries,
 //!   captures logs and metrics, removes finished containers.
 //! - [`queue`]: local mode's durable queue (SQLite) and its consumer loop.
+//! - [`policy`]: the one delivery policy (complete, retry after a delay, dead-letter) both
+//!   modes apply to a spawn's result, and the backoff.
 //! - [`tasks`]: the task service, the only writer: `Tasks::apply(id, Event)` runs the store's
 //!   atomic update around `model::Task::apply` (the lifecycle) and publishes the result.
 //! - [`store`]: the [`store::TaskStore`] trait (load, compare-and-set, query); SQLite, MongoDB
@@ -18,7 +20,11 @@
 //! - [`runtime`]: the [`runtime::ContainerRuntime`] trait; Docker, process and ACI backends.
 //! - [`events`]: the broadcast bus behind the SSE stream.
 //! - [`dashboard`]: serves the embedded Leptos dashboard.
-//! - [`local`]: wires local mode together and runs it; [`client`]: `submit` and `tasks` commands.
+//! - [`compose`]: the one composition root: builds the [`app::App`] and picks its store and
+//!   runtime from configuration, for both modes.
+//! - [`local`]: runs local mode (queue consumer, reconciler, servers); [`client`]: `submit`
+//!   and `tasks` commands.
+//! - [`sampler`]: CPU and memory samples of running containers (one rule for both modes).
 //! - [`token`], [`clock`]: small helpers (worker tokens, time).
 //! - [`check`]: `handler check`, every Azure dependency checked with the app's identity.
 
@@ -27,14 +33,17 @@ pub mod app;
 pub mod check;
 pub mod client;
 pub mod clock;
+pub mod compose;
 pub mod config;
 pub mod dashboard;
 pub mod events;
 pub mod functions;
 pub mod local;
+pub mod policy;
 pub mod queue;
 pub mod reconcile;
 pub mod runtime;
+pub mod sampler;
 pub mod spawn;
 pub mod store;
 pub mod tasks;

@@ -1,6 +1,6 @@
-//! Local mode: wires the SQLite store and queue, a container runtime (Docker if the engine
-//! answers, else child processes), the queue consumer, the reconciler, the sampler and the HTTP
-//! server, and runs them until shutdown.
+//! Local mode: the SQLite store and queue, a container runtime (Docker if the engine answers,
+//! else child processes; both built by [`crate::compose`]), the queue consumer, the reconciler,
+//! the sampler and the HTTP server, run until shutdown.
 //!
 //! With Docker, task containers are contained (`runtime::containment`): they run on a network of
 //! their own and reach the handler only through a second listener, the worker listener, bound to
@@ -18,22 +18,13 @@
 //!   their attempts (each retry uses one attempt of the task's budget).
 
 use crate::app::App;
-use crate::config::{LocalArgs, RuntimeChoice};
+use crate::config::LocalArgs;
 use crate::events::Events;
 use crate::queue::{self, LocalQueue};
-use crate::runtime::docker::DockerRuntime;
-use crate::runtime::image;
-use crate::runtime::process::ProcessRuntime;
-use crate::runtime::ContainerRuntime;
-use crate::spawn::Slots;
-use crate::store::sqlite::SqliteStore;
-use crate::tasks::{Rates, Tasks};
-use crate::{api, dashboard, reconcile};
+use crate::{api, compose, dashboard, reconcile, sampler};
 use anyhow::Context;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// A running local mode.
@@ -60,70 +51,12 @@ impl Running {
 
     /// Stage one: stop taking work, finish what is in flight, stop the server.
     pub async fn stop(self) {
-        self.app.shutdown.cancel();
+        self.app.shutdown().cancel();
         self.tracker.close();
         self.tracker.wait().await;
         for server in self.servers {
             server.stop(true).await;
         }
-    }
-}
-
-/// The runtime chosen, and where tasks call back from its network, if it has one of its own.
-struct Chosen {
-    /// The runtime.
-    runtime: Arc<dyn ContainerRuntime>,
-    /// The task network's gateway: where the worker listener must listen.
-    gateway: Option<IpAddr>,
-}
-
-/// Picks the runtime: Docker when it answers (building the worker image if missing, preparing
-/// the task network), else child processes (never when Docker was demanded).
-async fn runtime(args: &LocalArgs) -> anyhow::Result<Chosen> {
-    let worker = args.worker_bin();
-    let containment = args.containment.resolve()?;
-    if args.runtime != RuntimeChoice::Process {
-        match DockerRuntime::connect().await {
-            Ok(docker) => {
-                worker_image(&docker, &args.task.image, &worker).await?;
-                let docker = docker.contained(containment);
-                let prepared = docker
-                    .prepare()
-                    .await
-                    .context("preparing the task network (see --task-network)")?;
-                announce(docker.containment());
-                return Ok(Chosen {
-                    runtime: Arc::new(docker),
-                    gateway: prepared.gateway,
-                });
-            }
-            Err(e) if args.runtime == RuntimeChoice::Docker => {
-                return Err(e).context(
-                    "--runtime docker: no Docker Engine answers (start dockerd, or use --runtime auto / process)",
-                )
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "--runtime auto: no Docker Engine answers; falling back to the process runtime")
-            }
-        }
-    }
-    tracing::warn!(
-        "process runtime: tasks are NOT contained; they run as child processes with this handler's user, files and network, and can reach its API on loopback (use Docker to contain them)"
-    );
-    let logs = args.data_dir.join("logs");
-    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
-    Ok(Chosen {
-        runtime: Arc::new(ProcessRuntime::new(worker, logs)),
-        gateway: None,
-    })
-}
-
-/// One line on what tasks can reach; a loud one for the host network.
-fn announce(c: &crate::config::Containment) {
-    if c.network == crate::config::TaskNetwork::Host {
-        tracing::warn!("{}", c.describe());
-    } else {
-        tracing::info!("{}", c.describe());
     }
 }
 
@@ -141,26 +74,6 @@ fn worker_listener(
     })
 }
 
-/// Builds the worker image when it is missing, or refreshes it when it is our default image and
-/// the worker binary changed. A user's own image (bring your own container) is never touched.
-async fn worker_image(
-    docker: &DockerRuntime,
-    tag: &str,
-    worker: &std::path::Path,
-) -> anyhow::Result<()> {
-    let exists = docker.client().inspect_image(tag).await.is_ok();
-    if exists && tag != crate::config::DEFAULT_IMAGE {
-        return Ok(());
-    }
-    let built = image::ensure_worker_image(docker.client(), tag, worker, None)
-        .await
-        .with_context(|| format!("building the worker image {tag} from {}", worker.display()))?;
-    if built {
-        tracing::info!(image = tag, "built the worker image");
-    }
-    Ok(())
-}
-
 /// Starts local mode and returns once it listens.
 pub async fn start(args: LocalArgs) -> anyhow::Result<Running> {
     // Bind first: with port 0 the real port is only known now, and workers must call it back.
@@ -171,17 +84,12 @@ pub async fn start(args: LocalArgs) -> anyhow::Result<Running> {
     if args.public_url.is_none() {
         settings.public_url = format!("http://{addr}");
     }
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating {}", args.data_dir.display()))?;
-    let store = SqliteStore::open(&args.data_dir.join("eda.db"))?.with_outbox(queue::enqueue_new);
-    let rates = Rates {
-        cpu_second: settings.rates.0,
-        gb_second: settings.rates.1,
-    };
-    let tasks = Tasks::new(Arc::new(store.clone()), Events::default(), rates);
+    let backends = args.backends()?;
+    let store = compose::sqlite(&args.data_dir.join("eda.db"))?.with_outbox(queue::enqueue_new);
+    let tasks = compose::tasks(&settings, Arc::new(store.clone()), Events::default());
     let queue = Arc::new(LocalQueue::new(store.db.clone(), tasks.clone()));
     let recovered = queue.recover().await?;
-    let chosen = runtime(&args).await?;
+    let chosen = compose::runtime(&backends, &settings.image).await?;
     let workers = match chosen.gateway.filter(|_| args.public_url.is_none()) {
         Some(gateway) => Some(worker_listener(&args, gateway, addr)?),
         None => None,
@@ -190,23 +98,15 @@ pub async fn start(args: LocalArgs) -> anyhow::Result<Running> {
     if let Some(w) = worker_addr {
         settings.public_url = format!("http://{w}");
     }
-    let app = Arc::new(App {
-        slots: Arc::new(Slots::new(settings.concurrency)),
-        settings,
-        tasks,
-        runtime: chosen.runtime,
-        intake: queue.clone(),
-        wake: Arc::new(Notify::new()),
-        shutdown: CancellationToken::new(),
-    });
+    let app = compose::app(settings, tasks, chosen.runtime, queue.clone());
     for t in app
-        .tasks
+        .tasks()
         .unfinished()
         .await?
         .into_iter()
         .filter(|t| t.state.is_active())
     {
-        app.slots.adopt(t.id);
+        app.slots().adopt(t.id);
     }
     let mut servers = vec![serve(listener, &args, app.clone())?];
     if let Some(workers) = workers {
@@ -215,8 +115,8 @@ pub async fn start(args: LocalArgs) -> anyhow::Result<Running> {
     let tracker = TaskTracker::new();
     tracker.spawn(queue::consume(app.clone(), queue.clone(), tracker.clone()));
     tracker.spawn(reconcile::run(app.clone()));
-    tracker.spawn(reconcile::sample(app.clone()));
-    tracing::info!(%addr, ?worker_addr, runtime = app.runtime.kind(), recovered, "local mode listening");
+    tracker.spawn(sampler::run(app.clone()));
+    tracing::info!(%addr, ?worker_addr, runtime = app.runtime().kind(), recovered, "local mode listening");
     Ok(Running {
         addr,
         worker_addr,
@@ -299,7 +199,8 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("listening for SIGTERM")?;
     stop_signal(&mut term).await?;
-    let outlives = running.app.runtime.kind() != "process";
+    tracing::info!("stop signal (Ctrl-C or SIGTERM): graceful stop, a second signal exits at once");
+    let outlives = running.app.runtime().kind() != "process";
     println!(
         "stopping: finishing spawns in flight (Ctrl-C again to exit now); {}",
         if outlives {

@@ -9,6 +9,7 @@
 
 use crate::app::{App, Intake, IntakeError};
 use crate::clock::now_ms;
+use crate::policy::{self, Verdict};
 use crate::spawn::{self, Delivery, Outcome};
 use crate::store::sqlite::{backend, Db};
 use crate::store::StoreError;
@@ -23,8 +24,6 @@ use tokio_util::task::TaskTracker;
 
 /// How long a received message stays invisible to other receivers while it is being spawned.
 const LEASE: Duration = Duration::from_secs(60);
-/// Longest wait between retries of a message whose spawn failed.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Adds a message; a message id already queued is kept (so a re-send is harmless).
 const SEND: &str = "INSERT INTO queue (message_id, body, visible_at_ms) VALUES (?1, ?2, ?3)
@@ -251,16 +250,16 @@ impl Intake for LocalQueue {
 }
 
 /// The consumer: takes a slot first (so a full system leaves messages on the queue), then the
-/// next message, then spawns it on its own task. Stops taking messages when `app.shutdown` fires;
+/// next message, then spawns it on its own task. Stops taking messages when `app.shutdown()` fires;
 /// spawns in flight finish on `tracker`.
 pub async fn consume(app: Arc<App>, queue: Arc<LocalQueue>, tracker: TaskTracker) {
     loop {
         let permit = tokio::select! {
-            _ = app.shutdown.cancelled() => return,
-            p = app.slots.acquire() => p,
+            _ = app.shutdown().cancelled() => return,
+            p = app.slots().acquire() => p,
         };
         let leased = tokio::select! {
-            _ = app.shutdown.cancelled() => return,
+            _ = app.shutdown().cancelled() => return,
             l = next_message(&queue) => l,
         };
         tracker.spawn(deliver(app.clone(), queue.clone(), leased, permit));
@@ -280,7 +279,8 @@ async fn next_message(queue: &LocalQueue) -> Leased {
     }
 }
 
-/// Handles one leased message: spawn, then complete, abandon or dead-letter it.
+/// Handles one leased message: spawn, then complete, abandon or dead-letter it, as the delivery
+/// policy says ([`policy`]).
 async fn deliver(
     app: Arc<App>,
     queue: Arc<LocalQueue>,
@@ -288,46 +288,34 @@ async fn deliver(
     permit: OwnedSemaphorePermit,
 ) {
     let d = &leased.delivery;
-    let result = if d.delivery_count > app.settings.max_deliveries {
-        Err(None)
-    } else {
-        spawn::handle(&app, d).await.map_err(Some)
-    };
-    let done = match result {
-        Ok(outcome) => {
-            if let Outcome::Started(id) | Outcome::AlreadyRunning(id) = outcome {
-                app.slots.hold(id, permit);
+    let limits = policy::Limits::of(app.settings());
+    let (verdict, error) = match policy::exhausted(d.delivery_count, &limits) {
+        Some(v) => (v, None),
+        None => match spawn::handle(&app, d).await {
+            Ok(outcome) => {
+                if let Outcome::Started(id) | Outcome::AlreadyRunning(id) = &outcome {
+                    app.slots().hold(id.clone(), permit);
+                }
+                (
+                    policy::decide(Ok(&outcome), d.delivery_count, &limits),
+                    None,
+                )
             }
-            queue.complete(leased.seq).await
+            Err(e) => (policy::decide(Err(&e), d.delivery_count, &limits), Some(e)),
+        },
+    };
+    let why = error.map(|e| e.to_string()).unwrap_or_default();
+    let done = match verdict {
+        Verdict::Complete => queue.complete(leased.seq).await,
+        Verdict::RetryAfter { delay, counts } => {
+            if counts {
+                tracing::warn!(message = %d.message_id, error = %why, delivery = d.delivery_count, "spawn failed; will redeliver");
+            } else {
+                tracing::warn!(message = %d.message_id, error = %why, "runtime unavailable; will retry");
+            }
+            queue.abandon(leased.seq, delay, &why, counts).await
         }
-        Err(Some(e)) if e.is_transient() => {
-            tracing::warn!(message = %d.message_id, error = %e, "runtime unavailable; will retry");
-            queue
-                .abandon(
-                    leased.seq,
-                    backoff(d.delivery_count, app.settings.retry_backoff),
-                    &e.to_string(),
-                    false,
-                )
-                .await
-        }
-        Err(e) if d.delivery_count < app.settings.max_deliveries && e.is_some() => {
-            let e = e.map(|e| e.to_string()).unwrap_or_default();
-            tracing::warn!(message = %d.message_id, error = %e, delivery = d.delivery_count, "spawn failed; will redeliver");
-            queue
-                .abandon(
-                    leased.seq,
-                    backoff(d.delivery_count, app.settings.retry_backoff),
-                    &e,
-                    true,
-                )
-                .await
-        }
-        Err(e) => {
-            let why = e
-                .map(|e| e.to_string())
-                .unwrap_or_else(|| "too many deliveries".into());
-            let reason = format!("dead-lettered after {} deliveries: {why}", d.delivery_count);
+        Verdict::DeadLetter { reason } => {
             spawn::dead_letter(&app, d, &reason).await;
             queue.dead_letter(leased.seq, &reason).await
         }
@@ -335,10 +323,4 @@ async fn deliver(
     if let Err(e) = done {
         tracing::error!(message = %d.message_id, error = %e, "queue update failed; the message will be redelivered");
     }
-}
-
-/// Exponential backoff from `base` for the `n`th delivery, capped at 30 s.
-pub fn backoff(n: u32, base: Duration) -> Duration {
-    base.saturating_mul(1 << n.saturating_sub(1).min(16))
-        .min(MAX_BACKOFF)
 }

@@ -6,7 +6,7 @@
 //! from its exit code; one that ran past its timeout is killed (`TimedOut`); one that vanished is
 //! failed. A failed attempt with attempts left goes back to `Pending` and is queued again after
 //! a backoff. Finished containers have their logs captured, then are removed, freeing their slot.
-//! A second, one-second loop samples CPU and memory of the running containers.
+//! CPU and memory samples are taken by [`crate::sampler`].
 
 use crate::app::App;
 use crate::clock::now_ms;
@@ -14,9 +14,8 @@ use crate::runtime::{ContainerStatus, Phase, RuntimeError};
 use crate::store::StoreError;
 use futures::StreamExt;
 use model::naming::parse_container_name;
-use model::{limits, Event, Task, TaskId, TaskState};
+use model::{limits, Event, Task, TaskState};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Errors of one reconcile pass.
 #[derive(Debug, thiserror::Error)]
@@ -34,13 +33,13 @@ pub enum ReconcileError {
 
 /// Runs until shutdown: a sweep at start, then on every exit event, wake-up or tick.
 pub async fn run(app: Arc<App>) {
-    let mut exits = app.runtime.exits();
-    let mut tick = tokio::time::interval(app.settings.sweep);
+    let mut exits = app.runtime().exits();
+    let mut tick = tokio::time::interval(app.settings().sweep);
     loop {
         let exited = tokio::select! {
-            _ = app.shutdown.cancelled() => return,
+            _ = app.shutdown().cancelled() => return,
             _ = tick.tick() => None,
-            _ = app.wake.notified() => None,
+            _ = app.wake().notified() => None,
             Some(name) = next_exit(&mut exits) => Some(name),
         };
         let result = match exited {
@@ -64,7 +63,7 @@ async fn next_exit(
 
 /// One pass over every unfinished task and every container of ours.
 pub async fn sweep(app: &Arc<App>) -> Result<(), ReconcileError> {
-    for task in app.tasks.unfinished().await? {
+    for task in app.tasks().unfinished().await? {
         if task.state.is_active() {
             check(app, &task).await?;
         }
@@ -77,12 +76,12 @@ async fn on_exit(app: &Arc<App>, name: &str) -> Result<(), ReconcileError> {
     let Some((id, _)) = parse_container_name(name) else {
         return Ok(());
     };
-    if let Some(task) = app.tasks.get(&id).await? {
+    if let Some(task) = app.tasks().get(&id).await? {
         if task.state.is_active() {
             check(app, &task).await?;
         }
     }
-    match app.tasks.get(&id).await? {
+    match app.tasks().get(&id).await? {
         Some(task) => cleanup(app, name, Some(&task)).await,
         None => Ok(()),
     }
@@ -93,7 +92,7 @@ async fn check(app: &Arc<App>, task: &Task) -> Result<(), ReconcileError> {
     let Some(name) = task.container.clone() else {
         return Ok(());
     };
-    let status = match app.runtime.status(&name).await {
+    let status = match app.runtime().status(&name).await {
         Ok(s) => s,
         Err(e) if e.is_transient() => return Ok(()),
         Err(e) => return Err(e.into()),
@@ -122,7 +121,7 @@ fn overdue(task: &Task) -> bool {
 /// No container: fine for a moment after it was asked for (a spawn may be in flight), a
 /// failure after the grace period.
 async fn vanished(app: &Arc<App>, task: &Task) -> Result<(), ReconcileError> {
-    let grace = app.settings.provision_grace.as_millis() as i64;
+    let grace = app.settings().provision_grace.as_millis() as i64;
     if task.state == TaskState::Provisioning && now_ms() - attempt_start(task) < grace {
         return Ok(());
     }
@@ -144,8 +143,8 @@ async fn timed_out(app: &Arc<App>, task: &Task, name: &str) -> Result<(), Reconc
         attempt: task.attempt,
         reason,
     };
-    settle(app.tasks.apply(&task.id, event).await)?;
-    app.runtime.kill(name).await?;
+    settle(app.tasks().apply(&task.id, event).await)?;
+    app.runtime().kill(name).await?;
     Ok(())
 }
 
@@ -158,7 +157,7 @@ async fn exited(app: &Arc<App>, task: &Task, st: &ContainerStatus) -> Result<(),
             exit_code: 0,
             reason: Some("container exited 0 without reporting Done".into()),
         };
-        return settle(app.tasks.apply(&task.id, event).await);
+        return settle(app.tasks().apply(&task.id, event).await);
     }
     attempt_failed(app, task, Some(code), &describe_exit(code, st)).await
 }
@@ -192,16 +191,16 @@ pub async fn attempt_failed(
         attempt: task.attempt,
         exit_code,
         reason: reason.to_string(),
-        retry_after: crate::queue::backoff(task.attempt, app.settings.retry_backoff),
+        retry_after: crate::policy::backoff(task.attempt, app.settings().retry_backoff),
     };
-    let Some(updated) = settle_task(app.tasks.apply(&task.id, event).await)? else {
+    let Some(updated) = settle_task(app.tasks().apply(&task.id, event).await)? else {
         return Ok(());
     };
     if let Some(at) = updated
         .retry_at_ms
         .filter(|_| updated.state == TaskState::Pending)
     {
-        app.intake.requeue(&updated, at).await?;
+        app.intake().requeue(&updated, at).await?;
     }
     Ok(())
 }
@@ -222,19 +221,19 @@ fn settle_task(r: Result<Task, StoreError>) -> Result<Option<Task>, ReconcileErr
 /// Cleans up every container of ours whose attempt is over, and frees slots of tasks whose
 /// containers are gone.
 async fn collect(app: &Arc<App>) -> Result<(), ReconcileError> {
-    let names = app.runtime.list().await?;
+    let names = app.runtime().list().await?;
     for name in &names {
         let Some((id, _)) = parse_container_name(name) else {
             continue;
         };
         // A container whose task this store does not know belongs to another handler (another
         // data dir on the same engine): not ours to remove.
-        if let Some(task) = app.tasks.get(&id).await? {
+        if let Some(task) = app.tasks().get(&id).await? {
             cleanup(app, name, Some(&task)).await?;
         }
     }
-    for id in app.slots.holders() {
-        let task = app.tasks.get(&id).await?;
+    for id in app.slots().holders() {
+        let task = app.tasks().get(&id).await?;
         if task.as_ref().is_some_and(|t| t.state.is_active()) {
             continue;
         }
@@ -242,11 +241,11 @@ async fn collect(app: &Arc<App>) -> Result<(), ReconcileError> {
         // list was taken, and a slot must not be freed while its container exists.
         let container = task.and_then(|t| t.container);
         let exists = match &container {
-            Some(c) => app.runtime.status(c).await?.is_some(),
+            Some(c) => app.runtime().status(c).await?.is_some(),
             None => false,
         };
         if !exists {
-            app.slots.release(&id);
+            app.slots().release(&id);
         }
     }
     Ok(())
@@ -260,55 +259,21 @@ async fn cleanup(app: &Arc<App>, name: &str, task: Option<&Task>) -> Result<(), 
     if active {
         return Ok(());
     }
-    let Some(st) = app.runtime.status(name).await? else {
+    let Some(st) = app.runtime().status(name).await? else {
         return Ok(());
     };
     if st.phase != Phase::Exited {
-        app.runtime.kill(name).await?;
+        app.runtime().kill(name).await?;
         return Ok(()); // its exit event (or the next sweep) comes back here
     }
     if let (true, Some(t)) = (current, task) {
-        let logs = app.runtime.logs(name, limits::MAX_LOG_BYTES).await?;
-        app.tasks.put_logs(&t.id, &logs).await?;
+        let logs = app.runtime().logs(name, limits::MAX_LOG_BYTES).await?;
+        app.tasks().put_logs(&t.id, &logs).await?;
     }
-    app.runtime.remove(name).await?;
+    app.runtime().remove(name).await?;
     if let Some(t) = task.filter(|t| !t.state.is_active()) {
-        app.slots.release(&t.id);
+        app.slots().release(&t.id);
     }
     tracing::debug!(container = name, "container removed");
-    Ok(())
-}
-
-/// Samples CPU and memory of every container holding a slot, about once a second.
-pub async fn sample(app: Arc<App>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            _ = app.shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        // All containers at once: one stats call can take a second (Docker 20.10's one-shot
-        // stats), so sampling them one after another would space each one's samples by the
-        // number of running containers.
-        let holders = app.slots.holders();
-        let samples = holders.iter().map(|id| sample_one(&app, id));
-        for (id, result) in holders.iter().zip(futures::future::join_all(samples).await) {
-            if let Err(e) = result {
-                tracing::debug!(task = %id, error = %e, "sample failed");
-            }
-        }
-    }
-}
-
-async fn sample_one(app: &Arc<App>, id: &TaskId) -> Result<(), ReconcileError> {
-    let Some(task) = app.tasks.get(id).await? else {
-        return Ok(());
-    };
-    let Some(name) = task.container.as_deref().filter(|_| task.state.is_active()) else {
-        return Ok(());
-    };
-    if let Some(s) = app.runtime.sample(name).await? {
-        app.tasks.add_metrics(id, &[s]).await?;
-    }
     Ok(())
 }

@@ -101,13 +101,13 @@ pub async fn handle_checked(
         TaskState::Pending => start_attempt(app, &task, task.attempt + 1, check).await,
         _ => {
             let name = container_name(&task.id, task.attempt);
-            match app.runtime.status(&name).await? {
+            match app.runtime().status(&name).await? {
                 // Created but never started: the handler died between create and start. The
                 // runtime's create adopts an existing name (starting it if it never ran) and
                 // uses nothing of the spec, so the token inside stays the one recorded.
                 Some(st) if st.phase == Phase::Starting => {
                     let spec = container_spec(app, &task, name, String::new());
-                    app.runtime.create(&spec).await?;
+                    app.runtime().create(&spec).await?;
                     Ok(Outcome::AlreadyRunning(task.id))
                 }
                 Some(_) => Ok(Outcome::AlreadyRunning(task.id)),
@@ -124,7 +124,7 @@ pub async fn dead_letter(app: &Arc<App>, d: &Delivery, reason: &str) {
             let event = Event::DeadLetter {
                 reason: reason.to_string(),
             };
-            app.tasks
+            app.tasks()
                 .apply(&t.id, event)
                 .await
                 .map(drop)
@@ -201,10 +201,10 @@ pub fn check_work(work: &str) -> Result<(), String> {
 /// used by Functions mode to store a task it leaves waiting at the global cap).
 pub async fn ensure_task(app: &Arc<App>, d: &Delivery) -> Result<Task, SpawnError> {
     let env = envelope(d)?;
-    if let Some(t) = app.tasks.get(&env.id).await? {
+    if let Some(t) = app.tasks().get(&env.id).await? {
         return Ok(t);
     }
-    let s = &app.settings;
+    let s = app.settings();
     let mut task = Task::new(
         env.id,
         env.work,
@@ -214,7 +214,7 @@ pub async fn ensure_task(app: &Arc<App>, d: &Delivery) -> Result<Task, SpawnErro
         now_ms(),
     );
     task.image = env.image;
-    Ok(app.tasks.insert(&[task]).await?.remove(0))
+    Ok(app.tasks().insert(&[task]).await?.remove(0))
 }
 
 /// Records the attempt (`Provisioning`, container name, token hash), then creates its
@@ -241,10 +241,10 @@ async fn start_attempt(
             token_hash,
         }
     };
-    let task = app.tasks.apply(&task.id, event).await?;
+    let task = app.tasks().apply(&task.id, event).await?;
     check.after_claim(app, &task).await?;
     let spec = container_spec(app, &task, name, secret);
-    if let Err(e) = app.runtime.create(&spec).await {
+    if let Err(e) = app.runtime().create(&spec).await {
         note(app, &task, &e).await;
         return Err(e.into());
     }
@@ -263,12 +263,12 @@ async fn note(app: &Arc<App>, task: &Task, e: &RuntimeError) {
         attempt: task.attempt,
         reason,
     };
-    let _ = app.tasks.apply(&task.id, event).await;
+    let _ = app.tasks().apply(&task.id, event).await;
 }
 
 /// The container of one task attempt.
 fn container_spec(app: &App, task: &Task, name: String, secret: String) -> ContainerSpec {
-    let s = &app.settings;
+    let s = app.settings();
     let env = vec![
         ("MESSAGE".to_string(), task.work.clone()),
         ("TASK_ID".to_string(), task.id.to_string()),

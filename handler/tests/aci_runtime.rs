@@ -610,7 +610,7 @@ async fn a_timed_out_task_has_its_group_stopped_then_logged_and_deleted() {
         other => panic!("{other:?}"),
     };
     let name = app
-        .tasks
+        .tasks()
         .get(&id)
         .await
         .unwrap()
@@ -627,7 +627,7 @@ async fn a_timed_out_task_has_its_group_stopped_then_logged_and_deleted() {
         handler::reconcile::sweep(&app).await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let task = app.tasks.get(&id).await.unwrap().unwrap();
+    let task = app.tasks().get(&id).await.unwrap().unwrap();
     assert_eq!(task.state, TaskState::TimedOut);
     let calls: Vec<(String, String)> = seen(&s)
         .into_iter()
@@ -642,6 +642,6 @@ async fn a_timed_out_task_has_its_group_stopped_then_logged_and_deleted() {
         stop.is_some() && delete.is_some() && stop < delete,
         "{calls:?}"
     );
-    let logs = app.tasks.logs(&id).await.unwrap().unwrap();
+    let logs = app.tasks().logs(&id).await.unwrap().unwrap();
     assert_eq!(logs.text, "starting\nworking on it\ndone\n");
 }

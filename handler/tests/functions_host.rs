@@ -653,6 +653,177 @@ async fn the_handler_listens_before_its_store_is_reachable() {
     assert_eq!(host.queue("work-lazy").in_flight(), 0, "nothing was queued");
 }
 
+/// The Functions path on a laptop (issue 10): the same zip, host and invocations, with the
+/// store and the runtime chosen by configuration (`EDA_STORE=sqlite`, `EDA_RUNTIME=process`)
+/// instead of Cosmos DB and ACI, so nothing of Azure is needed. A task enqueued through
+/// `HttpApi` goes out through the output binding, comes back through `ServiceBusTrigger`, runs
+/// as a real worker process whose reports come through the front end, and the timer settles it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_functions_path_runs_on_sqlite_and_the_process_runtime() {
+    let Some(worker) = worker_binary() else {
+        return missing("no static worker (EDA_WORKER_MUSL, or `cargo xtask worker`)");
+    };
+    on_a_laptop("process", &worker, &[]).await;
+}
+
+/// `handler functions --store sqlite --runtime docker`, as the README shows it: the worker
+/// image is built from the static worker (a tag of this test's own, removed afterwards), the
+/// task containers run on the host network to reach the front end, and the timer removes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_functions_path_runs_on_sqlite_and_docker() {
+    let Some(worker) = worker_binary() else {
+        return missing("no static worker (EDA_WORKER_MUSL, or `cargo xtask worker`)");
+    };
+    let docker = Command::new("docker")
+        .arg("info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !docker {
+        return missing("no Docker Engine answers");
+    }
+    let image = TestImage(format!("eda-fn-laptop:{}", nanos()));
+    on_a_laptop("docker", &worker, &[("EDA_IMAGE", image.0.as_str())]).await;
+}
+
+/// A worker image tag of one test: removed on drop with any container left from it (a test that
+/// failed half-way leaves the machine as it found it).
+struct TestImage(String);
+
+impl Drop for TestImage {
+    fn drop(&mut self) {
+        let ancestor = format!("ancestor={}", self.0);
+        if let Ok(out) = Command::new("docker")
+            .args(["ps", "-aq", "--filter", &ancestor])
+            .output()
+        {
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("docker").args(["rm", "-f", id]).output();
+            }
+        }
+        let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
+    }
+}
+
+/// Whether a container of that name exists.
+fn docker_has(name: &str) -> bool {
+    let out = Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("name=^{name}$")])
+        .output()
+        .unwrap();
+    !out.stdout.is_empty()
+}
+
+/// Runs two tasks (one through the API, one from a plain producer) on the Functions path with
+/// SQLite and `runtime`, until both are Done (and, on Docker, their containers removed).
+async fn on_a_laptop(runtime: &str, worker: &Path, extra: &[(&str, &str)]) {
+    let dir = TempDir::new("laptop");
+    let zip = function_app_zip(&dir.0);
+    let front = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let front_url = format!("http://{}", front.local_addr().unwrap());
+    let queue = format!("work-laptop-{}", nanos());
+    let data = dir.0.join("data");
+    let mut s: BTreeMap<String, String> = [
+        ("EDA_STORE", "sqlite".to_string()),
+        ("EDA_RUNTIME", runtime.into()),
+        ("EDA_DATA_DIR", data.display().to_string()),
+        ("EDA_WORKER_BIN", worker.display().to_string()),
+        ("EDA_PUBLIC_URL", front_url.clone()),
+        ("EDA_API_KEY", "k3y".into()),
+        ("EDA_QUEUE_NAME", queue.clone()),
+        ("EDA_RECONCILE_SCHEDULE", "*/1 * * * * *".into()),
+        ("EDA_CONCURRENCY", "2".into()),
+        (
+            "ServiceBusConnection__fullyQualifiedNamespace",
+            "sb.example".into(),
+        ),
+        ("RUST_LOG", "warn".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    for (k, v) in extra {
+        s.insert(k.to_string(), v.to_string());
+    }
+    let host = host::Host::start(&zip, &dir.0.join("wwwroot"), s, front, 10, 1).await;
+
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{front_url}/api/work"))
+        .header("x-api-key", "k3y")
+        .json(&json!({"work": "laptop work"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202, "SQLite answers at once");
+    let submitted: Value = r.json().await.unwrap();
+    let id = submitted["tasks"][0]["id"].as_str().unwrap().to_string();
+    let plain_id = format!("plain-{}", nanos());
+    host.queue(&queue)
+        .send(Some(plain_id.clone()), b"plain laptop work".to_vec());
+    let plain = derived_id(&plain_id).to_string();
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut done = 0;
+        for t in [&id, &plain] {
+            let (_, t) = get_json(&http, &format!("{front_url}/api/tasks/{t}")).await;
+            done += usize::from(t["state"] == "Done");
+        }
+        if done == 2 && host.queue(&queue).in_flight() == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not done in time; invocations: {:#?}",
+            host.records
+                .lock()
+                .unwrap()
+                .iter()
+                .rev()
+                .take(6)
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for t in [&id, &plain] {
+        let (_, t) = get_json(&http, &format!("{front_url}/api/tasks/{t}")).await;
+        assert_eq!(
+            (t["attempt"].as_u64(), t["exit_code"].as_i64()),
+            (Some(1), Some(0)),
+            "{t}"
+        );
+        let reported = t["transitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["state"] == "InProgress");
+        assert!(reported, "the worker reported through HttpApi: {t}");
+    }
+    assert!(
+        data.join("eda.db").is_file(),
+        "the store is the SQLite file in EDA_DATA_DIR"
+    );
+    let records = host.records.lock().unwrap().clone();
+    assert!(
+        records.iter().all(|r| r.result.is_ok()),
+        "every invocation succeeded: {records:#?}"
+    );
+    assert!(host.queue(&queue).dead_letters().is_empty());
+    if runtime == "docker" {
+        // The timer removes every task container (after capturing its logs).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for t in [&id, &plain] {
+            let name = format!("eda-{t}-1");
+            while docker_has(&name) {
+                assert!(Instant::now() < deadline, "{name} was never removed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
 /// Without the managed-identity variables App Service sets, the binary refuses to start and says
 /// which ones (before it tries to reach MongoDB, so no server is needed here).
 #[test]

@@ -42,6 +42,8 @@ struct FakeRuntime {
     creates: Mutex<u32>,
     reject: Mutex<bool>,
     down: Mutex<bool>,
+    /// ARM's 429 with this `Retry-After`, as the ACI runtime reports it.
+    throttle: Mutex<Option<std::time::Duration>>,
 }
 
 impl FakeRuntime {
@@ -61,6 +63,12 @@ impl ContainerRuntime for FakeRuntime {
     async fn create(&self, spec: &ContainerSpec) -> Result<Created, RuntimeError> {
         if *self.reject.lock().unwrap() {
             return Err(RuntimeError::Rejected("quota exceeded".into()));
+        }
+        if let Some(after) = *self.throttle.lock().unwrap() {
+            return Err(RuntimeError::Throttled {
+                message: "429 TooManyRequests".into(),
+                retry_after: Some(after),
+            });
         }
         if *self.down.lock().unwrap() {
             return Err(RuntimeError::Unavailable(
@@ -223,7 +231,7 @@ impl Harness {
     }
 
     async fn task(&self, id: &TaskId) -> model::Task {
-        self.running.app.tasks.get(id).await.unwrap().unwrap()
+        self.running.app.tasks().get(id).await.unwrap().unwrap()
     }
 
     /// An HttpApi invocation as the host sends it when the request is not forwarded.
@@ -489,14 +497,14 @@ async fn the_timer_settles_exits_sends_due_retries_and_samples() {
     assert_eq!(messages.len(), 1, "sent once: {messages:?}");
     let env: Envelope = serde_json::from_str(messages[0].as_str().unwrap()).unwrap();
     assert_eq!(env.id, bad);
-    assert_eq!(h.running.app.tasks.metrics(&busy).await.unwrap().len(), 1);
-    let logs = h.running.app.tasks.logs(&ok).await.unwrap().unwrap();
+    assert_eq!(h.running.app.tasks().metrics(&busy).await.unwrap().len(), 1);
+    let logs = h.running.app.tasks().logs(&ok).await.unwrap().unwrap();
     assert!(logs.text.contains("output of eda-"));
 
     let (status, r) = h.invoke("ReconcileTimer", timer).await;
     assert_eq!(status, 200);
     assert_eq!(
-        h.running.app.tasks.metrics(&busy).await.unwrap().len(),
+        h.running.app.tasks().metrics(&busy).await.unwrap().len(),
         1,
         "a point already stored is not stored twice"
     );
@@ -527,7 +535,7 @@ async fn the_timer_resends_old_pending_tasks_that_never_spawned() {
     let fresh = task("fresh", 1_000);
     let mut scheduled = task("scheduled", 10 * 60_000);
     scheduled.retry_at_ms = Some(now + 3_600_000);
-    let store = &h.running.app.tasks;
+    let store = &h.running.app.tasks();
     store
         .insert(&[old.clone(), fresh, scheduled])
         .await
@@ -678,6 +686,33 @@ async fn transient_runtime_errors_defer_the_spawn_instead_of_dead_lettering() {
     assert_eq!(status, 200);
     let t = h.task(&id).await;
     assert_eq!((t.state, t.attempt), (TaskState::Provisioning, 1));
+    h.running.stop().await;
+}
+
+/// The deferral waits at least what ARM asked for (`Retry-After`, kept by the ACI runtime as
+/// `RuntimeError::Throttled::retry_after`) when that is longer than the policy's backoff; the
+/// message is completed all the same, whatever its delivery count.
+#[tokio::test]
+async fn a_throttled_spawn_is_deferred_by_the_retry_after_arm_gave() {
+    let h = harness("throttled", &["--retry-backoff-ms", "1000"]).await;
+    *h.runtime.throttle.lock().unwrap() = Some(std::time::Duration::from_secs(45));
+    let before = handler::clock::now_ms();
+    let (status, r) = h
+        .invoke("ServiceBusTrigger", sb_text("slow down", "m-429", 3))
+        .await;
+    assert_eq!(status, 200, "completed, not a failed delivery: {r}");
+    assert!(
+        r["Logs"][0].as_str().unwrap().contains("deferred 45 s"),
+        "{r}"
+    );
+    let t = h.task(&derived_id("m-429")).await;
+    assert_eq!((t.state, t.attempt), (TaskState::Pending, 0), "{t:?}");
+    let wait = t.retry_at_ms.unwrap() - before;
+    assert!(
+        (45_000..50_000).contains(&wait),
+        "due after Retry-After: {wait} ms"
+    );
+    assert_eq!(*h.runtime.creates.lock().unwrap(), 0);
     h.running.stop().await;
 }
 

@@ -131,7 +131,7 @@ pub async fn until_removed(running: &Running, name: &str, limit: Duration) {
         || async {
             running
                 .app
-                .runtime
+                .runtime()
                 .status(name)
                 .await
                 .unwrap()

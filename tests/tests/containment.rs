@@ -196,7 +196,7 @@ async fn finish_all(running: &Running, api: &Api) {
         LONG,
         "every container of the test to be removed",
         || async {
-            let left = running.app.runtime.list().await.unwrap();
+            let left = running.app.runtime().list().await.unwrap();
             (!left.iter().any(|n| names.contains(n))).then_some(())
         },
     )

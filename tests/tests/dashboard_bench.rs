@@ -113,7 +113,7 @@ async fn one_size(n: usize) {
     let dash = dashboard_dir().display().to_string();
     let flags = ["--runtime", "process", "--dashboard-dir", dash.as_str()];
     let local = e2e::start_local(&data.0, &flags).await;
-    let tasks = local.app.tasks.clone();
+    let tasks = local.app.tasks().clone();
     let filled = Instant::now();
     // Stored directly, through a second connection to the same file: through `Tasks`, the
     // local store's outbox would queue every task and the handler would spawn them.

@@ -124,6 +124,11 @@ async fn sigkill_and_sigterm_mid_run_leave_no_worker_and_run_each_attempt_once()
     running(&h, &runs, 2).await;
     let status = h.term();
     assert!(status.success(), "SIGTERM is a graceful stop: {status}");
+    let log = std::fs::read_to_string(e2e::faults::log_path(&h.data_dir)).unwrap();
+    assert!(
+        log.contains("stop signal (Ctrl-C or SIGTERM): graceful stop"),
+        "SIGTERM took the same graceful path as Ctrl-C: {log}"
+    );
     all_workers_gone(&h, &runs, "SIGTERM").await;
 
     // 3. Restarted again, the work may finish: every task ends Done.

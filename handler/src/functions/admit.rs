@@ -59,12 +59,12 @@ pub async fn admit(app: &Arc<App>, d: &Delivery) -> Result<Admission, SpawnError
     let Ok(env) = spawn::envelope(d) else {
         return Ok(Admission::Go); // invalid: the spawn path says why
     };
-    let task = app.tasks.get(&env.id).await?;
+    let task = app.tasks().get(&env.id).await?;
     if task.is_some_and(|t| t.state != TaskState::Pending) {
         return Ok(Admission::Go); // a redelivery, or finished: nothing new starts
     }
     let active = active(app).await?;
-    let cap = app.settings.concurrency;
+    let cap = app.settings().concurrency;
     if active < cap as u64 {
         return Ok(Admission::Go);
     }
@@ -81,7 +81,7 @@ pub async fn active(app: &Arc<App>) -> Result<u64, StoreError> {
         cursor: None,
         offset: 0,
     };
-    let counts = app.tasks.list(&filter).await?.counts;
+    let counts = app.tasks().list(&filter).await?.counts;
     let n = |s| counts.get(&s).copied().unwrap_or(0);
     Ok(n(TaskState::Provisioning) + n(TaskState::InProgress))
 }
@@ -92,7 +92,7 @@ pub struct GlobalCap;
 #[async_trait::async_trait]
 impl spawn::ClaimCheck for GlobalCap {
     async fn after_claim(&self, app: &Arc<App>, task: &Task) -> Result<(), SpawnError> {
-        let cap = app.settings.concurrency;
+        let cap = app.settings().concurrency;
         let active = active(app).await?;
         if active <= cap as u64 {
             return Ok(());
@@ -108,7 +108,7 @@ impl spawn::ClaimCheck for GlobalCap {
         // A claim in the same millisecond counts as ahead for both: both may give way, never
         // both go on.
         let ahead = app
-            .tasks
+            .tasks()
             .unfinished()
             .await?
             .iter()
@@ -137,27 +137,26 @@ async fn give_back(
         retry_at_ms,
         reason: reason.to_string(),
     };
-    app.tasks.apply(&task.id, event).await.map(drop)
+    app.tasks().apply(&task.id, event).await.map(drop)
 }
 
 /// Puts the task of `d` back to `Pending` after a transient spawn error (module docs): the
-/// attempt number is restored (the attempt got no container), the next try is due after a
-/// backoff, the bill is unchanged. Returns the delay, or `None` when the task was not waiting
-/// for its container any more (then the error is the caller's to report).
+/// attempt number is restored (the attempt got no container), the next try is due after
+/// `delay` (the delivery policy's, `crate::policy`), the bill is unchanged. Returns false when
+/// the task was not waiting for its container any more (nothing to defer).
 pub async fn defer(
     app: &Arc<App>,
     d: &Delivery,
     error: &SpawnError,
-) -> Result<Option<Duration>, SpawnError> {
+    delay: Duration,
+) -> Result<bool, SpawnError> {
     let env = spawn::envelope(d)?;
-    let Some(task) = app.tasks.get(&env.id).await? else {
-        return Ok(None);
+    let Some(task) = app.tasks().get(&env.id).await? else {
+        return Ok(false);
     };
     if task.state != TaskState::Provisioning || task.attempt == 0 {
-        return Ok(None);
+        return Ok(false);
     }
-    let delay =
-        crate::queue::backoff(task.attempt, app.settings.retry_backoff).max(Duration::from_secs(1));
     let at = now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
     let reason = format!(
         "waiting for the container runtime: {error}; trying again in {} s (not counted as an attempt)",
@@ -167,9 +166,9 @@ pub async fn defer(
     // Best effort: should the create have gone through after all, the next try must not adopt
     // a container that holds the old token.
     if let Some(name) = &task.container {
-        if let Err(e) = app.runtime.remove(name).await {
+        if let Err(e) = app.runtime().remove(name).await {
             tracing::debug!(container = %name, error = %e, "could not remove after a failed create");
         }
     }
-    Ok(Some(delay))
+    Ok(true)
 }

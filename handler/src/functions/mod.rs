@@ -6,16 +6,13 @@
 //! `http://127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT/{FunctionName}`:
 //!
 //! - `ServiceBusTrigger`: the message and its `MessageId`/`DeliveryCount` become a
-//!   [`Delivery`] for [`spawn::handle_checked`], within the global cap ([`admit`]). Success
-//!   completes the message; a permanent error answers 500 so the host fails the invocation
-//!   (`EnsureSuccessStatusCode` in azure-functions-host's `DefaultHttpWorkerService`) and
-//!   Service Bus redelivers. At the last allowed delivery the task is marked `DeadLettered`
-//!   ([`spawn::dead_letter`]) before the 500 sends the message to the dead-letter queue. A
-//!   transient error (runtime unavailable, throttled) is not poison: [`admit::defer`] leaves the
-//!   task for the timer and the message is completed.
+//!   [`Delivery`] for [`spawn::handle_checked`], within the global cap ([`admit`]); the delivery
+//!   policy ([`crate::policy`], the same as local mode's) says what the answer is ([`deliver`]):
+//!   complete, redeliver (500), dead-letter, or, for a transient runtime error, defer the task
+//!   to the timer and complete the message.
 //! - `HttpApi` (`api/{*path}`, not forwarded because it has a Service Bus output binding): the
-//!   `req` data is replayed through the very same actix routes as local mode ([`api::routes`]),
-//!   in-process; the answer becomes `Outputs.res`, and the envelopes the API queued become
+//!   `req` data is answered by the very same actix routes as local mode, in-process
+//!   ([`http`]); the answer becomes `Outputs.res`, and the envelopes the API queued become
 //!   `Outputs.message` ([`outbox`]).
 //! - `ReconcileTimer`: one [`reconcile::sweep`], the waiting tasks that are due
 //!   ([`outbox::Resender`]: retries, deferred spawns, lost first deliveries; never more than the
@@ -25,40 +22,39 @@
 //!   (`enableForwardingHttpRequest`), so the static files, binary WASM included, are served as
 //!   they are by [`dashboard::configure`].
 //!
-//! The server listens before the store is connected ([`lazy`]): until it is, every invocation
-//! answers a clear "not reachable yet" error.
+//! Every invocation runs with its own [`outbox::Outbox`]: the app it calls into queues through
+//! that outbox's intake ([`invocation`]), and the adapter puts what was queued in the answer.
+//!
+//! The app is built by [`crate::compose`]: MongoDB and ACI in Azure, or SQLite and Docker /
+//! processes on a laptop (`--store`, `--runtime`). A MongoDB store connects after the server
+//! listens ([`lazy`]): until it is, every invocation answers a clear "not reachable yet" error.
 
 pub mod admit;
+pub mod http;
 pub mod lazy;
 pub mod outbox;
 pub mod payload;
 
 use crate::app::App;
 use crate::clock::now_ms;
+use crate::compose;
 use crate::config::{FunctionsArgs, Settings};
-use crate::runtime::aci::AciRuntime;
+use crate::events::Events;
+use crate::policy::{self, Verdict};
 use crate::runtime::ContainerRuntime;
-use crate::spawn::{self, Delivery, Outcome, Slots, SpawnError};
-use crate::store::mongo::MongoStore;
+use crate::sampler::Sampler;
+use crate::spawn::{self, Delivery, SpawnError};
 use crate::store::TaskStore;
-use crate::tasks::{Rates, Tasks};
-use crate::{api, dashboard, events::Events, reconcile};
-use actix_web::body::BoxBody;
-use actix_web::dev::{Service, ServiceResponse};
+use crate::{dashboard, reconcile};
 use actix_web::http::StatusCode;
-use actix_web::test::TestRequest;
 use actix_web::{web, HttpResponse};
 use anyhow::Context;
-use futures::future::LocalBoxFuture;
-use model::Task;
-use payload::{HttpResult, InvocationRequest, InvocationResponse};
-use std::cell::RefCell;
+use outbox::{Outbox, ServiceBusIntake};
+use payload::{InvocationRequest, InvocationResponse};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// The trigger binding of `ServiceBusTrigger/function.json`.
@@ -71,9 +67,6 @@ pub const QUEUE_BINDING: &str = "message";
 pub const REQUEST_BINDING: &str = "req";
 /// The HTTP output binding of `HttpApi`.
 pub const RESPONSE_BINDING: &str = "res";
-/// Spawn attempts within one invocation when the runtime is unreachable (each failed
-/// invocation costs a Service Bus delivery, so a short outage is waited out here first).
-const TRANSIENT_TRIES: u32 = 3;
 /// How long a Service Bus invocation waits for the store to connect before it fails (the
 /// message is redelivered; a short start-up costs no delivery).
 const STORE_WAIT: Duration = Duration::from_secs(20);
@@ -109,67 +102,46 @@ impl Gate {
 impl Running {
     /// Stops taking invocations and waits for the ones in flight.
     pub async fn stop(self) {
-        self.app.shutdown.cancel();
+        self.app.shutdown().cancel();
         self.server.stop(true).await;
     }
 }
 
-/// Assembles the app context around a store and a runtime (Mongo + ACI in Azure; tests pass
-/// SQLite and a stand-in runtime). Work is queued through the invocation's output binding.
+/// The app context around a store and a runtime (tests pass SQLite and a stand-in runtime);
+/// work is queued only through an invocation's output binding ([`invocation`]).
 pub fn assemble(
     settings: Settings,
     store: Arc<dyn TaskStore>,
     runtime: Arc<dyn ContainerRuntime>,
 ) -> Arc<App> {
-    let rates = Rates {
-        cpu_second: settings.rates.0,
-        gb_second: settings.rates.1,
-    };
-    let tasks = Tasks::new(store, Events::default(), rates);
-    Arc::new(App {
-        slots: Arc::new(Slots::new(settings.concurrency)),
-        settings,
-        intake: Arc::new(outbox::ServiceBusIntake {
-            tasks: tasks.clone(),
-        }),
-        tasks,
-        runtime,
-        wake: Arc::new(Notify::new()),
-        shutdown: CancellationToken::new(),
-    })
+    let tasks = compose::tasks(&settings, store, Events::default());
+    compose::app(settings, tasks, runtime, Arc::new(outbox::Unbound))
 }
 
-/// Sets up the ACI runtime and a store that connects to Cosmos DB in the background, as the
-/// flags say. The runtime needs no network, so a missing managed identity is reported at once;
-/// the store is not waited for (module docs).
-pub fn build_app(args: &FunctionsArgs) -> anyhow::Result<(Arc<App>, Gate)> {
+/// Builds the app as the flags say ([`compose`]): the runtime first (ACI needs no network, so a
+/// missing managed identity is reported at once), then the store; a MongoDB store connects in
+/// the background (module docs), SQLite is opened here.
+pub async fn build_app(args: &FunctionsArgs) -> anyhow::Result<(Arc<App>, Gate)> {
     let settings = args.settings()?;
-    let a = &args.azure;
-    let runtime = AciRuntime::from_args(a).context("setting up the ACI runtime")?;
-    let (uri, db, coll) = (
-        a.mongo_uri.clone(),
-        a.mongo_db.clone(),
-        a.mongo_collection.clone(),
-    );
-    let connect: lazy::Connect = Box::new(move || {
-        let (uri, db, coll) = (uri.clone(), db.clone(), coll.clone());
-        Box::pin(async move {
-            let store = MongoStore::connect(&uri, &db, &coll)
-                .await
-                .map_err(|e| format!("{e:#}"))?;
-            let store: Arc<dyn TaskStore> = Arc::new(store);
-            Ok(store)
-        })
-    });
+    let backends = args.backends()?;
+    let chosen = compose::runtime(&backends, &settings.image).await?;
     let stop = CancellationToken::new();
-    let store = lazy::LazyStore::spawn(connect, stop.clone());
-    let app = assemble(settings, store.clone(), Arc::new(runtime));
-    let shutdown = app.shutdown.clone();
+    let (store, gate) = compose::functions_store(&backends, stop.clone())?;
+    let app = assemble(settings, store, chosen.runtime);
+    let shutdown = app.shutdown().clone();
     tokio::spawn(async move {
         shutdown.cancelled().await;
         stop.cancel();
     });
-    Ok((app, Gate(Some(store))))
+    Ok((app, gate))
+}
+
+/// The app one invocation runs with: `app`, queueing through a fresh outbox, which is returned
+/// too, for the answer's output binding.
+pub fn invocation(app: &Arc<App>) -> (Arc<App>, Outbox) {
+    let outbox = Outbox::default();
+    let intake = ServiceBusIntake::new(app.tasks().clone(), outbox.clone());
+    (app.with_intake(Arc::new(intake)), outbox)
 }
 
 /// Starts the custom-handler server on `bind`; returns once it listens. `pending_resend` is how
@@ -194,11 +166,15 @@ pub fn start_gated(
     let data = web::Data::new(app.clone());
     let gate = web::Data::new(gate);
     let resender = web::Data::new(outbox::Resender::new(pending_resend));
+    let sampler = web::Data::new(Sampler::default());
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(data.clone())
             .app_data(gate.clone())
             .app_data(resender.clone())
+            .app_data(sampler.clone())
+            // Built per worker thread: the API routes' service is not `Send` (`http`).
+            .app_data(http::ApiService::default())
             .app_data(web::PayloadConfig::new(2 * model::limits::MAX_BODY_BYTES))
             .route("/ServiceBusTrigger", web::post().to(service_bus))
             .route("/HttpApi", web::post().to(http_api))
@@ -223,14 +199,15 @@ pub fn start_gated(
 
 /// Runs as the custom handler until the host stops the process (SIGTERM or Ctrl-C).
 pub async fn run(args: FunctionsArgs) -> anyhow::Result<()> {
-    let (app, gate) = build_app(&args)?;
+    let (app, gate) = build_app(&args).await?;
     let bind = SocketAddr::from(([127, 0, 0, 1], args.port));
     let resend = Duration::from_secs(args.azure.pending_resend_secs);
     let running = start_gated(app, gate, bind, args.azure.dashboard_dir.clone(), resend)?;
     tracing::info!(
         addr = %running.addr,
         queue = %args.azure.queue_name,
-        resource_group = %args.azure.resource_group,
+        store = ?args.store,
+        runtime = running.app.runtime().kind(),
         "custom handler listening"
     );
     stopped().await;
@@ -271,7 +248,8 @@ fn unreadable(e: payload::PayloadError) -> HttpResponse {
     )
 }
 
-/// `ServiceBusTrigger`: spawn the message's task, within the global cap.
+/// `ServiceBusTrigger`: spawn the message's task, within the global cap, and answer as the
+/// delivery policy says ([`deliver`]).
 async fn service_bus(app: Data, gate: web::Data<Gate>, body: web::Bytes) -> HttpResponse {
     if let Some(why) = gate.blocked(STORE_WAIT).await {
         return answer(
@@ -287,85 +265,118 @@ async fn service_bus(app: Data, gate: web::Data<Gate>, body: web::Bytes) -> Http
         Ok(d) => d,
         Err(e) => return unreadable(e),
     };
-    let (result, queued) = outbox::collect(admitted_spawn(&app, &d)).await;
-    match result {
-        Ok(line) => {
-            let r = InvocationResponse::log(line).with_messages(SPAWN_OUTBOX_BINDING, queued);
-            answer(StatusCode::OK, &r)
-        }
-        Err(e) => {
-            let last = d.delivery_count >= app.settings.max_deliveries;
-            if last {
-                let reason = format!("dead-lettered after {} deliveries: {e}", d.delivery_count);
-                spawn::dead_letter(&app, &d, &reason).await;
-            }
-            tracing::warn!(message = %d.message_id, delivery = d.delivery_count, last, error = %e, "spawn failed");
-            let line = format!(
-                "message {} delivery {}: spawn failed: {e}",
-                d.message_id, d.delivery_count
-            );
-            answer(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &InvocationResponse::log(line),
+    let (app, outbox) = invocation(&app);
+    let (status, line) = deliver(&app, &d).await;
+    let r = InvocationResponse::log(line);
+    let r = if status.is_success() {
+        r.with_messages(SPAWN_OUTBOX_BINDING, outbox.take())
+    } else {
+        r
+    };
+    answer(status, &r)
+}
+
+/// One delivery through the global cap ([`admit`]), the spawn and the delivery policy
+/// ([`policy::decide`]); the answer's status tells the host what to do with the message:
+///
+/// - [`Verdict::Complete`]: 200, the host completes the message.
+/// - [`Verdict::RetryAfter`] not counted (a transient runtime error): the task is put back to
+///   `Pending`, due after the policy's delay ([`admit::defer`]), and the message is completed
+///   (200): Service Bus cannot delay a redelivery, and an abandon would spend a delivery, so
+///   the `ReconcileTimer` sends the task again when it is due. Never a dead letter.
+/// - [`Verdict::RetryAfter`] counted: 500, so the host fails the invocation
+///   (`EnsureSuccessStatusCode` in azure-functions-host's `DefaultHttpWorkerService`) and
+///   abandons the message; Service Bus redelivers it.
+/// - [`Verdict::DeadLetter`]: the task is marked `DeadLettered`, then 500: the broker moves
+///   the message to its dead-letter queue at its own `MaxDeliveryCount`.
+async fn deliver(app: &Arc<App>, d: &Delivery) -> (StatusCode, String) {
+    let id = &d.message_id;
+    let result = match admit::admit(app, d).await {
+        Ok(admit::Admission::Full { active, cap }) => {
+            return (
+                StatusCode::OK,
+                format!(
+                    "message {id}: {active} container groups active, the global cap is {cap}; \
+                 the task stays Pending and the ReconcileTimer sends it again when there is room"
+                ),
             )
         }
-    }
-}
-
-/// The cap check, the spawn, and the transient-error policy ([`admit`]); `Ok` is a log line and
-/// means "complete the message".
-async fn admitted_spawn(app: &Arc<App>, d: &Delivery) -> Result<String, SpawnError> {
-    let id = &d.message_id;
-    if let admit::Admission::Full { active, cap } = admit::admit(app, d).await? {
-        return Ok(format!(
-            "message {id}: {active} container groups active, the global cap is {cap}; \
-             the task stays Pending and the ReconcileTimer sends it again when there is room"
-        ));
-    }
-    match spawn_patiently(app, d).await {
-        Ok(outcome) => Ok(format!("message {id}: {outcome:?}")),
-        Err(SpawnError::NoRoom(why)) => Ok(format!(
+        Ok(admit::Admission::Go) => spawn::handle_checked(app, d, &admit::GlobalCap).await,
+        Err(e) => Err(e),
+    };
+    let limits = policy::Limits::of(app.settings());
+    let verdict = policy::decide(result.as_ref(), d.delivery_count, &limits);
+    let error = match (result, verdict) {
+        (Ok(outcome), _) => return (StatusCode::OK, format!("message {id}: {outcome:?}")),
+        (Err(SpawnError::NoRoom(why)), _) => return (StatusCode::OK, format!(
             "message {id}: {why}; the task stays Pending and the ReconcileTimer sends it again when there is room"
         )),
-        Err(e) if e.is_transient() => match admit::defer(app, d, &e).await? {
-            Some(delay) => {
-                tracing::warn!(message = %id, error = %e, "runtime unavailable; spawn deferred");
-                Ok(format!(
-                    "message {id}: {e}; deferred {} s (not a failed delivery)",
-                    delay.as_secs()
-                ))
-            }
-            None => Err(e),
-        },
-        Err(e) => Err(e),
-    }
+        (Err(e), Verdict::RetryAfter { delay, counts: false }) => {
+            return deferred(app, d, &e, delay).await
+        }
+        (Err(e), Verdict::DeadLetter { reason }) => {
+            spawn::dead_letter(app, d, &reason).await;
+            e
+        }
+        (Err(e), _) => e,
+    };
+    let last = d.delivery_count >= app.settings().max_deliveries;
+    tracing::warn!(message = %id, delivery = d.delivery_count, last, error = %error, "spawn failed");
+    let line = format!(
+        "message {id} delivery {}: spawn failed: {error}",
+        d.delivery_count
+    );
+    (StatusCode::INTERNAL_SERVER_ERROR, line)
 }
 
-/// [`spawn::handle`], waiting out a short runtime outage before giving the delivery back.
-async fn spawn_patiently(app: &Arc<App>, d: &Delivery) -> Result<Outcome, SpawnError> {
-    let mut delay = Duration::from_millis(500);
-    for _ in 1..TRANSIENT_TRIES {
-        match spawn::handle_checked(app, d, &admit::GlobalCap).await {
-            Err(e) if e.is_transient() => {
-                tracing::info!(error = %e, "runtime unavailable; trying again");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
-            other => return other,
+/// A transient runtime error: the task waits `Pending` for `delay` (at least a second: the
+/// timer's resolution) and the message is completed ([`deliver`]).
+async fn deferred(
+    app: &Arc<App>,
+    d: &Delivery,
+    e: &SpawnError,
+    delay: Duration,
+) -> (StatusCode, String) {
+    let id = &d.message_id;
+    let delay = delay.max(Duration::from_secs(1));
+    match admit::defer(app, d, e, delay).await {
+        Ok(true) => {
+            tracing::warn!(message = %id, error = %e, "runtime unavailable; spawn deferred");
+            let line = format!(
+                "message {id}: {e}; deferred {} s (not a failed delivery)",
+                delay.as_secs()
+            );
+            (StatusCode::OK, line)
+        }
+        // The task is not waiting for a container (it runs, or is finished): the reconciler
+        // owns it, and the message has nothing left to do.
+        Ok(false) => (
+            StatusCode::OK,
+            format!("message {id}: {e}; its task is not waiting for a container"),
+        ),
+        Err(store) => {
+            tracing::warn!(message = %id, error = %store, "could not defer the spawn");
+            let line = format!("message {id}: {e}; deferring failed: {store}");
+            (StatusCode::INTERNAL_SERVER_ERROR, line)
         }
     }
-    spawn::handle_checked(app, d, &admit::GlobalCap).await
 }
 
-/// `HttpApi`: replay the request through the API routes.
-async fn http_api(app: Data, gate: web::Data<Gate>, body: web::Bytes) -> HttpResponse {
+/// `HttpApi`: the request through the API routes ([`http`]), as an app queueing through this
+/// invocation's outbox.
+async fn http_api(
+    req: actix_web::HttpRequest,
+    app: Data,
+    gate: web::Data<Gate>,
+    body: web::Bytes,
+) -> HttpResponse {
     let inv = match parse(&body) {
         Ok(i) => i,
         Err(e) => return unreadable(e),
     };
     if let Some(why) = gate.blocked(Duration::ZERO).await {
         let mut r = InvocationResponse::log(why.clone());
-        let res = serde_json::to_value(not_ready(&why)).unwrap_or_default();
+        let res = serde_json::to_value(http::not_ready(&why)).unwrap_or_default();
         r.outputs.insert(RESPONSE_BINDING.to_string(), res);
         return answer(StatusCode::OK, &r);
     }
@@ -373,16 +384,23 @@ async fn http_api(app: Data, gate: web::Data<Gate>, body: web::Bytes) -> HttpRes
         Ok(c) => c,
         Err(e) => return unreadable(e),
     };
-    let (res, queued) = if call.path_and_query.split('?').next() == Some("/api/events") {
-        (events_hint(), Vec::new())
+    let (app, outbox) = invocation(&app);
+    let res = if call.path_and_query.split('?').next() == Some("/api/events") {
+        http::events_hint()
     } else {
-        let inner = inner_service(&app).await;
-        let (res, queued) = outbox::collect(replay(&inner, call)).await;
-        match res {
-            Ok(r) => (r, queued),
+        let Some(api) = req.app_data::<http::ApiService>() else {
+            return answer(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &InvocationResponse::log(
+                    "the API service is not set up on this server".to_string(),
+                ),
+            );
+        };
+        match api.replay(app, call).await {
+            Ok(r) => r,
             Err(e) => {
-                tracing::error!(error = %e, "API replay failed");
-                let line = format!("API replay failed: {e}");
+                tracing::error!(error = %e, "API request failed");
+                let line = format!("API request failed: {e}");
                 return answer(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     &InvocationResponse::log(line),
@@ -390,112 +408,10 @@ async fn http_api(app: Data, gate: web::Data<Gate>, body: web::Bytes) -> HttpRes
             }
         }
     };
-    let mut r = InvocationResponse::default().with_messages(QUEUE_BINDING, queued);
+    let mut r = InvocationResponse::default().with_messages(QUEUE_BINDING, outbox.take());
     let res = serde_json::to_value(res).unwrap_or_default();
     r.outputs.insert(RESPONSE_BINDING.to_string(), res);
     answer(StatusCode::OK, &r)
-}
-
-/// The API's answer while the store is not connected: 503 with `Retry-After`, in the API's
-/// error shape.
-fn not_ready(why: &str) -> HttpResult {
-    let mut headers = std::collections::BTreeMap::new();
-    headers.insert("Content-Type".into(), "application/json".into());
-    headers.insert("Retry-After".into(), "5".into());
-    let body = model::ApiError {
-        code: "store_unavailable".into(),
-        message: why.to_string(),
-    };
-    HttpResult {
-        status_code: 503,
-        headers,
-        body: serde_json::to_string(&body).unwrap_or_default(),
-    }
-}
-
-/// The live event stream cannot pass through a buffered invocation, so `/api/events` answers
-/// one `resync` frame and asks the browser's `EventSource` to reconnect in 5 s: the dashboard
-/// reloads its list each time, which turns the stream into polling in Azure.
-fn events_hint() -> HttpResult {
-    let mut headers = std::collections::BTreeMap::new();
-    headers.insert("Content-Type".into(), "text/event-stream".into());
-    headers.insert("Cache-Control".into(), "no-cache".into());
-    HttpResult {
-        status_code: 200,
-        headers,
-        body: format!("retry: 5000\n{}", crate::events::frame("resync", "{}")),
-    }
-}
-
-/// One request through the in-process API service.
-async fn replay(inner: &Inner, call: payload::HttpCall) -> Result<HttpResult, actix_web::Error> {
-    let method = actix_web::http::Method::from_bytes(call.method.as_bytes())
-        .map_err(actix_web::error::ErrorBadRequest)?;
-    let mut req = TestRequest::default()
-        .method(method)
-        .uri(&call.path_and_query);
-    for (k, v) in call.headers {
-        req = req.insert_header((k, v));
-    }
-    let resp = (inner.call)(req.set_payload(call.body)).await?;
-    let status = resp.status().as_u16();
-    let headers = resp
-        .headers()
-        .iter()
-        .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))
-        .collect();
-    let bytes = actix_web::body::to_bytes(resp.into_body())
-        .await
-        .map_err(|_| actix_web::error::ErrorInternalServerError("reading the API answer"))?;
-    Ok(HttpResult {
-        status_code: status,
-        headers,
-        body: String::from_utf8_lossy(&bytes).into_owned(),
-    })
-}
-
-type CallFn = dyn Fn(
-    TestRequest,
-)
-    -> LocalBoxFuture<'static, Result<ServiceResponse<BoxBody>, actix_web::Error>>;
-
-/// The API routes as an in-process service, built once per worker thread (actix services are
-/// not `Send`) and per app.
-#[derive(Clone)]
-struct Inner {
-    /// Which app it was built for (tests run several apps in one process).
-    app: usize,
-    /// Calls the service.
-    call: Rc<CallFn>,
-}
-
-thread_local! {
-    /// This worker thread's API service.
-    static INNER: RefCell<Option<Inner>> = const { RefCell::new(None) };
-}
-
-async fn inner_service(app: &Data) -> Inner {
-    let key = Arc::as_ptr(app.get_ref()) as usize;
-    if let Some(i) = INNER.with(|c| c.borrow().clone()).filter(|i| i.app == key) {
-        return i;
-    }
-    let svc = actix_web::test::init_service(
-        actix_web::App::new()
-            .app_data(app.clone())
-            .configure(api::routes),
-    )
-    .await;
-    let svc = Rc::new(svc);
-    let call: Rc<CallFn> = Rc::new(move |req: TestRequest| {
-        let svc = svc.clone();
-        Box::pin(async move {
-            let resp = svc.call(req.to_request()).await?;
-            Ok(resp.map_into_boxed_body())
-        })
-    });
-    let inner = Inner { app: key, call };
-    INNER.with(|c| *c.borrow_mut() = Some(inner.clone()));
-    inner
 }
 
 /// `ReconcileTimer`: one sweep, the waiting tasks that are due (within the room under the cap),
@@ -504,6 +420,7 @@ async fn timer(
     app: Data,
     gate: web::Data<Gate>,
     resender: web::Data<outbox::Resender>,
+    sampler: web::Data<Sampler>,
     body: web::Bytes,
 ) -> HttpResponse {
     if let Err(e) = parse(&body) {
@@ -515,11 +432,11 @@ async fn timer(
             &InvocationResponse::log(why),
         );
     }
-    let (result, queued) = outbox::collect(reconcile_once(&app, &resender)).await;
-    match result {
+    let (app, outbox) = invocation(&app);
+    match reconcile_once(&app, &resender, &sampler, &outbox).await {
         Ok(line) => answer(
             StatusCode::OK,
-            &InvocationResponse::log(line).with_messages(QUEUE_BINDING, queued),
+            &InvocationResponse::log(line).with_messages(QUEUE_BINDING, outbox.take()),
         ),
         Err(e) => {
             tracing::warn!(error = %e, "reconcile pass failed");
@@ -532,57 +449,22 @@ async fn timer(
     }
 }
 
-async fn reconcile_once(app: &Arc<App>, resender: &outbox::Resender) -> anyhow::Result<String> {
+async fn reconcile_once(
+    app: &Arc<App>,
+    resender: &outbox::Resender,
+    sampler: &Sampler,
+    outbox: &Outbox,
+) -> anyhow::Result<String> {
     reconcile::sweep(app).await?;
-    let unfinished = app.tasks.unfinished().await?;
+    let unfinished = app.tasks().unfinished().await?;
     let active = unfinished.iter().filter(|t| t.state.is_active()).count();
-    let room = app.settings.concurrency.saturating_sub(active);
+    let room = app.settings().concurrency.saturating_sub(active);
     let due = resender.due(&unfinished, now_ms(), room);
-    outbox::send(&due)?;
-    let sampled = sample(app, &unfinished).await;
+    outbox.send(&due)?;
+    let sampled = sampler.sample(app, &unfinished).await;
     Ok(format!(
         "reconciled {} unfinished tasks; {active} active, room for {room}; {} waiting tasks sent; {sampled} sampled",
         unfinished.len(),
         due.len(),
     ))
-}
-
-/// Stores one Azure Monitor sample per running container, skipping points already stored
-/// (Azure Monitor's points are a minute apart; the timer runs more often).
-async fn sample(app: &Arc<App>, tasks: &[Task]) -> usize {
-    let mut n = 0;
-    for t in tasks.iter().filter(|t| t.state.is_active()) {
-        let Some(name) = t.container.as_deref() else {
-            continue;
-        };
-        let Ok(Some(s)) = app.runtime.sample(name).await else {
-            continue;
-        };
-        let store = &app.tasks;
-        let last = store
-            .metrics(&t.id)
-            .await
-            .ok()
-            .and_then(|m| m.last().copied());
-        if last.is_some_and(|l| l.at_ms >= s.at_ms) {
-            continue;
-        }
-        if store.add_metrics(&t.id, &[s]).await.is_ok() {
-            n += 1;
-        }
-    }
-    n
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_events_hint_is_one_resync_frame_with_a_retry() {
-        let h = events_hint();
-        assert!(h.body.starts_with("retry: 5000\n"));
-        assert!(h.body.contains("event: resync"));
-        assert_eq!(h.headers["Content-Type"], "text/event-stream");
-    }
 }

@@ -1,10 +1,12 @@
 //! How work reaches Service Bus in Azure: through the invoking function's output binding.
 //!
 //! A custom handler cannot send to Service Bus itself without a connection string or an SDK;
-//! the Functions host sends whatever the handler puts in `Outputs.<binding>`. So the
-//! [`ServiceBusIntake`] writes the store and collects the envelopes in a per-invocation outbox
-//! (a tokio task-local set by [`collect`] around the invocation), and the adapter puts them in
-//! the response. Outside an invocation there is no outbox and queueing fails loudly.
+//! the Functions host sends whatever the handler puts in `Outputs.<binding>`. So each
+//! invocation makes an [`Outbox`] and gives it to its own [`ServiceBusIntake`] (the app the
+//! invocation runs with, `App::with_intake`); the intake writes the store and puts the
+//! envelopes in that outbox, and the adapter puts them in the invocation's answer. The app
+//! functions mode starts with has no outbox at all ([`Unbound`]): work is queued only inside an
+//! invocation, which is the only place the host would send it from.
 //!
 //! Service Bus output bindings cannot schedule a message for later, so a retry whose backoff is
 //! not over yet is not sent now: the `ReconcileTimer` sends it once it is due ([`Resender`]).
@@ -29,48 +31,56 @@ use crate::tasks::Tasks;
 use async_trait::async_trait;
 use model::TaskId;
 use model::{Envelope, Task, TaskState};
-use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-tokio::task_local! {
-    /// The envelopes queued during the current invocation. Only the invocation's own task
-    /// touches it (task-local), so a `RefCell` is enough.
-    static OUTBOX: RefCell<Vec<String>>;
+/// The envelopes one invocation queued, for its Service Bus output binding. Cheap to clone: the
+/// invocation keeps one handle and gives another to its intake.
+#[derive(Clone, Default)]
+pub struct Outbox {
+    /// Envelopes (JSON) in the order queued, each once. Touched by the invocation's own calls
+    /// only; the lock is for `Send`.
+    queued: Arc<Mutex<Vec<String>>>,
 }
 
-/// Runs `fut` with a fresh outbox and returns its output with the messages it queued.
-pub async fn collect<F: Future>(fut: F) -> (F::Output, Vec<String>) {
-    OUTBOX
-        .scope(RefCell::new(Vec::new()), async {
-            let out = fut.await;
-            let queued = OUTBOX.with(|o| o.take());
-            (out, queued)
-        })
-        .await
+impl Outbox {
+    /// Queues `task`'s envelope (once: a retry queued by the sweep and found due by the timer in
+    /// the same invocation is sent once).
+    pub fn push(&self, task: &Task) -> Result<(), IntakeError> {
+        let json = serde_json::to_string(&Envelope::of(task))
+            .map_err(|e| IntakeError::Queue(e.to_string()))?;
+        let mut q = self.queued.lock().unwrap_or_else(|p| p.into_inner());
+        if !q.contains(&json) {
+            q.push(json);
+        }
+        Ok(())
+    }
+
+    /// Queues the envelopes of `tasks`.
+    pub fn send(&self, tasks: &[&Task]) -> Result<(), IntakeError> {
+        tasks.iter().try_for_each(|t| self.push(t))
+    }
+
+    /// The envelopes queued so far, emptying the outbox.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.queued.lock().unwrap_or_else(|p| p.into_inner()))
+    }
 }
 
-/// Queues `task`'s envelope in the current invocation's outbox (once: a retry queued by the
-/// sweep and found due by the timer in the same invocation is sent once).
-fn push(task: &Task) -> Result<(), IntakeError> {
-    let json = serde_json::to_string(&Envelope::of(task))
-        .map_err(|e| IntakeError::Queue(e.to_string()))?;
-    OUTBOX
-        .try_with(|o| {
-            let mut o = o.borrow_mut();
-            if !o.contains(&json) {
-                o.push(json);
-            }
-        })
-        .map_err(|_| IntakeError::Queue("no Service Bus output binding in this invocation".into()))
-}
-
-/// The Azure [`Intake`]: store first, then the invocation's Service Bus output binding.
+/// The Azure [`Intake`] of one invocation: store first, then its [`Outbox`].
 pub struct ServiceBusIntake {
     /// The task service (store + events).
-    pub tasks: Tasks,
+    tasks: Tasks,
+    /// Where this invocation's envelopes go.
+    outbox: Outbox,
+}
+
+impl ServiceBusIntake {
+    /// The intake of the invocation that owns `outbox`.
+    pub fn new(tasks: Tasks, outbox: Outbox) -> ServiceBusIntake {
+        ServiceBusIntake { tasks, outbox }
+    }
 }
 
 #[async_trait]
@@ -78,17 +88,39 @@ impl Intake for ServiceBusIntake {
     async fn submit(&self, tasks: Vec<Task>) -> Result<Vec<Task>, IntakeError> {
         let stored = self.tasks.insert(&tasks).await?;
         for t in stored.iter().filter(|t| t.state == TaskState::Pending) {
-            push(t)?;
+            self.outbox.push(t)?;
         }
         Ok(stored)
     }
 
     async fn requeue(&self, task: &Task, at_ms: i64) -> Result<(), IntakeError> {
         if at_ms <= now_ms() {
-            push(task)?;
+            self.outbox.push(task)?;
         }
         Ok(())
     }
+}
+
+/// The intake of functions mode's app outside any invocation: there is no output binding to
+/// queue through, so it refuses, saying so. Every invocation runs with its own
+/// [`ServiceBusIntake`] instead (`functions::invocation`).
+pub struct Unbound;
+
+#[async_trait]
+impl Intake for Unbound {
+    async fn submit(&self, _: Vec<Task>) -> Result<Vec<Task>, IntakeError> {
+        Err(unbound())
+    }
+
+    async fn requeue(&self, _: &Task, _: i64) -> Result<(), IntakeError> {
+        Err(unbound())
+    }
+}
+
+fn unbound() -> IntakeError {
+    IntakeError::Queue(
+        "functions mode queues work only through an invocation's Service Bus output binding".into(),
+    )
 }
 
 /// Decides which `Pending` tasks the `ReconcileTimer` sends, and remembers what it sent, so each
@@ -159,11 +191,6 @@ impl Resender {
     }
 }
 
-/// Sends the envelopes of `tasks` through the current invocation's outbox.
-pub fn send(tasks: &[&Task]) -> Result<(), IntakeError> {
-    tasks.iter().try_for_each(|t| push(t))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,13 +205,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_outbox_exists_only_inside_an_invocation() {
-        let t = task("a");
-        assert!(push(&t).is_err());
-        let (r, queued) = collect(async { push(&t) }).await;
-        assert!(r.is_ok());
+    async fn an_outbox_keeps_each_envelope_once_and_the_unbound_intake_refuses() {
+        let (a, b) = (task("a"), task("b"));
+        let outbox = Outbox::default();
+        outbox.send(&[&a, &b, &a]).unwrap();
+        let queued = outbox.take();
+        assert_eq!(queued.len(), 2, "{queued:?}");
         let env: Envelope = serde_json::from_str(&queued[0]).unwrap();
         assert_eq!((env.id.as_str(), env.work.as_str()), ("a", "w"));
+        assert!(outbox.take().is_empty(), "taken");
+        let err = Unbound.requeue(&a, 0).await.unwrap_err().to_string();
+        assert!(err.contains("output binding"), "{err}");
     }
 
     #[test]
