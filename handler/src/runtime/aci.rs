@@ -47,7 +47,7 @@
 //! gave; 409 `MissingSubscriptionRegistration` is [`RuntimeError::NotSetUp`] with the command
 //! that fixes it. All three are transient: never the message's fault.
 
-use super::aci_logs::{tail_bytes, Capture};
+use super::aci_logs::Capture;
 use super::{ContainerRuntime, ContainerSpec, ContainerStatus, Created, Phase, RuntimeError};
 use crate::config::AzureArgs;
 use async_trait::async_trait;
@@ -91,14 +91,20 @@ pub const METRICS_API_VERSION: &str = "2018-01-01";
 pub enum AciError {
     /// No managed identity is configured (`IDENTITY_ENDPOINT`/`IDENTITY_HEADER` missing or
     /// not a URL).
-    #[error("no managed identity: {0}")]
-    NoIdentity(String),
+    #[error("no managed identity: {what}{}", .source.as_ref().map_or(String::new(), |e| format!(": {e}")))]
+    NoIdentity {
+        /// What is missing.
+        what: String,
+        /// `azure_identity`'s error, when it refused the configuration.
+        #[source]
+        source: Option<azure_core::Error>,
+    },
     /// The identity endpoint refused or answered something unreadable.
     #[error("managed identity token: {0}")]
-    Identity(String),
+    Identity(#[source] azure_core::Error),
     /// The identity endpoint did not answer, or answered 429/5xx: worth trying again.
     #[error("managed identity endpoint unavailable: {0}")]
-    IdentityUnavailable(String),
+    IdentityUnavailable(#[source] azure_core::Error),
     /// Azure answered an error status with its `{"error": {code, message}}` body.
     #[error("{status} {code}: {message}")]
     Status {
@@ -126,7 +132,10 @@ pub enum AciError {
     Transport(#[from] reqwest::Error),
     /// A body did not have the documented shape.
     #[error("unexpected response: {0}")]
-    Decode(String),
+    Decode(#[from] serde_json::Error),
+    /// The group went away while `create` waited for it (deleted by someone else).
+    #[error("container group {0} vanished while being created")]
+    Vanished(String),
 }
 
 /// ARM's code when the subscription is not registered for a resource provider:
@@ -156,63 +165,86 @@ fn is_quota_error(code: &str, message: &str) -> bool {
         || message.to_ascii_lowercase().contains("quota")
 }
 
+/// What a [`RuntimeError`] made from an [`AciError`] is, before the error moves into it.
+enum Class {
+    Unavailable,
+    NotSetUp,
+    Throttled(Option<Duration>),
+    ImageMissing,
+    Rejected,
+    Other,
+}
+
+/// Sorts an Azure error by what the caller should do about it.
+fn classify(e: &AciError) -> Class {
+    match e {
+        AciError::Transport(_) | AciError::IdentityUnavailable(_) => Class::Unavailable,
+        AciError::Status { code, .. } if code == NOT_REGISTERED => Class::NotSetUp,
+        AciError::Status {
+            status,
+            retry_after,
+            ..
+        } if *status == StatusCode::TOO_MANY_REQUESTS => Class::Throttled(*retry_after),
+        AciError::Status {
+            code,
+            message,
+            retry_after,
+            ..
+        } if is_quota_error(code, message) => Class::Throttled(retry_after.or(Some(QUOTA_WAIT))),
+        AciError::OperationFailed { code, message, .. } if is_quota_error(code, message) => {
+            Class::Throttled(Some(QUOTA_WAIT))
+        }
+        AciError::Status { status, .. }
+            if *status == StatusCode::REQUEST_TIMEOUT || status.is_server_error() =>
+        {
+            Class::Unavailable
+        }
+        AciError::Status { code, .. } | AciError::OperationFailed { code, .. }
+            if is_image_error(code) =>
+        {
+            Class::ImageMissing
+        }
+        AciError::Status { status, .. } if status.is_client_error() => Class::Rejected,
+        AciError::OperationFailed { .. } => Class::Rejected,
+        AciError::NoIdentity { .. }
+        | AciError::Identity(_)
+        | AciError::Status { .. }
+        | AciError::Decode(_)
+        | AciError::Vanished(_) => Class::Other,
+    }
+}
+
 impl From<AciError> for RuntimeError {
+    /// Sorts `e` ([`classify`]) and keeps it as the source.
     fn from(e: AciError) -> RuntimeError {
-        let text = e.to_string();
-        match &e {
-            AciError::Transport(_) | AciError::IdentityUnavailable(_) => {
-                RuntimeError::Unavailable(text)
-            }
-            AciError::Status { code, .. } if code == NOT_REGISTERED => {
-                RuntimeError::NotSetUp(format!("{REGISTER_HINT} ({text})"))
-            }
-            AciError::Status {
-                status,
-                retry_after,
-                ..
-            } if *status == StatusCode::TOO_MANY_REQUESTS => RuntimeError::Throttled {
-                message: text,
-                retry_after: *retry_after,
+        let class = classify(&e);
+        let message = String::from("Azure");
+        match class {
+            Class::Unavailable => RuntimeError::unavailable_by(message, e),
+            Class::NotSetUp => RuntimeError::NotSetUp {
+                message: REGISTER_HINT.into(),
+                source: Some(e.into()),
             },
-            AciError::Status {
-                code,
+            Class::Throttled(retry_after) => RuntimeError::Throttled {
                 message,
                 retry_after,
-                ..
-            } if is_quota_error(code, message) => RuntimeError::Throttled {
-                message: text,
-                retry_after: retry_after.or(Some(QUOTA_WAIT)),
+                source: Some(e.into()),
             },
-            AciError::OperationFailed { code, message, .. } if is_quota_error(code, message) => {
-                RuntimeError::Throttled {
-                    message: text,
-                    retry_after: Some(QUOTA_WAIT),
-                }
-            }
-            AciError::Status { status, .. }
-                if *status == StatusCode::REQUEST_TIMEOUT || status.is_server_error() =>
-            {
-                RuntimeError::Unavailable(text)
-            }
-            AciError::Status { code, .. } | AciError::OperationFailed { code, .. }
-                if is_image_error(code) =>
-            {
-                RuntimeError::ImageMissing(text)
-            }
-            AciError::Status { status, .. } if status.is_client_error() => {
-                RuntimeError::Rejected(text)
-            }
-            AciError::OperationFailed { .. } => RuntimeError::Rejected(text),
-            AciError::NoIdentity(_)
-            | AciError::Identity(_)
-            | AciError::Status { .. }
-            | AciError::Decode(_) => RuntimeError::Other(text),
+            Class::ImageMissing => RuntimeError::ImageMissing {
+                message,
+                source: Some(e.into()),
+            },
+            Class::Rejected => RuntimeError::Rejected {
+                message,
+                source: Some(e.into()),
+            },
+            Class::Other => RuntimeError::Azure(e),
         }
     }
 }
 
 /// Sorts a credential error: no answer, throttling and server errors are transient.
-fn identity_error(e: &azure_core::Error) -> AciError {
+fn identity_error(e: azure_core::Error) -> AciError {
     let transient = match e.kind() {
         azure_core::error::ErrorKind::Io => true,
         azure_core::error::ErrorKind::HttpResponse { status, .. } => {
@@ -221,8 +253,8 @@ fn identity_error(e: &azure_core::Error) -> AciError {
         _ => false,
     };
     match transient {
-        true => AciError::IdentityUnavailable(e.to_string()),
-        false => AciError::Identity(e.to_string()),
+        true => AciError::IdentityUnavailable(e),
+        false => AciError::Identity(e),
     }
 }
 
@@ -285,9 +317,13 @@ impl AciConfig {
 /// and `IDENTITY_HEADER` on each token request, from the process environment (module docs).
 pub fn app_service_identity(http: &reqwest::Client) -> Result<Arc<dyn TokenCredential>, AciError> {
     let client: Arc<dyn azure_core::HttpClient> = Arc::new(http.clone());
-    let credential =
-        AppServiceManagedIdentityCredential::create(TokenCredentialOptions::from(client))
-            .map_err(|e| AciError::NoIdentity(e.to_string()))?;
+    let credential = AppServiceManagedIdentityCredential::create(TokenCredentialOptions::from(
+        client,
+    ))
+    .map_err(|e| AciError::NoIdentity {
+        what: "azure_identity refused the App Service identity settings".into(),
+        source: Some(e),
+    })?;
     Ok(Arc::new(credential))
 }
 
@@ -355,7 +391,7 @@ impl Answer {
     }
 
     fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, AciError> {
-        serde_json::from_slice(&self.body).map_err(|e| AciError::Decode(e.to_string()))
+        Ok(serde_json::from_slice(&self.body)?)
     }
 }
 
@@ -508,9 +544,10 @@ impl AciRuntime {
     /// ([`app_service_identity`]); fails when App Service did not give this process one.
     pub fn from_args(a: &AzureArgs) -> Result<AciRuntime, AciError> {
         if a.identity_endpoint.is_none() || !a.identity_header_set {
-            return Err(AciError::NoIdentity(
-                "IDENTITY_ENDPOINT and IDENTITY_HEADER must be set".into(),
-            ));
+            return Err(AciError::NoIdentity {
+                what: "IDENTITY_ENDPOINT and IDENTITY_HEADER must be set".into(),
+                source: None,
+            });
         }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
@@ -524,7 +561,7 @@ impl AciRuntime {
         let scope = self.cfg.arm_resource.as_str();
         match self.credential.get_token(&[scope]).await {
             Ok(t) => Ok(t.token.secret().to_string()),
-            Err(e) => Err(identity_error(&e)),
+            Err(e) => Err(identity_error(e)),
         }
     }
 
@@ -675,11 +712,7 @@ impl AciRuntime {
                         let code = "ProvisioningFailed".to_string();
                         (state, CloudErrorBody { code, message })
                     }
-                    None => {
-                        return Err(AciError::Decode(format!(
-                            "group {name} vanished while being created"
-                        )))
-                    }
+                    None => return Err(AciError::Vanished(name.to_string())),
                 },
             };
             match status.as_str() {
@@ -862,8 +895,8 @@ fn latest(resp: &MetricsResponse, name: &str) -> Option<(i64, f64)> {
 /// Turns Azure Monitor's answer into one sample: `CpuUsage` is in millicores (1000 = one core),
 /// so percent of one core is value / 10; `MemoryUsage` is bytes.
 pub fn sample_of(body: &[u8]) -> Result<Option<MetricSample>, RuntimeError> {
-    let resp: MetricsResponse = serde_json::from_slice(body)
-        .map_err(|e| RuntimeError::Other(format!("metrics response: {e}")))?;
+    let resp: MetricsResponse =
+        serde_json::from_slice(body).map_err(|e| RuntimeError::Azure(e.into()))?;
     let cpu = latest(&resp, "CpuUsage");
     let mem = latest(&resp, "MemoryUsage");
     if cpu.is_none() && mem.is_none() {
@@ -952,11 +985,11 @@ impl ContainerRuntime for AciRuntime {
                 truncated: false,
             });
         };
-        let cut = tail_bytes(&c.text, max_bytes);
-        Ok(Logs {
-            truncated: c.truncated || cut.len() < c.text.len(),
-            text: cut.to_string(),
-        })
+        let logs = Logs {
+            text: c.text.clone(),
+            truncated: c.truncated,
+        };
+        Ok(logs.capped(max_bytes))
     }
 
     async fn sample(&self, name: &str) -> Result<Option<MetricSample>, RuntimeError> {
@@ -1066,7 +1099,7 @@ mod tests {
     #[test]
     fn credential_errors_without_an_answer_or_with_5xx_are_transient() {
         use azure_core::error::ErrorKind;
-        let kind = |k: ErrorKind| RuntimeError::from(identity_error(&k.into_error()));
+        let kind = |k: ErrorKind| RuntimeError::from(identity_error(k.into_error()));
         let status = |s| ErrorKind::http_response(s, None);
         assert!(kind(ErrorKind::Io).is_transient());
         assert!(kind(status(azure_core::StatusCode::ServiceUnavailable)).is_transient());
@@ -1088,11 +1121,11 @@ mod tests {
         assert!(e(status(StatusCode::BAD_GATEWAY, "x")).is_transient());
         assert!(matches!(
             e(status(StatusCode::BAD_REQUEST, "InaccessibleImage")),
-            RuntimeError::ImageMissing(_)
+            RuntimeError::ImageMissing { .. }
         ));
         assert!(matches!(
             e(status(StatusCode::FORBIDDEN, "AuthorizationFailed")),
-            RuntimeError::Rejected(_)
+            RuntimeError::Rejected { .. }
         ));
         let throttled = e(AciError::Status {
             status: StatusCode::TOO_MANY_REQUESTS,
@@ -1105,7 +1138,12 @@ mod tests {
         let quota = e(status(StatusCode::CONFLICT, "ContainerGroupQuotaReached"));
         assert!(matches!(quota, RuntimeError::Throttled { .. }) && quota.is_transient());
         let not_registered = e(status(StatusCode::CONFLICT, NOT_REGISTERED));
-        assert!(matches!(not_registered, RuntimeError::NotSetUp(_)));
+        assert!(matches!(not_registered, RuntimeError::NotSetUp { .. }));
+        let source = std::error::Error::source(&not_registered).expect("Azure's answer");
+        assert!(matches!(
+            source.downcast_ref::<AciError>(),
+            Some(AciError::Status { status, .. }) if *status == StatusCode::CONFLICT
+        ));
         assert!(not_registered.to_string().contains("az provider register"));
         assert!(not_registered.is_transient());
     }
