@@ -27,14 +27,6 @@ pub fn handler_bin() -> PathBuf {
     bin
 }
 
-/// A free loopback port (bound, then released for the handler to take).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
-}
-
 /// `handler local` as a child process on a fixed port and data dir, so it can be killed with
 /// SIGKILL and started again exactly where it was. Killed on drop.
 pub struct HandlerProcess {
