@@ -86,7 +86,8 @@ impl Containers {
                 }
                 let code = status
                     .code()
-                    .or(status.signal().map(|s| 128 + s))
+                    .map(i64::from)
+                    .or(status.signal().map(model::output::signal_exit_code))
                     .unwrap_or(-1);
                 let mut w = self.world.lock().unwrap();
                 let detail = if code == 0 { "Completed" } else { "Error" };

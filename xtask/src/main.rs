@@ -107,9 +107,11 @@ fn test(cargo_args: &[String]) -> Result<()> {
     dashboard()?;
     // The end-to-end tests run the debug `handler` binary (`e2e::faults::handler_bin`); no
     // test target of the handler package needs it, so `cargo test` alone would not build it,
-    // and a test cannot build it while cargo holds the target dir.
+    // and a test cannot build it while cargo holds the target dir. `--workspace --bins --tests`
+    // resolves features as the test run does (dev-dependencies included), so the test run
+    // compiles nothing again; `--bin handler` alone would, with other features.
     let mut bin = cargo();
-    bin.args(["build", "-p", "handler", "--bin", "handler"]);
+    bin.args(["build", "--workspace", "--bins", "--tests"]);
     run(bin)?;
     let mut c = cargo();
     c.args(["test", "--workspace"]);

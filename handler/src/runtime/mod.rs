@@ -5,7 +5,8 @@
 //! - [`image`]: builds the `FROM scratch` worker image for Docker from the static worker binary.
 //! - [`process`]: plain child processes of the handler, where no Docker Engine answers.
 //! - [`aci`]: Azure Container Instances over ARM, in Azure; [`aci_logs`] captures their logs
-//!   while they run.
+//!   while they run; `aci_error` sorts Azure's errors, `aci_view` reads group states and
+//!   metrics.
 //! - [`fake`]: an in-memory runtime for fast tests of spawn and reconcile, scripted by the test.
 //!
 //! Errors: one [`RuntimeError`] for every backend, keeping the client's error as its source.
@@ -16,7 +17,9 @@
 //! task attempt's container exist?" after a restart without any bookkeeping of its own.
 
 pub mod aci;
+mod aci_error;
 pub mod aci_logs;
+mod aci_view;
 pub mod containment;
 pub mod docker;
 mod error;
