@@ -1,5 +1,5 @@
 //! What a container leaves behind, in one place for the worker, every runtime, the stores and
-//! the reconciler: the tail of its output ([`Tail`], [`tail`], [`Logs::capped`]) and how its
+//! the reconciler: the tail of its output ([`Tail`], [`tail`], [`Logs::last`]) and how its
 //! end reads for a person ([`killed_by_signal`], [`describe_exit`]).
 //!
 //! Output is kept from the end (the last lines say how the work ended) and cut on a character
@@ -18,9 +18,10 @@ pub fn tail(text: &str, max: usize) -> &str {
 }
 
 impl Logs {
-    /// These logs with at most `max` bytes of text, the newest kept; `truncated` when anything
-    /// was cut here or before.
-    pub fn capped(self, max: usize) -> Logs {
+    /// These logs with at most `max` bytes of text, the newest kept (cut on a character
+    /// boundary); `truncated` when anything was cut here or before. The stores' cap of
+    /// `MAX_LOG_BYTES` is this with that limit.
+    pub fn last(self, max: usize) -> Logs {
         let kept = tail(&self.text, max);
         if kept.len() == self.text.len() {
             return self;
@@ -136,15 +137,15 @@ mod tests {
     }
 
     #[test]
-    fn capped_logs_keep_the_newest_and_say_so() {
+    fn the_last_bytes_of_logs_are_kept_and_the_cut_is_said() {
         let logs = |t: &str, truncated| Logs {
             text: t.into(),
             truncated,
         };
-        assert_eq!(logs("abcdef", false).capped(3), logs("def", true));
-        assert_eq!(logs("abc", false).capped(3), logs("abc", false));
-        assert_eq!(logs("abc", true).capped(9), logs("abc", true));
-        assert_eq!(logs("aé", false).capped(1), logs("", true));
+        assert_eq!(logs("abcdef", false).last(3), logs("def", true));
+        assert_eq!(logs("abc", false).last(3), logs("abc", false));
+        assert_eq!(logs("abc", true).last(9), logs("abc", true));
+        assert_eq!(logs("aé", false).last(1), logs("", true));
     }
 
     #[test]

@@ -678,7 +678,7 @@ impl ContainerRuntime for AciRuntime {
             text: c.text.clone(),
             truncated: c.truncated,
         };
-        Ok(logs.capped(max_bytes))
+        Ok(logs.last(max_bytes))
     }
 
     async fn sample(&self, name: &str) -> Result<Option<MetricSample>, RuntimeError> {

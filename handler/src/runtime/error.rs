@@ -131,6 +131,14 @@ impl RuntimeError {
         }
     }
 
+    /// [`RuntimeError::NotSetUp`] with the operator's instructions only.
+    pub fn not_set_up(message: impl Into<String>) -> RuntimeError {
+        RuntimeError::NotSetUp {
+            message: message.into(),
+            source: None,
+        }
+    }
+
     /// [`RuntimeError::Io`]: `what` failed with `source`.
     pub fn io(what: impl Into<String>, source: std::io::Error) -> RuntimeError {
         RuntimeError::Io {
@@ -195,10 +203,7 @@ mod tests {
         };
         assert_eq!(throttled.retry_after(), Some(Duration::from_secs(7)));
         assert!(throttled.is_transient());
-        let setup = RuntimeError::NotSetUp {
-            message: "register".into(),
-            source: None,
-        };
+        let setup = RuntimeError::not_set_up("register");
         assert_eq!(setup.retry_after(), Some(Duration::from_secs(60)));
         assert_eq!(RuntimeError::unavailable("x").retry_after(), None);
         let io = RuntimeError::io("cannot create x.log", std::io::ErrorKind::NotFound.into());

@@ -61,10 +61,7 @@ impl Fault {
                 retry_after,
                 source: None,
             },
-            Fault::NotSetUp => RuntimeError::NotSetUp {
-                message,
-                source: None,
-            },
+            Fault::NotSetUp => RuntimeError::not_set_up(message),
             Fault::Rejected => RuntimeError::rejected(message),
         }
     }
@@ -321,7 +318,7 @@ impl ContainerRuntime for FakeRuntime {
             text,
             truncated: false,
         }
-        .capped(max_bytes))
+        .last(max_bytes))
     }
 
     async fn sample(&self, name: &str) -> Result<Option<MetricSample>, RuntimeError> {
