@@ -103,6 +103,15 @@ impl Harness {
         (self.spec)(name, work)
     }
 
+    /// Removes container `name` when the returned guard is dropped, so a check that fails
+    /// leaves no container behind.
+    pub fn removal(&self, name: &str) -> Removal {
+        Removal {
+            rt: self.rt.clone(),
+            name: name.to_string(),
+        }
+    }
+
     /// Whether this backend has `gap`; says so on stderr when it has.
     pub fn lacks(&self, gap: Gap) -> bool {
         let Some((_, why)) = self.gaps.iter().find(|(g, _)| *g == gap) else {
@@ -135,7 +144,28 @@ impl Harness {
     }
 }
 
-/// Runs every check against `h`, one after the other.
+/// Removes a container when dropped (also while a failed check unwinds).
+pub struct Removal {
+    /// Where it runs.
+    rt: Arc<dyn ContainerRuntime>,
+    /// Its name.
+    name: String,
+}
+
+impl Drop for Removal {
+    fn drop(&mut self) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        // The checks run on the multi-threaded runtime, where blocking in place is allowed.
+        tokio::task::block_in_place(|| {
+            let _ = handle.block_on(self.rt.remove(&self.name));
+        });
+    }
+}
+
+/// Runs every check against `h`, one after the other, on a multi-threaded tokio runtime (each
+/// check's [`Removal`] blocks in place when it drops).
 pub async fn run_all(h: &Harness) {
     demo_exits_zero_with_logs_and_exit_event(h).await;
     command_exit_code_passes_through(h).await;
@@ -151,6 +181,7 @@ pub async fn run_all(h: &Harness) {
 /// less) and its name comes out of `exits()`.
 pub async fn demo_exits_zero_with_logs_and_exit_event(h: &Harness) {
     let name = unique("zero");
+    let _removal = h.removal(&name);
     let exits = match h.lacks(Gap::ExitEvents) {
         true => None,
         false => Some(h.rt.exits().expect("this runtime pushes exits")),
@@ -199,6 +230,7 @@ pub async fn demo_exits_zero_with_logs_and_exit_event(h: &Harness) {
 /// The work's exit code is the container's, and both its output streams are in the logs.
 pub async fn command_exit_code_passes_through(h: &Harness) {
     let name = unique("three");
+    let _removal = h.removal(&name);
     let work = Work::Print {
         out: "to-out",
         err: "to-err",
@@ -219,6 +251,7 @@ pub async fn command_exit_code_passes_through(h: &Harness) {
 /// container that does not exist, is fine.
 pub async fn kill_is_137(h: &Harness) {
     let name = unique("kill");
+    let _removal = h.removal(&name);
     h.rt.create(&h.spec(&name, &Work::Demo { seconds: 60 }))
         .await
         .unwrap();
@@ -240,6 +273,7 @@ pub async fn kill_is_137(h: &Harness) {
 /// Creating one name twice, even at the same time, makes one container.
 pub async fn create_twice_makes_one(h: &Harness) {
     let name = unique("twice");
+    let _removal = h.removal(&name);
     let spec = h.spec(&name, &Work::Demo { seconds: 30 });
     let (a, b) = tokio::join!(h.rt.create(&spec), h.rt.create(&spec));
     let mut both = [a.unwrap(), b.unwrap()];
@@ -261,6 +295,7 @@ pub async fn create_twice_makes_one(h: &Harness) {
 /// one has none.
 pub async fn sample_while_running(h: &Harness) {
     let name = unique("sample");
+    let _removal = h.removal(&name);
     h.rt.create(&h.spec(&name, &Work::Demo { seconds: 60 }))
         .await
         .unwrap();
@@ -285,6 +320,7 @@ pub async fn sample_while_running(h: &Harness) {
 /// container can be removed too, and the name can be used again.
 pub async fn remove_forgets(h: &Harness) {
     let name = unique("remove");
+    let _removal = h.removal(&name);
     let quick = h.spec(&name, &Work::Demo { seconds: 0 });
     h.rt.create(&quick).await.unwrap();
     h.exited(&name).await;
@@ -332,6 +368,7 @@ pub async fn memory_limit_is_enforced(h: &Harness) {
         return;
     }
     let name = unique("oom");
+    let _removal = h.removal(&name);
     let mut spec = h.spec(&name, &Work::Hog);
     spec.resources.memory_mb = 32;
     h.rt.create(&spec).await.unwrap();
