@@ -48,3 +48,6 @@ pub mod spawn;
 pub mod store;
 pub mod tasks;
 pub mod token;
+
+#[cfg(test)]
+mod tests;

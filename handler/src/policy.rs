@@ -139,6 +139,7 @@ mod tests {
         SpawnError::Runtime(RuntimeError::Throttled {
             message: "429 TooManyRequests".into(),
             retry_after: after.map(secs),
+            source: None,
         })
     }
 
@@ -181,17 +182,17 @@ mod tests {
             (SpawnError::NoRoom("cap 1".into()), 3, Verdict::Complete),
             // Transient: never counted, never dead-lettered, even past the limit.
             (
-                rt(RuntimeError::Unavailable("down".into())),
+                rt(RuntimeError::unavailable("down")),
                 1,
                 retry(secs(1), false),
             ),
             (
-                rt(RuntimeError::Unavailable("down".into())),
+                rt(RuntimeError::unavailable("down")),
                 3,
                 retry(secs(4), false),
             ),
             (
-                rt(RuntimeError::Unavailable("down".into())),
+                rt(RuntimeError::unavailable("down")),
                 7,
                 retry(secs(30), false),
             ),
@@ -200,12 +201,12 @@ mod tests {
             (throttled(Some(20)), 3, retry(secs(20), false)),
             (throttled(Some(1)), 4, retry(secs(8), false)),
             (
-                rt(RuntimeError::NotSetUp("register".into())),
+                rt(RuntimeError::not_set_up("register")),
                 1,
                 retry(secs(60), false),
             ),
             (
-                rt(RuntimeError::NotSetUp("register".into())),
+                rt(RuntimeError::not_set_up("register")),
                 9,
                 retry(secs(60), false),
             ),
@@ -217,23 +218,19 @@ mod tests {
                 3,
                 dead("dead-lettered after 3 deliveries: invalid message: empty"),
             ),
+            (rt(RuntimeError::rejected("quota")), 2, retry(secs(2), true)),
             (
-                rt(RuntimeError::Rejected("quota".into())),
-                2,
-                retry(secs(2), true),
-            ),
-            (
-                rt(RuntimeError::Rejected("quota".into())),
+                rt(RuntimeError::rejected("quota")),
                 3,
                 dead("dead-lettered after 3 deliveries: container rejected: quota"),
             ),
             (
-                rt(RuntimeError::ImageMissing("x:1".into())),
+                rt(RuntimeError::image_missing("x:1")),
                 4,
                 dead("dead-lettered after 4 deliveries: image not found: x:1"),
             ),
             (
-                rt(RuntimeError::Other("boom".into())),
+                rt(RuntimeError::io("boom", std::io::Error::other("disk"))),
                 1,
                 retry(secs(1), true),
             ),
@@ -264,7 +261,7 @@ mod tests {
             decide(Err(&e), 1, &one),
             Verdict::DeadLetter { .. }
         ));
-        let down = SpawnError::Runtime(RuntimeError::Unavailable("down".into()));
+        let down = SpawnError::Runtime(RuntimeError::unavailable("down"));
         assert_eq!(decide(Err(&down), 1, &one), retry(Duration::ZERO, false));
     }
 

@@ -162,21 +162,9 @@ async fn exited(app: &Arc<App>, task: &Task, st: &ContainerStatus) -> Result<(),
     attempt_failed(app, task, Some(code), &describe_exit(code, st)).await
 }
 
-/// A human reason for a non-zero exit.
+/// A human reason for a non-zero exit (the words are `model::output::describe_exit`'s).
 pub fn describe_exit(code: i64, st: &ContainerStatus) -> String {
-    let mut s = if st.oom_killed {
-        format!("killed by the kernel's OOM killer (memory limit), exit code {code}")
-    } else if code == 137 {
-        "killed (SIGKILL), exit code 137".to_string()
-    } else if code > 128 && code < 160 {
-        format!("killed by signal {}, exit code {code}", code - 128)
-    } else {
-        format!("exited with code {code} without reporting")
-    };
-    if let Some(d) = st.detail.as_deref().filter(|d| !d.is_empty()) {
-        s.push_str(&format!(" ({d})"));
-    }
-    s
+    model::output::describe_exit(code, st.oom_killed, st.detail.as_deref())
 }
 
 /// The current attempt failed: `Task::apply` retries it after a backoff if attempts are left,

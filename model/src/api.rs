@@ -168,18 +168,7 @@ impl Logs {
     /// tail (cut on a character boundary), marked truncated when anything was cut. The one cap
     /// of stored logs, so no backend keeps more than another.
     pub fn capped(self) -> Logs {
-        let max = crate::limits::MAX_LOG_BYTES;
-        let mut start = self.text.len().saturating_sub(max);
-        while !self.text.is_char_boundary(start) {
-            start += 1;
-        }
-        if start == 0 {
-            return self;
-        }
-        Logs {
-            text: self.text[start..].to_string(),
-            truncated: true,
-        }
+        self.last(crate::limits::MAX_LOG_BYTES)
     }
 }
 

@@ -11,6 +11,7 @@
 //!   envelope and the events streamed to the dashboard.
 //! - [`limits`]: every input limit, in one place, so the API, the CLI and the docs agree.
 //! - [`naming`]: the deterministic container name of a task attempt.
+//! - [`output`]: the tail of a container's output and how its exit reads ("killed by signal 9").
 //!
 //! This crate has no I/O and builds for `wasm32-unknown-unknown`, because the dashboard shares it.
 
@@ -18,6 +19,7 @@ pub mod api;
 pub mod lifecycle;
 pub mod limits;
 pub mod naming;
+pub mod output;
 pub mod state;
 pub mod task;
 

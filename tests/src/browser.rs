@@ -70,10 +70,7 @@ pub struct Browser {
 impl Browser {
     /// Starts chromedriver and a headless Chromium with a fresh profile, `width` x `height`.
     pub async fn start(width: u32, height: u32) -> Browser {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = crate::free_port();
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())

@@ -10,8 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The debug `handler` binary that `cargo test --workspace` (and `cargo xtask test`) builds for
-/// the handler package. A test inside `cargo test` cannot build it (cargo holds the target dir's
+/// The debug `handler` binary, which `cargo xtask test` builds before the tests (`cargo build -p
+/// handler` by hand). A test inside `cargo test` cannot build it (cargo holds the target dir's
 /// lock), so a missing binary fails with the command that makes it.
 pub fn handler_bin() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -25,14 +25,6 @@ pub fn handler_bin() -> PathBuf {
         bin.display()
     );
     bin
-}
-
-/// A free loopback port (bound, then released for the handler to take).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
 }
 
 /// `handler local` as a child process on a fixed port and data dir, so it can be killed with

@@ -1,10 +1,27 @@
-//! Helpers shared by the end-to-end tests in `tests/tests/`.
+//! Helpers shared by every integration test of the workspace, in `tests/tests/` (one crate, one
+//! set of helpers: the handler's own `tests/` folder moved here).
+//!
+//! # Layout
+//!
+//! - this file: [`need`] (the skip rules), [`free_port`], [`TempDir`], local mode in-process
+//!   ([`start_local`], [`Api`]) and polling ([`eventually`]);
+//! - [`runtimes`]: the static worker, the Docker test image, one harness per container runtime;
+//!   [`runtime_conformance`]: the one suite every `ContainerRuntime` runs;
+//! - [`store_conformance`]: the one suite every `TaskStore` runs;
+//! - [`arm`]: the stand-in for ARM, Azure Monitor and the managed-identity endpoint;
+//!   [`aci_containers`]: runs the real worker as each of its container groups;
+//! - [`mongo`]: a MongoDB server (`EDA_TEST_MONGO_URI` or the wire-protocol stand-in);
+//! - [`host`]: a harness that plays the Azure Functions host;
+//! - [`faults`]: the handler as a child process that can be killed and restarted;
+//! - [`browser`]: headless Chromium through WebDriver.
 //!
 //! # Needing things
 //!
-//! A test that needs something these machines can have (Docker, Chromium) calls [`need`]: outside
-//! CI it prints why it is skipped and returns `false`; in CI (`CI=true`) it panics, so a missing
-//! engine fails the run instead of passing silently.
+//! A test that needs something these machines can have (Docker, Chromium, the MongoDB stand-in,
+//! the static worker) calls [`need`]: outside CI it prints why it is skipped and returns
+//! `false`; in CI (`CI=true`) it panics, so a missing piece fails the run instead of passing
+//! silently. What these machines can never have (Azure itself) is played by stand-ins, so no
+//! test skips for it.
 
 /// Returns whether `what` is available; skips loudly outside CI, fails in CI.
 pub fn need(what: &str, available: bool) -> bool {
@@ -28,8 +45,13 @@ pub fn docker_available() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+pub mod aci_containers;
+pub mod arm;
 pub mod browser;
 pub mod faults;
+pub mod host;
+pub mod mongo;
+pub mod runtime_conformance;
 pub mod runtimes;
 pub mod store_conformance;
 
@@ -37,6 +59,16 @@ use handler::local::Running;
 use model::{Task, TaskId, TaskState};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// A free loopback port (bound, then released for a server to take): for servers that must be
+/// told their port up front, or restarted on the same one. Servers that can bind port 0
+/// themselves should.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
 
 /// The static worker binary (see [`runtimes::musl_worker`]).
 pub fn worker_bin() -> PathBuf {

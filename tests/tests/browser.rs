@@ -22,10 +22,7 @@ fn screenshots() -> PathBuf {
 /// Local mode serving the built dashboard, with extra flags, on a free port chosen here (so a
 /// restart can take the same port again).
 async fn handler(data: &TempDir, flags: &[String]) -> Running {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
+    let port = e2e::free_port();
     handler_on(port, data, flags).await
 }
 

@@ -1,7 +1,8 @@
 //! `handler submit` and `handler tasks` against a running local mode, through the real binary;
 //! and where the binary looks for its worker when it is run directly.
 
-use e2e::faults::{free_port, handler_bin, HandlerProcess};
+use e2e::faults::{handler_bin, HandlerProcess};
+use e2e::free_port;
 use e2e::{start_local, Api, TempDir};
 use std::process::Command;
 use std::time::Duration;

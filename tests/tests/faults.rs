@@ -11,7 +11,8 @@
 //!   truth about the work; the worker's exit code after that is about the worker).
 //! - hostile input: 4xx naming the problem, the handler still answers, memory bounded, nothing stored.
 
-use e2e::faults::{docker_flags, free_port, rss_kib, CreateEvents, HandlerProcess};
+use e2e::faults::{docker_flags, rss_kib, CreateEvents, HandlerProcess};
+use e2e::free_port;
 use e2e::{eventually, need, start_local, Api, TempDir};
 use model::{Task, TaskPage, TaskState};
 use std::collections::{BTreeMap, BTreeSet};

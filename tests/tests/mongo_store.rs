@@ -2,7 +2,7 @@
 //!
 //! The server is `EDA_TEST_MONGO_URI`: any MongoDB-compatible server (a `mongod`, a Cosmos DB
 //! for MongoDB account, or the wire-protocol stand-in `tests/mongo-standin`, which CI starts
-//! with `start.sh`). Without it the test says loudly that it was skipped, and fails when CI=true.
+//! with `start.sh`). Without it the test is skipped loudly, and fails when `CI=true`.
 //!
 //! Each run uses a fresh database, dropped at the end. What needs no server at all (document
 //! mapping, URI normalisation, throttling detection) is unit-tested in `handler/src/store/mongo.rs`.
@@ -13,13 +13,12 @@ use std::sync::Arc;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mongo_store_passes_the_store_conformance_suite() {
-    let uri = handler::config::env("EDA_TEST_MONGO_URI");
-    let what = "a MongoDB server (set EDA_TEST_MONGO_URI; `bash tests/mongo-standin/start.sh` \
+    let what = "a MongoDB server in EDA_TEST_MONGO_URI (`bash tests/mongo-standin/start.sh` \
                 starts the wire-protocol stand-in and prints its URI, as CI does)";
-    if !e2e::need(what, uri.is_some()) {
+    let Some(uri) = handler::config::env("EDA_TEST_MONGO_URI") else {
+        e2e::need(what, false);
         return;
-    }
-    let uri = uri.unwrap_or_default();
+    };
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -43,7 +42,7 @@ async fn mongo_store_passes_the_store_conformance_suite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_older_than_the_drivers_minimum_is_refused_with_its_version() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/mongo-standin/start.sh");
-    let port = e2e::faults::free_port().to_string();
+    let port = e2e::free_port().to_string();
     let started = std::process::Command::new("bash")
         .args([script, &port])
         .env("MONGO_STANDIN_ARGS", "--server-version 4.2")

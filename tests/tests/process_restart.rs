@@ -10,7 +10,8 @@
 //!
 //! Real handler processes, real workers, real signals; no Docker needed.
 
-use e2e::faults::{free_port, HandlerProcess};
+use e2e::faults::HandlerProcess;
+use e2e::free_port;
 use e2e::{eventually, TempDir};
 use handler::runtime::process::{kill_leftovers, marked_processes, OWNER_ENV};
 use model::{TaskPage, TaskState};

@@ -10,7 +10,8 @@
 //! - database removed while running: 503 `storage_gone`, and health says so.
 //! - read-only data directory at start: the handler refuses to start, naming it.
 
-use e2e::faults::{free_port, log_path, HandlerProcess};
+use e2e::faults::{log_path, HandlerProcess};
+use e2e::free_port;
 use e2e::{eventually, need, TempDir};
 use model::{Task, TaskPage, TaskState};
 use std::path::{Path, PathBuf};

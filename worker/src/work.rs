@@ -63,7 +63,7 @@ pub fn run(command: &[String]) -> Finished {
                 reason: None,
             },
             (Some(code), _) => failed(code, format!("exit code {code}")),
-            (None, Some(sig)) => failed(128 + sig, format!("killed by signal {sig}")),
+            (None, Some(sig)) => failed(128 + sig, model::output::killed_by_signal(sig.into())),
             (None, None) => failed(1, "ended without an exit code".into()),
         },
     };

@@ -1,6 +1,7 @@
 //! The Function App zip's layout (see `package.rs`), with no dependency on the rest of xtask:
-//! the handler's host harness (`handler/tests/host/`) builds its zip with this very code, so
-//! the tests read the same `host.json` and `function.json` files a deployment ships.
+//! the host harness (`tests/src/host/`, used by `tests/tests/functions_host.rs`) builds its zip
+//! with this very code, so the tests read the same `host.json` and `function.json` files a
+//! deployment ships.
 
 use anyhow::{bail, Context, Result};
 use std::io::Write;

@@ -2,7 +2,8 @@
 //!
 //! - `start [handler args]`: build the dashboard, the static worker and the handler, then run
 //!   local mode (the worker image is built by the handler itself when Docker answers).
-//! - `test [cargo test args]`: build what the tests need, then run every test in the workspace.
+//! - `test [cargo test args]`: build what the tests need (static worker, dashboard, the debug
+//!   handler binary), then run every test in the workspace.
 //! - `worker`: build the static (musl) worker only.
 //! - `package`: build the Azure Function App zip, `dist/functionapp.zip` (see [`package`]).
 //! - `dashboard [--out DIR]`: build the dashboard only (see `dashboard.rs`).
@@ -104,6 +105,14 @@ fn start(handler_args: &[String]) -> Result<()> {
 fn test(cargo_args: &[String]) -> Result<()> {
     let worker = worker()?;
     dashboard()?;
+    // The end-to-end tests run the debug `handler` binary (`e2e::faults::handler_bin`); no
+    // test target of the handler package needs it, so `cargo test` alone would not build it,
+    // and a test cannot build it while cargo holds the target dir. `--workspace --bins --tests`
+    // resolves features as the test run does (dev-dependencies included), so the test run
+    // compiles nothing again; `--bin handler` alone would, with other features.
+    let mut bin = cargo();
+    bin.args(["build", "--workspace", "--bins", "--tests"]);
+    run(bin)?;
     let mut c = cargo();
     c.args(["test", "--workspace"]);
     c.args(cargo_args);

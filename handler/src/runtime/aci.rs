@@ -47,7 +47,10 @@
 //! gave; 409 `MissingSubscriptionRegistration` is [`RuntimeError::NotSetUp`] with the command
 //! that fixes it. All three are transient: never the message's fault.
 
-use super::aci_logs::{tail_bytes, Capture};
+use super::aci_error::identity_error;
+pub use super::aci_error::{AciError, NOT_REGISTERED, REGISTER_HINT};
+use super::aci_logs::Capture;
+pub use super::aci_view::{sample_of, status_of};
 use super::{ContainerRuntime, ContainerSpec, ContainerStatus, Created, Phase, RuntimeError};
 use crate::config::AzureArgs;
 use async_trait::async_trait;
@@ -74,7 +77,7 @@ use std::time::{Duration, Instant};
 /// `specification/containerinstance/resource-manager/Microsoft.ContainerInstance/stable/2025-09-01/containerInstance.json`.
 /// The bodies are `azure_mgmt_containerinstance`'s 2024-05-01-preview models; every field we
 /// send (see [`AciRuntime::group_body`]) exists with the same name and shape in 2025-09-01,
-/// which `handler/tests/aci_runtime.rs` checks field by field against a list taken from that
+/// which `tests/tests/aci_runtime.rs` checks field by field against a list taken from that
 /// spec, and every field we read (`provisioningState`, `instanceView.state`, the containers'
 /// `instanceView.currentState`, `Logs.content`) is there too.
 pub const API_VERSION: &str = "2025-09-01";
@@ -85,157 +88,6 @@ pub const PROVIDERS_API_VERSION: &str = "2021-04-01";
 pub const LOG_TAIL_LINES: usize = 5_000;
 /// The Azure Monitor metrics API version.
 pub const METRICS_API_VERSION: &str = "2018-01-01";
-
-/// Errors talking to Azure, before they are mapped to [`RuntimeError`] in one place.
-#[derive(Debug, thiserror::Error)]
-pub enum AciError {
-    /// No managed identity is configured (`IDENTITY_ENDPOINT`/`IDENTITY_HEADER` missing or
-    /// not a URL).
-    #[error("no managed identity: {0}")]
-    NoIdentity(String),
-    /// The identity endpoint refused or answered something unreadable.
-    #[error("managed identity token: {0}")]
-    Identity(String),
-    /// The identity endpoint did not answer, or answered 429/5xx: worth trying again.
-    #[error("managed identity endpoint unavailable: {0}")]
-    IdentityUnavailable(String),
-    /// Azure answered an error status with its `{"error": {code, message}}` body.
-    #[error("{status} {code}: {message}")]
-    Status {
-        /// HTTP status.
-        status: StatusCode,
-        /// ARM error code, e.g. `InaccessibleImage`.
-        code: String,
-        /// ARM error message.
-        message: String,
-        /// The answer's `Retry-After`, if it had one (ARM sends it with 429).
-        retry_after: Option<Duration>,
-    },
-    /// The long-running create operation ended `Failed` or `Canceled`.
-    #[error("container group creation {status}: {code}: {message}")]
-    OperationFailed {
-        /// Final status of the operation.
-        status: String,
-        /// Error code of the operation.
-        code: String,
-        /// Error message of the operation.
-        message: String,
-    },
-    /// The request did not get an answer (connection refused, timeout).
-    #[error("transport: {0}")]
-    Transport(#[from] reqwest::Error),
-    /// A body did not have the documented shape.
-    #[error("unexpected response: {0}")]
-    Decode(String),
-}
-
-/// ARM's code when the subscription is not registered for a resource provider:
-/// https://learn.microsoft.com/azure/azure-resource-manager/troubleshooting/error-register-resource-provider
-pub const NOT_REGISTERED: &str = "MissingSubscriptionRegistration";
-
-/// What an operator runs when [`NOT_REGISTERED`] comes back.
-pub const REGISTER_HINT: &str = "the subscription is not registered for the Microsoft.ContainerInstance resource provider; \
-an administrator must run `az provider register --namespace Microsoft.ContainerInstance` once (the Function App's role cannot)";
-
-/// How long to wait on a quota error that came without `Retry-After`: the regional quota frees
-/// up as our own finished groups are deleted, which the reconciler does every timer tick.
-const QUOTA_WAIT: Duration = Duration::from_secs(30);
-
-/// ARM error codes (or words in the message) that mean a container-group quota is reached.
-/// Quotas: https://learn.microsoft.com/azure/container-instances/container-instances-resource-and-quota-limits;
-/// the message seen when it is reached ("container group quota 'ContainerGroups' exceeded in
-/// region", code `ServiceUnavailable`): MicrosoftDocs/SupportArticles-docs
-/// `support/azure/azure-container-instances/configuration-setup/service-unavailable-container-group-quota-exceeded.md`.
-fn is_quota_error(code: &str, message: &str) -> bool {
-    let codes = [
-        "ContainerGroupQuotaReached",
-        "QuotaExceeded",
-        "RegionalQuotaExceeded",
-    ];
-    codes.iter().any(|c| code.eq_ignore_ascii_case(c))
-        || message.to_ascii_lowercase().contains("quota")
-}
-
-impl From<AciError> for RuntimeError {
-    fn from(e: AciError) -> RuntimeError {
-        let text = e.to_string();
-        match &e {
-            AciError::Transport(_) | AciError::IdentityUnavailable(_) => {
-                RuntimeError::Unavailable(text)
-            }
-            AciError::Status { code, .. } if code == NOT_REGISTERED => {
-                RuntimeError::NotSetUp(format!("{REGISTER_HINT} ({text})"))
-            }
-            AciError::Status {
-                status,
-                retry_after,
-                ..
-            } if *status == StatusCode::TOO_MANY_REQUESTS => RuntimeError::Throttled {
-                message: text,
-                retry_after: *retry_after,
-            },
-            AciError::Status {
-                code,
-                message,
-                retry_after,
-                ..
-            } if is_quota_error(code, message) => RuntimeError::Throttled {
-                message: text,
-                retry_after: retry_after.or(Some(QUOTA_WAIT)),
-            },
-            AciError::OperationFailed { code, message, .. } if is_quota_error(code, message) => {
-                RuntimeError::Throttled {
-                    message: text,
-                    retry_after: Some(QUOTA_WAIT),
-                }
-            }
-            AciError::Status { status, .. }
-                if *status == StatusCode::REQUEST_TIMEOUT || status.is_server_error() =>
-            {
-                RuntimeError::Unavailable(text)
-            }
-            AciError::Status { code, .. } | AciError::OperationFailed { code, .. }
-                if is_image_error(code) =>
-            {
-                RuntimeError::ImageMissing(text)
-            }
-            AciError::Status { status, .. } if status.is_client_error() => {
-                RuntimeError::Rejected(text)
-            }
-            AciError::OperationFailed { .. } => RuntimeError::Rejected(text),
-            AciError::NoIdentity(_)
-            | AciError::Identity(_)
-            | AciError::Status { .. }
-            | AciError::Decode(_) => RuntimeError::Other(text),
-        }
-    }
-}
-
-/// Sorts a credential error: no answer, throttling and server errors are transient.
-fn identity_error(e: &azure_core::Error) -> AciError {
-    let transient = match e.kind() {
-        azure_core::error::ErrorKind::Io => true,
-        azure_core::error::ErrorKind::HttpResponse { status, .. } => {
-            status.is_server_error() || *status == azure_core::StatusCode::TooManyRequests
-        }
-        _ => false,
-    };
-    match transient {
-        true => AciError::IdentityUnavailable(e.to_string()),
-        false => AciError::Identity(e.to_string()),
-    }
-}
-
-/// ARM error codes that mean the image cannot be had (wrong name, no pull permission).
-fn is_image_error(code: &str) -> bool {
-    [
-        "InaccessibleImage",
-        "ImageNotFound",
-        "RegistryErrorResponse",
-    ]
-    .iter()
-    .any(|c| code.eq_ignore_ascii_case(c))
-}
 
 /// The resolved settings of the ACI runtime.
 #[derive(Debug, Clone)]
@@ -285,9 +137,13 @@ impl AciConfig {
 /// and `IDENTITY_HEADER` on each token request, from the process environment (module docs).
 pub fn app_service_identity(http: &reqwest::Client) -> Result<Arc<dyn TokenCredential>, AciError> {
     let client: Arc<dyn azure_core::HttpClient> = Arc::new(http.clone());
-    let credential =
-        AppServiceManagedIdentityCredential::create(TokenCredentialOptions::from(client))
-            .map_err(|e| AciError::NoIdentity(e.to_string()))?;
+    let credential = AppServiceManagedIdentityCredential::create(TokenCredentialOptions::from(
+        client,
+    ))
+    .map_err(|e| AciError::NoIdentity {
+        what: "azure_identity refused the App Service identity settings".into(),
+        source: Some(e),
+    })?;
     Ok(Arc::new(credential))
 }
 
@@ -355,7 +211,7 @@ impl Answer {
     }
 
     fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, AciError> {
-        serde_json::from_slice(&self.body).map_err(|e| AciError::Decode(e.to_string()))
+        Ok(serde_json::from_slice(&self.body)?)
     }
 }
 
@@ -508,9 +364,10 @@ impl AciRuntime {
     /// ([`app_service_identity`]); fails when App Service did not give this process one.
     pub fn from_args(a: &AzureArgs) -> Result<AciRuntime, AciError> {
         if a.identity_endpoint.is_none() || !a.identity_header_set {
-            return Err(AciError::NoIdentity(
-                "IDENTITY_ENDPOINT and IDENTITY_HEADER must be set".into(),
-            ));
+            return Err(AciError::NoIdentity {
+                what: "IDENTITY_ENDPOINT and IDENTITY_HEADER must be set".into(),
+                source: None,
+            });
         }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
@@ -524,7 +381,7 @@ impl AciRuntime {
         let scope = self.cfg.arm_resource.as_str();
         match self.credential.get_token(&[scope]).await {
             Ok(t) => Ok(t.token.secret().to_string()),
-            Err(e) => Err(identity_error(&e)),
+            Err(e) => Err(identity_error(e)),
         }
     }
 
@@ -675,11 +532,7 @@ impl AciRuntime {
                         let code = "ProvisioningFailed".to_string();
                         (state, CloudErrorBody { code, message })
                     }
-                    None => {
-                        return Err(AciError::Decode(format!(
-                            "group {name} vanished while being created"
-                        )))
-                    }
+                    None => return Err(AciError::Vanished(name.to_string())),
                 },
             };
             match status.as_str() {
@@ -744,137 +597,6 @@ fn last_event(containers: &[Container]) -> String {
 fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
     let secs: u64 = h.get("retry-after")?.to_str().ok()?.trim().parse().ok()?;
     Some(Duration::from_secs(secs.min(60)))
-}
-
-/// Reads the status of a group from its own state, its container's instance view and its
-/// provisioning state.
-///
-/// The group's `instanceView.state` comes first: a group that was stopped (our timeout or
-/// cancel, `POST .../stop`), or ran to its end, is over whatever its container view says, and
-/// a stopped group may carry no container view at all. Group states, per
-/// https://learn.microsoft.com/azure/container-instances/container-state: `Running`,
-/// `Stopped`, `Pending`, `Succeeded` ("ran to completion successfully", restart policy Never
-/// or OnFailure) and `Failed` ("failed to run to completion", restart policy Never). Stopped,
-/// Succeeded and Failed are over; the container's `Terminated` state gives the exit code when
-/// it is there. A group whose provisioning `Failed` or was `Canceled` is over too.
-pub fn status_of(group: &ContainerGroup) -> ContainerStatus {
-    let p = &group.container_group_properties.properties;
-    let current = p
-        .containers
-        .first()
-        .and_then(|c| c.properties.instance_view.as_ref())
-        .and_then(|v| v.current_state.as_ref());
-    let starting = ContainerStatus {
-        phase: Phase::Starting,
-        exit_code: None,
-        oom_killed: false,
-        detail: None,
-    };
-    let detail = current
-        .and_then(|s| s.detail_status.clone())
-        .filter(|d| !d.is_empty());
-    let oom = detail.as_deref().is_some_and(|d| d.contains("OOMKilled"));
-    let exit_code = current
-        .filter(|s| s.state.as_deref() == Some("Terminated"))
-        .and_then(|s| s.exit_code.map(i64::from));
-    let group_state = p.instance_view.as_ref().and_then(|v| v.state.as_deref());
-    if let Some(state @ ("Stopped" | "Succeeded" | "Failed")) = group_state {
-        let detail = detail.unwrap_or_else(|| format!("container group {state}"));
-        return ContainerStatus {
-            phase: Phase::Exited,
-            exit_code,
-            oom_killed: oom,
-            detail: Some(detail),
-        };
-    }
-    if let Some(s) = current {
-        return match s.state.as_deref() {
-            Some("Running") => ContainerStatus {
-                phase: Phase::Running,
-                ..starting
-            },
-            Some("Terminated") => ContainerStatus {
-                phase: Phase::Exited,
-                exit_code,
-                oom_killed: oom,
-                detail,
-            },
-            _ => ContainerStatus { detail, ..starting },
-        };
-    }
-    match p.provisioning_state.as_deref() {
-        Some(state @ ("Failed" | "Canceled")) => ContainerStatus {
-            phase: Phase::Exited,
-            exit_code: None,
-            oom_killed: false,
-            detail: Some(format!("container group provisioning {state}")),
-        },
-        _ => starting,
-    }
-}
-
-/// Azure Monitor's metrics answer (only the fields we use).
-#[derive(Deserialize)]
-struct MetricsResponse {
-    #[serde(default)]
-    value: Vec<Metric>,
-}
-
-#[derive(Deserialize)]
-struct Metric {
-    name: MetricName,
-    #[serde(default)]
-    timeseries: Vec<TimeSeries>,
-}
-
-#[derive(Deserialize)]
-struct MetricName {
-    value: String,
-}
-
-#[derive(Deserialize)]
-struct TimeSeries {
-    #[serde(default)]
-    data: Vec<DataPoint>,
-}
-
-#[derive(Deserialize)]
-struct DataPoint {
-    #[serde(rename = "timeStamp")]
-    time_stamp: String,
-    #[serde(default)]
-    average: Option<f64>,
-}
-
-/// The newest (time, average) of the metric `name`.
-fn latest(resp: &MetricsResponse, name: &str) -> Option<(i64, f64)> {
-    let m = resp.value.iter().find(|m| m.name.value == name)?;
-    let point = m
-        .timeseries
-        .iter()
-        .flat_map(|t| t.data.iter())
-        .filter_map(|d| Some((d.time_stamp.as_str(), d.average?)))
-        .max_by(|a, b| a.0.cmp(b.0))?;
-    let at = azure_core::date::parse_rfc3339(point.0).ok()?;
-    Some(((at.unix_timestamp_nanos() / 1_000_000) as i64, point.1))
-}
-
-/// Turns Azure Monitor's answer into one sample: `CpuUsage` is in millicores (1000 = one core),
-/// so percent of one core is value / 10; `MemoryUsage` is bytes.
-pub fn sample_of(body: &[u8]) -> Result<Option<MetricSample>, RuntimeError> {
-    let resp: MetricsResponse = serde_json::from_slice(body)
-        .map_err(|e| RuntimeError::Other(format!("metrics response: {e}")))?;
-    let cpu = latest(&resp, "CpuUsage");
-    let mem = latest(&resp, "MemoryUsage");
-    if cpu.is_none() && mem.is_none() {
-        return Ok(None);
-    }
-    let at_ms = cpu.map(|c| c.0).max(mem.map(|m| m.0)).unwrap_or_default();
-    Ok(Some(MetricSample {
-        at_ms,
-        cpu_percent: cpu.map(|c| c.1 / 10.0).unwrap_or(0.0),
-        memory_bytes: mem.map(|m| m.1.max(0.0) as u64).unwrap_or(0),
-    }))
 }
 
 #[async_trait]
@@ -952,11 +674,11 @@ impl ContainerRuntime for AciRuntime {
                 truncated: false,
             });
         };
-        let cut = tail_bytes(&c.text, max_bytes);
-        Ok(Logs {
-            truncated: c.truncated || cut.len() < c.text.len(),
-            text: cut.to_string(),
-        })
+        let logs = Logs {
+            text: c.text.clone(),
+            truncated: c.truncated,
+        };
+        Ok(logs.last(max_bytes))
     }
 
     async fn sample(&self, name: &str) -> Result<Option<MetricSample>, RuntimeError> {
@@ -986,127 +708,5 @@ impl ContainerRuntime for AciRuntime {
         let mut captures = self.captures.lock().unwrap_or_else(|p| p.into_inner());
         captures.retain(|name, _| names.contains(name));
         Ok(names)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn group(json: serde_json::Value) -> ContainerGroup {
-        serde_json::from_value(json).unwrap()
-    }
-
-    #[test]
-    fn instance_view_maps_to_phases() {
-        let terminated = group(
-            serde_json::json!({"properties": {"provisioningState": "Succeeded",
-            "containers": [{"name": "c", "properties": {"image": "i", "instanceView": {"currentState":
-            {"state": "Terminated", "exitCode": 3, "detailStatus": "Error"}}}}]}}),
-        );
-        let s = status_of(&terminated);
-        assert_eq!(
-            (s.phase, s.exit_code, s.detail.as_deref()),
-            (Phase::Exited, Some(3), Some("Error"))
-        );
-        let creating = group(
-            serde_json::json!({"properties": {"provisioningState": "Creating",
-            "containers": [{"name": "c", "properties": {"image": "i"}}]}}),
-        );
-        assert_eq!(status_of(&creating).phase, Phase::Starting);
-        let failed = group(
-            serde_json::json!({"properties": {"provisioningState": "Failed",
-            "containers": [{"name": "c", "properties": {"image": "i"}}]}}),
-        );
-        assert_eq!(status_of(&failed).phase, Phase::Exited);
-        // A stopped group may have no container view left: over, not Starting forever.
-        let stopped = group(
-            serde_json::json!({"properties": {"provisioningState": "Succeeded",
-            "instanceView": {"state": "Stopped"},
-            "containers": [{"name": "c", "properties": {"image": "i"}}]}}),
-        );
-        let s = status_of(&stopped);
-        assert_eq!(
-            (s.phase, s.exit_code, s.detail.as_deref()),
-            (Phase::Exited, None, Some("container group Stopped"))
-        );
-        // The group's state wins over a container view that still says Running.
-        let succeeded = group(
-            serde_json::json!({"properties": {"provisioningState": "Succeeded",
-            "instanceView": {"state": "Succeeded"},
-            "containers": [{"name": "c", "properties": {"image": "i", "instanceView":
-            {"currentState": {"state": "Running"}}}}]}}),
-        );
-        assert_eq!(status_of(&succeeded).phase, Phase::Exited);
-        let running = group(
-            serde_json::json!({"properties": {"provisioningState": "Succeeded",
-            "instanceView": {"state": "Running"},
-            "containers": [{"name": "c", "properties": {"image": "i", "instanceView":
-            {"currentState": {"state": "Running"}}}}]}}),
-        );
-        assert_eq!(status_of(&running).phase, Phase::Running);
-    }
-
-    #[test]
-    fn metrics_take_the_newest_point_and_convert_millicores() {
-        let body = serde_json::json!({"value": [
-            {"name": {"value": "CpuUsage"}, "timeseries": [{"data": [
-                {"timeStamp": "2026-11-30T10:00:00Z", "average": 100.0},
-                {"timeStamp": "2026-11-30T10:01:00Z", "average": 250.0},
-                {"timeStamp": "2026-11-30T10:02:00Z"}]}]},
-            {"name": {"value": "MemoryUsage"}, "timeseries": [{"data": [
-                {"timeStamp": "2026-11-30T10:01:00Z", "average": 1048576.0}]}]}]});
-        let s = sample_of(body.to_string().as_bytes()).unwrap().unwrap();
-        assert_eq!(s.cpu_percent, 25.0);
-        assert_eq!(s.memory_bytes, 1_048_576);
-        assert_eq!(s.at_ms, 1_796_032_860_000);
-        assert_eq!(sample_of(br#"{"value": []}"#).unwrap(), None);
-    }
-
-    #[test]
-    fn credential_errors_without_an_answer_or_with_5xx_are_transient() {
-        use azure_core::error::ErrorKind;
-        let kind = |k: ErrorKind| RuntimeError::from(identity_error(&k.into_error()));
-        let status = |s| ErrorKind::http_response(s, None);
-        assert!(kind(ErrorKind::Io).is_transient());
-        assert!(kind(status(azure_core::StatusCode::ServiceUnavailable)).is_transient());
-        assert!(kind(status(azure_core::StatusCode::TooManyRequests)).is_transient());
-        assert!(!kind(status(azure_core::StatusCode::Forbidden)).is_transient());
-        assert!(!kind(ErrorKind::Credential).is_transient());
-    }
-
-    #[test]
-    fn errors_map_to_runtime_errors() {
-        let status = |status: StatusCode, code: &str| AciError::Status {
-            status,
-            code: code.into(),
-            message: "m".into(),
-            retry_after: None,
-        };
-        let e = |x: AciError| RuntimeError::from(x);
-        assert!(e(status(StatusCode::TOO_MANY_REQUESTS, "x")).is_transient());
-        assert!(e(status(StatusCode::BAD_GATEWAY, "x")).is_transient());
-        assert!(matches!(
-            e(status(StatusCode::BAD_REQUEST, "InaccessibleImage")),
-            RuntimeError::ImageMissing(_)
-        ));
-        assert!(matches!(
-            e(status(StatusCode::FORBIDDEN, "AuthorizationFailed")),
-            RuntimeError::Rejected(_)
-        ));
-        let throttled = e(AciError::Status {
-            status: StatusCode::TOO_MANY_REQUESTS,
-            code: "TooManyRequests".into(),
-            message: "m".into(),
-            retry_after: Some(Duration::from_secs(7)),
-        });
-        assert_eq!(throttled.retry_after(), Some(Duration::from_secs(7)));
-        assert!(throttled.is_transient());
-        let quota = e(status(StatusCode::CONFLICT, "ContainerGroupQuotaReached"));
-        assert!(matches!(quota, RuntimeError::Throttled { .. }) && quota.is_transient());
-        let not_registered = e(status(StatusCode::CONFLICT, NOT_REGISTERED));
-        assert!(matches!(not_registered, RuntimeError::NotSetUp(_)));
-        assert!(not_registered.to_string().contains("az provider register"));
-        assert!(not_registered.is_transient());
     }
 }

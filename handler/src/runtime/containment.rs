@@ -248,7 +248,8 @@ async fn ensure_network(docker: &Docker, name: &str, internal: bool) -> Result<N
     }
     tracing::info!(network = name, internal, "created the task network");
     find_network(docker, name, internal).await?.ok_or_else(|| {
-        RuntimeError::Other(format!("network {name} was created but cannot be found"))
+        // Removed again at once by someone else: the next create tries again.
+        RuntimeError::unavailable(format!("network {name} was created but cannot be found"))
     })
 }
 
@@ -273,7 +274,7 @@ async fn find_network(
     };
     if n.internal.unwrap_or(false) != internal {
         let want = if internal { "internal" } else { "not internal" };
-        return Err(RuntimeError::Rejected(format!(
+        return Err(RuntimeError::rejected(format!(
             "Docker network {name} exists but is not what this level needs ({want}); remove it or pick another --task-network-name"
         )));
     }
@@ -285,7 +286,7 @@ async fn find_network(
         .filter_map(|c| c.gateway?.parse::<IpAddr>().ok())
         .find(IpAddr::is_ipv4)
         .ok_or_else(|| {
-            RuntimeError::Rejected(format!("Docker network {name} has no IPv4 gateway"))
+            RuntimeError::rejected(format!("Docker network {name} has no IPv4 gateway"))
         })?;
     Ok(Some(Net {
         id: n.id.unwrap_or_default(),
@@ -304,7 +305,10 @@ async fn ensure_sandbox(
     let name = c.sandbox();
     let image = image::ensure_pause_image(docker)
         .await
-        .map_err(|e| RuntimeError::Other(e.to_string()))?;
+        .map_err(|e| RuntimeError::Rejected {
+            message: "cannot build the network sandbox's image".into(),
+            source: Some(e.into()),
+        })?;
     for _ in 0..3 {
         match docker.inspect_container(&name, None).await {
             Ok(info) if info.state.as_ref().and_then(|s| s.running) == Some(true) => return Ok(()),
@@ -332,7 +336,7 @@ async fn ensure_sandbox(
             Err(e) => return Err(super::docker::map_err(e)),
         }
     }
-    Err(RuntimeError::Other(format!(
+    Err(RuntimeError::rejected(format!(
         "the network sandbox {name} does not stay running; see `docker logs {name}`"
     )))
 }

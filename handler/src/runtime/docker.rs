@@ -23,6 +23,7 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use futures::stream::{BoxStream, StreamExt};
+use model::output::Tail;
 use model::{Logs, MetricSample};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -71,15 +72,13 @@ impl DockerRuntime {
     /// Connects to the local engine (`DOCKER_HOST` or the default socket), negotiates the API
     /// version and pings it, so a missing daemon is reported at start-up, not at the first task.
     pub async fn connect() -> Result<DockerRuntime, RuntimeError> {
+        let unreachable = |e| RuntimeError::unavailable_by("the Docker Engine", e);
         let docker = Docker::connect_with_local_defaults()
-            .map_err(|e| RuntimeError::Unavailable(e.to_string()))?
+            .map_err(unreachable)?
             .negotiate_version()
             .await
-            .map_err(|e| RuntimeError::Unavailable(e.to_string()))?;
-        docker
-            .ping()
-            .await
-            .map_err(|e| RuntimeError::Unavailable(e.to_string()))?;
+            .map_err(unreachable)?;
+        docker.ping().await.map_err(unreachable)?;
         Ok(DockerRuntime::with_client(docker))
     }
 
@@ -170,9 +169,10 @@ impl DockerRuntime {
                 Ok(info) => return Ok(info.state),
                 Err(e) if status_of(&e) == Some(404) => {
                     if tokio::time::Instant::now() >= deadline {
-                        return Err(RuntimeError::Unavailable(format!(
-                            "container {name} is taken but cannot be inspected"
-                        )));
+                        return Err(RuntimeError::unavailable_by(
+                            format!("container {name} is taken but cannot be inspected"),
+                            e,
+                        ));
                     }
                     tokio::time::sleep(ADOPT_POLL).await;
                 }
@@ -221,27 +221,33 @@ pub(crate) fn status_of(e: &DockerError) -> Option<u16> {
     }
 }
 
-/// Maps a client error to the trait's error: transport failures are transient, 404 on create is
-/// a missing image, other 4xx are refusals.
+/// Maps a client error to the trait's error, keeping it as the source: transport failures are
+/// transient, 404 on create is a missing image, other 4xx are refusals, the rest is
+/// [`RuntimeError::Docker`].
 pub(crate) fn map_err(e: DockerError) -> RuntimeError {
-    match e {
+    let message = String::from("Docker Engine");
+    match &e {
         DockerError::DockerResponseServerError {
             status_code,
-            message,
+            message: said,
         } => match status_code {
-            404 if message.to_ascii_lowercase().contains("image") => {
-                RuntimeError::ImageMissing(message)
-            }
-            400..=499 => RuntimeError::Rejected(message),
-            502..=504 => RuntimeError::Unavailable(message),
-            _ => RuntimeError::Other(format!("HTTP {status_code}: {message}")),
+            404 if said.to_ascii_lowercase().contains("image") => RuntimeError::ImageMissing {
+                message,
+                source: Some(e.into()),
+            },
+            400..=499 => RuntimeError::Rejected {
+                message,
+                source: Some(e.into()),
+            },
+            502..=504 => RuntimeError::unavailable_by(message, e),
+            _ => RuntimeError::Docker(e),
         },
         DockerError::HyperLegacyError { .. }
         | DockerError::HyperResponseError { .. }
         | DockerError::IOError { .. }
         | DockerError::SocketNotFoundError(_)
-        | DockerError::RequestTimeoutError => RuntimeError::Unavailable(e.to_string()),
-        other => RuntimeError::Other(other.to_string()),
+        | DockerError::RequestTimeoutError => RuntimeError::unavailable_by(message, e),
+        _ => RuntimeError::Docker(e),
     }
 }
 
@@ -311,8 +317,8 @@ fn to_status(state: ContainerState) -> ContainerStatus {
             Some("out of memory (OOM killed)".into())
         } else {
             exit_code
-                .filter(|c| (129..=128 + 64).contains(c))
-                .map(|c| format!("killed by signal {}", c - 128))
+                .and_then(model::output::signal_of)
+                .map(model::output::killed_by_signal)
         }
     });
     ContainerStatus {
@@ -360,27 +366,6 @@ fn memory_in_use(m: &bollard::models::ContainerMemoryStats) -> u64 {
     usage.saturating_sub(cache.unwrap_or(0))
 }
 
-/// Appends `chunk` to `buf`, keeping only the last `max` bytes; true when something was cut.
-fn keep_tail(buf: &mut Vec<u8>, chunk: &[u8], max: usize) -> bool {
-    buf.extend_from_slice(chunk);
-    if buf.len() > max {
-        let cut = buf.len() - max;
-        buf.drain(..cut);
-        return true;
-    }
-    false
-}
-
-/// Turns a byte tail into text, dropping a partial UTF-8 character cut at its start.
-pub(crate) fn tail_text(buf: &[u8]) -> String {
-    let start = buf
-        .iter()
-        .take(4)
-        .position(|b| (*b as i8) >= -0x40)
-        .unwrap_or(0);
-    String::from_utf8_lossy(&buf[start..]).into_owned()
-}
-
 #[async_trait]
 impl ContainerRuntime for DockerRuntime {
     fn kind(&self) -> &'static str {
@@ -392,7 +377,7 @@ impl ContainerRuntime for DockerRuntime {
         let retry = self.containment.shares_netns()
             && matches!(
                 first,
-                Err(RuntimeError::Rejected(_) | RuntimeError::Other(_))
+                Err(RuntimeError::Rejected { .. } | RuntimeError::Docker(_))
             );
         if !retry {
             return first;
@@ -442,20 +427,17 @@ impl ContainerRuntime for DockerRuntime {
             .tail("all")
             .build();
         let mut stream = self.docker.logs(name, Some(options));
-        let (mut buf, mut truncated) = (Vec::new(), false);
+        let mut tail = Tail::new(max_bytes);
         while let Some(item) = stream.next().await {
             match item {
-                Ok(out) => truncated |= keep_tail(&mut buf, out.as_ref(), max_bytes),
+                Ok(out) => tail.push(out.as_ref()),
                 Err(e) if status_of(&e) == Some(404) => {
-                    return Err(RuntimeError::Other(format!("no container {name}")))
+                    return Err(RuntimeError::NoSuchContainer(name.to_string()))
                 }
                 Err(e) => return Err(map_err(e)),
             }
         }
-        Ok(Logs {
-            text: tail_text(&buf),
-            truncated,
-        })
+        Ok(tail.into_logs())
     }
 
     async fn sample(&self, name: &str) -> Result<Option<MetricSample>, RuntimeError> {
@@ -651,22 +633,6 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(memory_in_use(&m), 700);
-    }
-
-    #[test]
-    fn tail_keeps_the_end_and_whole_characters() {
-        let mut buf = Vec::new();
-        assert!(!keep_tail(&mut buf, b"abc", 4));
-        assert!(keep_tail(&mut buf, "éf".as_bytes(), 4));
-        assert_eq!(buf.len(), 4);
-        assert_eq!(tail_text(&buf), "céf");
-        assert!(keep_tail(&mut buf, b"g", 4));
-        assert_eq!(tail_text(&buf), "éfg");
-        assert!(keep_tail(&mut buf, "xé".as_bytes(), 2));
-        assert_eq!(tail_text(&buf), "é");
-        let mut cut = Vec::new();
-        keep_tail(&mut cut, "é!".as_bytes(), 2);
-        assert_eq!(tail_text(&cut), "!");
     }
 
     #[test]

@@ -5,80 +5,33 @@
 //! - [`image`]: builds the `FROM scratch` worker image for Docker from the static worker binary.
 //! - [`process`]: plain child processes of the handler, where no Docker Engine answers.
 //! - [`aci`]: Azure Container Instances over ARM, in Azure; [`aci_logs`] captures their logs
-//!   while they run.
+//!   while they run; `aci_error` sorts Azure's errors, `aci_view` reads group states and
+//!   metrics.
+//! - [`fake`]: an in-memory runtime for fast tests of spawn and reconcile, scripted by the test.
+//!
+//! Errors: one [`RuntimeError`] for every backend, keeping the client's error as its source.
+//! Helpers every backend shares: [`exit`] (how an exit code reads: "killed by signal 9") and
+//! `model::output` (the tail of a container's output).
 //!
 //! A "container" is named by the caller (`model::naming`), so every backend can answer "does this
 //! task attempt's container exist?" after a restart without any bookkeeping of its own.
 
 pub mod aci;
+mod aci_error;
 pub mod aci_logs;
+mod aci_view;
 pub mod containment;
 pub mod docker;
+mod error;
+pub mod fake;
 pub mod image;
 pub mod process;
+
+pub use error::{Cause, RuntimeError};
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use model::{Logs, MetricSample, Resources};
-
-/// Errors of any runtime.
-#[derive(Debug, thiserror::Error)]
-pub enum RuntimeError {
-    /// The runtime cannot be reached right now (daemon down, network). Transient: the spawner
-    /// waits and retries without spending one of the message's deliveries.
-    #[error("container runtime unavailable: {0}")]
-    Unavailable(String),
-    /// The image does not exist and cannot be had. Permanent for this message.
-    #[error("image not found: {0}")]
-    ImageMissing(String),
-    /// The runtime refused the container (bad spec, no permission). Permanent for this message.
-    #[error("container rejected: {0}")]
-    Rejected(String),
-    /// The runtime asked us to slow down: ARM throttling (429 with `Retry-After`) or a regional
-    /// container-group quota reached. Transient and never the message's fault: the spawn and
-    /// delivery policy waits at least `retry_after` (when given) and tries again, without
-    /// treating the message as poison.
-    #[error("container runtime throttled: {message}")]
-    Throttled {
-        /// What Azure said (code and message).
-        message: String,
-        /// How long Azure asked us to wait, when it said.
-        retry_after: Option<std::time::Duration>,
-    },
-    /// The deployment is missing something only an operator can add, e.g. the subscription is
-    /// not registered for the `Microsoft.ContainerInstance` resource provider (ARM 409
-    /// `MissingSubscriptionRegistration`). Every spawn fails the same way until it is fixed, so
-    /// it is transient for the message (not poison) and the text says what to run.
-    #[error("container runtime not set up: {0}")]
-    NotSetUp(String),
-    /// Anything else the runtime said.
-    #[error("container runtime: {0}")]
-    Other(String),
-}
-
-impl RuntimeError {
-    /// True when retrying later may work without anything changing in the message: the
-    /// runtime is down, throttling us, or waiting for an operator ([`RuntimeError::NotSetUp`]).
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            RuntimeError::Unavailable(_)
-                | RuntimeError::Throttled { .. }
-                | RuntimeError::NotSetUp(_)
-        )
-    }
-
-    /// The least time to wait before trying again, when the runtime said (`Retry-After`), or a
-    /// minute for an operator's fix ([`RuntimeError::NotSetUp`]): retrying sooner only spends
-    /// ARM's request budget.
-    pub fn retry_after(&self) -> Option<std::time::Duration> {
-        match self {
-            RuntimeError::Throttled { retry_after, .. } => *retry_after,
-            RuntimeError::NotSetUp(_) => Some(std::time::Duration::from_secs(60)),
-            _ => None,
-        }
-    }
-}
 
 /// Everything a runtime needs to start one task attempt's container.
 #[derive(Debug, Clone, PartialEq)]

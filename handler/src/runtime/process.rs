@@ -27,6 +27,7 @@
 use super::{ContainerRuntime, ContainerSpec, ContainerStatus, Created, Phase, RuntimeError};
 use async_trait::async_trait;
 use futures::stream::BoxStream;
+use model::output::Tail;
 use model::{Logs, MetricSample};
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -112,8 +113,8 @@ fn exit_status(status: std::io::Result<ExitStatus>, oom_killed: bool) -> Contain
         Ok(s) => match (s.code(), s.signal()) {
             (Some(code), _) => (i64::from(code), None),
             (None, Some(sig)) => (
-                128 + i64::from(sig),
-                Some(format!("killed by signal {sig}")),
+                model::output::signal_exit_code(sig),
+                Some(model::output::killed_by_signal(sig.into())),
             ),
             (None, None) => (-1, Some("ended without an exit status".to_string())),
         },
@@ -195,13 +196,13 @@ impl ProcessRuntime {
     fn spawn(&self, spec: &ContainerSpec, generation: u64) -> Result<Child, RuntimeError> {
         let log = self.logs_dir.join(format!("{}.log", spec.name));
         let out = std::fs::File::create(&log)
-            .map_err(|e| RuntimeError::Other(format!("cannot create {}: {e}", log.display())))?;
+            .map_err(|e| RuntimeError::io(format!("cannot create {}", log.display()), e))?;
         let err = out
             .try_clone()
-            .map_err(|e| RuntimeError::Other(e.to_string()))?;
+            .map_err(|e| RuntimeError::io(format!("cannot share {}", log.display()), e))?;
         if !self.worker_bin.is_file() {
             let _ = std::fs::remove_file(&log);
-            return Err(RuntimeError::ImageMissing(format!(
+            return Err(RuntimeError::image_missing(format!(
                 "worker {} does not exist",
                 self.worker_bin.display()
             )));
@@ -237,10 +238,13 @@ impl ProcessRuntime {
                 if let Some(dir) = &cgroup {
                     let _ = std::fs::remove_dir(dir);
                 }
-                return Err(RuntimeError::Other(format!(
-                    "cannot start {SHELL} for the worker {}: {e}",
-                    self.worker_bin.display()
-                )));
+                return Err(RuntimeError::io(
+                    format!(
+                        "cannot start {SHELL} for the worker {}",
+                        self.worker_bin.display()
+                    ),
+                    e,
+                ));
             }
         };
         let lifeline = child.stdin.take();
@@ -489,15 +493,20 @@ fn children_of(pid: u32) -> Vec<u32> {
         .collect()
 }
 
-/// The last `max_bytes` of the file at `path`, and whether earlier bytes were cut.
-fn read_tail(path: &Path, max_bytes: usize) -> std::io::Result<(Vec<u8>, bool)> {
+/// The last `max_bytes` of the file at `path` as logs, `truncated` when earlier bytes were cut.
+fn read_tail(path: &Path, max_bytes: usize) -> std::io::Result<Logs> {
     let mut file = std::fs::File::open(path)?;
     let len = file.metadata()?.len();
     let start = len.saturating_sub(max_bytes as u64);
     file.seek(SeekFrom::Start(start))?;
     let mut buf = Vec::with_capacity((len - start) as usize);
     file.take(max_bytes as u64).read_to_end(&mut buf)?;
-    Ok((buf, start > 0))
+    let mut tail = Tail::new(max_bytes);
+    if start > 0 {
+        tail.mark_cut();
+    }
+    tail.push(&buf);
+    Ok(tail.into_logs())
 }
 
 #[async_trait]
@@ -571,13 +580,9 @@ impl ContainerRuntime for ProcessRuntime {
             let all = self.children.lock().expect("children lock");
             all.by_name.get(name).map(|c| c.log.clone())
         };
-        let log = log.ok_or_else(|| RuntimeError::Other(format!("no container {name}")))?;
-        let (buf, truncated) = read_tail(&log, max_bytes)
-            .map_err(|e| RuntimeError::Other(format!("cannot read {}: {e}", log.display())))?;
-        Ok(Logs {
-            text: super::docker::tail_text(&buf),
-            truncated,
-        })
+        let log = log.ok_or_else(|| RuntimeError::NoSuchContainer(name.to_string()))?;
+        read_tail(&log, max_bytes)
+            .map_err(|e| RuntimeError::io(format!("cannot read {}", log.display()), e))
     }
 
     async fn sample(&self, name: &str) -> Result<Option<MetricSample>, RuntimeError> {
@@ -698,11 +703,12 @@ mod tests {
     fn tail_of_a_file() {
         let path = std::env::temp_dir().join(format!("eda-tail-{}", std::process::id()));
         std::fs::write(&path, "0123456789").unwrap();
-        assert_eq!(read_tail(&path, 4).unwrap(), (b"6789".to_vec(), true));
-        assert_eq!(
-            read_tail(&path, 40).unwrap(),
-            (b"0123456789".to_vec(), false)
-        );
+        let logs = |text: &str, truncated| Logs {
+            text: text.into(),
+            truncated,
+        };
+        assert_eq!(read_tail(&path, 4).unwrap(), logs("6789", true));
+        assert_eq!(read_tail(&path, 40).unwrap(), logs("0123456789", false));
         std::fs::remove_file(&path).unwrap();
     }
 }

@@ -2,8 +2,6 @@
 //! stand-in with `tests/mongo-standin/start.sh`), else the stand-in started here when its Python
 //! modules are installed.
 
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 

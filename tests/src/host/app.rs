@@ -3,8 +3,6 @@
 //! code, `xtask/src/appzip.rs`), extracted to a folder, and the custom handler started from it
 //! the way `HttpWorkerProcess` starts it.
 
-#![allow(dead_code)]
-
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -66,7 +64,9 @@ pub fn resolve(v: &str, settings: &BTreeMap<String, String>) -> String {
 /// One function: its folder name and bindings.
 #[derive(Debug, Clone)]
 pub struct Function {
+    /// Its folder's name.
     pub name: String,
+    /// The `bindings` of its function.json.
     pub bindings: Vec<Binding>,
 }
 
@@ -105,8 +105,11 @@ impl Function {
 
 /// The app: host.json, the functions, the folder it was extracted to.
 pub struct FunctionApp {
+    /// host.json, `%Setting%` expressions resolved.
     pub host_json: Value,
+    /// Every function of the app.
     pub functions: Vec<Function>,
+    /// Where the zip was extracted (`wwwroot`).
     pub root: PathBuf,
     /// Every entry name of the zip.
     pub entries: Vec<String>,
@@ -191,7 +194,9 @@ impl FunctionApp {
 
 /// The custom handler process, killed on drop.
 pub struct HandlerProcess {
+    /// The process.
     pub child: Child,
+    /// `FUNCTIONS_CUSTOMHANDLER_PORT` it listens on.
     pub port: u16,
     /// How long it took from spawn to the first HTTP answer.
     pub started_in: Duration,
@@ -232,11 +237,7 @@ pub async fn start_handler(
     let wd = app
         .root
         .join(desc["workingDirectory"].as_str().unwrap_or(""));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::free_port();
     let id = format!("{:x}", super::wire::rand_u128());
     let t0 = Instant::now();
     let child = Command::new(app.root.join(exe))

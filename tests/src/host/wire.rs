@@ -17,8 +17,6 @@
 //! `HttpScriptInvocationResultExtensions.GetOutputValue`
 //! (`src/WebJobs.Script/Workers/Http/HttpScriptInvocationResultExtensions.cs`).
 
-#![allow(dead_code)]
-
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
@@ -200,8 +198,11 @@ pub struct InvocationResult {
 /// An output binding of function.json: its name, type and dataType.
 #[derive(Debug, Clone)]
 pub struct OutBinding {
+    /// The binding's `name`.
     pub name: String,
+    /// Its `type`, e.g. `serviceBus`.
     pub kind: String,
+    /// `dataType: binary`.
     pub binary: bool,
 }
 
@@ -321,7 +322,9 @@ pub fn http_output(v: &Value) -> Result<HttpOut, String> {
 /// A value the host holds after `GetBindingValue`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Bound {
+    /// Any JSON value but a base64 string.
     Json(Value),
+    /// Bytes (from a base64 string, or a binary binding).
     Bytes(Vec<u8>),
 }
 

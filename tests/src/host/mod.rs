@@ -23,8 +23,6 @@
 //!
 //! Every invocation is recorded ([`Record`]) with the `Logs` the handler returned.
 
-#![allow(dead_code)]
-
 pub mod app;
 pub mod bus;
 pub mod wire;
@@ -40,6 +38,7 @@ use wire::{HostValue, HttpRequestData, Invocation, InvocationResult, Output};
 /// One invocation the host made.
 #[derive(Debug, Clone)]
 pub struct Record {
+    /// The function invoked.
     pub function: String,
     /// `Ok` with what the host read, or the failure.
     pub result: Result<InvocationResult, String>,
@@ -47,7 +46,9 @@ pub struct Record {
 
 /// The host, running.
 pub struct Host {
+    /// The Function App it loaded.
     pub app: FunctionApp,
+    /// The app settings, as the handlers' environment.
     pub settings: BTreeMap<String, String>,
     /// The first instance's handler.
     pub handler: HandlerProcess,
@@ -57,8 +58,8 @@ pub struct Host {
     pub queues: BTreeMap<String, Arc<bus::Queue>>,
     /// `http://127.0.0.1:<port>` of the public front end.
     pub front_url: String,
+    /// Every invocation made, in order.
     pub records: Arc<Mutex<Vec<Record>>>,
-    http: reqwest::Client,
     _front: actix_web::dev::ServerHandle,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -176,7 +177,6 @@ impl Host {
             queues,
             front_url: format!("http://{front_addr}"),
             records,
-            http,
             _front: front_handle,
             tasks,
         }

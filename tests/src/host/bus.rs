@@ -16,8 +16,6 @@
 //! Not modelled: lock expiry and renewal (the host renews locks for
 //! `maxAutoLockRenewalDuration`, longer than any invocation here), sessions, scheduled messages.
 
-#![allow(dead_code)]
-
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use tokio::sync::Notify;
@@ -27,6 +25,7 @@ use tokio::sync::Notify;
 pub struct Message {
     /// `MessageId`: set by the sender, else a new GUID-like id.
     pub id: String,
+    /// The body, as sent.
     pub body: Vec<u8>,
     /// Deliveries so far.
     pub delivery_count: u32,
@@ -39,6 +38,7 @@ pub struct Message {
 /// A dead-lettered message with the broker's reason.
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
+    /// The message as it was last delivered.
     pub message: Message,
     /// `DeadLetterReason`, e.g. `MaxDeliveryCountExceeded`.
     pub reason: String,

@@ -1,12 +1,10 @@
 //! `handler check` against the stand-ins: ARM, the identity endpoint and a registry's `/v2/`
-//! (`common::arm`, every behaviour cited there) and the MongoDB wire-protocol stand-in
+//! (`e2e::arm`, every behaviour cited there) and the MongoDB wire-protocol stand-in
 //! answering `hello` as a given server version (`tests/mongo-standin/server.py
 //! --server-version`). Each broken dependency must come back as a FAIL line that says what to
 //! do; a healthy setup must be all OK.
 
-mod common;
-
-use common::arm::{stand_in, StandIn, StandInCredential, RG, SUB};
+use e2e::arm::{aci_config, stand_in, StandIn, StandInCredential, RG, SUB};
 use handler::check::{run, Finding, Target, Verdict};
 use handler::runtime::aci::AciConfig;
 use std::sync::Arc;
@@ -15,16 +13,8 @@ use std::time::Duration;
 fn target(s: &StandIn, mongo_uri: &str) -> Target {
     Target {
         aci: AciConfig {
-            arm_endpoint: s.base.clone(),
-            arm_resource: "https://management.azure.com/".into(),
-            subscription_id: SUB.into(),
-            resource_group: RG.into(),
-            location: "westeurope".into(),
-            registry_server: Some("myacr.azurecr.io".into()),
-            registry_identity: Some("/subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.ManagedIdentity/userAssignedIdentities/pull".into()),
-            entrypoint: "/worker".into(),
-            poll: Duration::from_millis(20),
             create_wait: Duration::from_secs(5),
+            ..aci_config(s)
         },
         mongo_uri: mongo_uri.into(),
         image: "myacr.azurecr.io/eda-worker:latest".into(),
@@ -44,14 +34,9 @@ fn line<'a>(findings: &'a [Finding], what: &str) -> &'a Finding {
 }
 
 /// A MongoDB server answering as `version`, or a loud skip (mandatory in CI).
-fn mongo(version: &str) -> Option<common::mongo::MongoStandIn> {
-    let s = common::mongo::start_with(&["--server-version", version]);
-    if s.is_none() {
-        if handler::config::in_ci() {
-            panic!("the MongoDB stand-in is required in CI (CI=true)");
-        }
-        eprintln!("SKIPPED: the MongoDB stand-in cannot start here (pymongo + mongomock)");
-    }
+fn mongo(version: &str) -> Option<e2e::mongo::MongoStandIn> {
+    let s = e2e::mongo::start_with(&["--server-version", version]);
+    e2e::need("the MongoDB stand-in (pymongo + mongomock)", s.is_some());
     s
 }
 
@@ -143,7 +128,7 @@ async fn the_check_command_prints_one_line_per_dependency_and_fails_on_a_fail() 
     let run_binary = |s: &StandIn| {
         let envs = [
             ("IDENTITY_ENDPOINT", format!("{}/identity", s.base)),
-            ("IDENTITY_HEADER", common::arm::IDENTITY_SECRET.to_string()),
+            ("IDENTITY_HEADER", e2e::arm::IDENTITY_SECRET.to_string()),
             ("EDA_ARM_ENDPOINT", s.base.clone()),
             ("EDA_SUBSCRIPTION_ID", SUB.to_string()),
             ("EDA_RESOURCE_GROUP", RG.to_string()),
@@ -156,7 +141,7 @@ async fn the_check_command_prints_one_line_per_dependency_and_fails_on_a_fail() 
             ("ServiceBusConnection__fullyQualifiedNamespace", "edademo-sb.servicebus.windows.net".to_string()),
             ("EDA_SERVICE_BUS_ENDPOINT", format!("{}/sb", s.base)),
         ];
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_handler"));
+        let mut cmd = std::process::Command::new(e2e::faults::handler_bin());
         cmd.arg("check").env_clear().envs(envs);
         tokio::task::spawn_blocking(move || cmd.output().unwrap())
     };

@@ -1,70 +1,49 @@
 //! The whole Azure path on this machine, with the Functions host played by the harness in
-//! `host/` (ported from azure-functions-host; see its docs) and every Azure dependency replaced
+//! `e2e::host` (ported from azure-functions-host; see its docs) and every Azure dependency replaced
 //! by a stand-in that speaks the documented protocol:
 //!
 //! - the Function App is the zip xtask writes (`xtask/src/appzip.rs`, the code behind
 //!   `cargo xtask package`), around this build's handler; `EDA_FUNCTIONAPP_ZIP` points the test
 //!   at a zip made by `cargo xtask package` instead; host.json and every function.json are read
 //!   from it;
-//! - ARM, Azure Monitor and the managed-identity endpoint: `common::arm` (the ACI runtime's
+//! - ARM, Azure Monitor and the managed-identity endpoint: `e2e::arm` (the ACI runtime's
 //!   requests go there through `azure_identity` and the real HTTP client);
 //! - MongoDB / Cosmos DB: the wire-protocol stand-in (`tests/mongo-standin`);
-//! - a container group's container: the stand-in only records the group, so this test runs the
-//!   real static worker binary (`EDA_WORKER_MUSL`) as the group's container, with the command
-//!   and environment (secureValue included) of the PUT body, and reports its exit to the
-//!   stand-in as ACI's `instanceView.currentState` would show it.
+//! - a container group's container: the stand-in only records the group, so
+//!   `e2e::aci_containers` runs the real static worker binary (`EDA_WORKER_MUSL`) as the group's
+//!   container, with the command and environment (secureValue included) of the PUT body, and
+//!   reports its exit to the stand-in as ACI's `instanceView.currentState` would show it.
 //!
 //! It replaces the earlier `functions_process.rs`, whose checks (the `azure_identity` token
 //! request and cache, the `secureValue`, the Azure Monitor sample) are kept here.
 //!
-//! Needs MongoDB (`EDA_TEST_MONGO_URI`, or the stand-in's Python modules) and the musl worker
-//! (`EDA_WORKER_MUSL`, or the default path under `target/`); skipped loudly without them,
-//! failed when `CI=true`.
+//! Needs MongoDB (`EDA_TEST_MONGO_URI`, or the stand-in's Python modules): skipped loudly
+//! without it, failed when `CI=true` (`e2e::need`). Runs the debug `handler` binary, which
+//! `cargo test --workspace` (and `cargo xtask test`) builds; alone, run `cargo build -p handler`
+//! first. The musl worker is `EDA_WORKER_MUSL`, or built once (`e2e::runtimes::musl_worker`).
 
 #[allow(dead_code)]
 #[path = "../../xtask/src/appzip.rs"]
 mod appzip;
-mod common;
-mod host;
 
-use common::arm::{set_state, stand_in, IDENTITY_SECRET, RG, SUB};
+use e2e::aci_containers::Driver;
+use e2e::arm::{stand_in, IDENTITY_SECRET, RG, SUB};
+use e2e::{host, mongo, need, TempDir};
 use handler::spawn::derived_id;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// A folder removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p =
-            std::env::temp_dir().join(format!("eda-host-{tag}-{}-{}", std::process::id(), nanos()));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+/// What the tests that need MongoDB say when there is none.
+const MONGO: &str = "a MongoDB server (EDA_TEST_MONGO_URI, or pymongo + mongomock for the stand-in; see tests/mongo-standin)";
 
 fn nanos() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos()
-}
-
-/// Skips loudly, or fails in CI.
-fn missing(what: &str) {
-    let ci = handler::config::env("CI").is_some_and(|v| v == "true" || v == "1");
-    assert!(!ci, "CI=true but {what}");
-    eprintln!("SKIPPED: {what}");
 }
 
 /// The Function App zip: `EDA_FUNCTIONAPP_ZIP`, or one written here by xtask's own zip code
@@ -80,7 +59,7 @@ fn function_app_zip(dir: &Path) -> PathBuf {
     let launcher = dir.join("handler-launcher");
     let script = format!(
         "#!/bin/sh\nexec '{}' \"$@\"\n",
-        env!("CARGO_BIN_EXE_handler")
+        e2e::faults::handler_bin().display()
     );
     std::fs::write(&launcher, script).unwrap();
     let out = dir.join("functionapp.zip");
@@ -100,17 +79,6 @@ fn max_delivery_count() -> u32 {
                 .and_then(|v| v.trim().parse().ok())
         })
         .unwrap_or(10)
-}
-
-/// The static worker binary, if built.
-fn worker_binary() -> Option<PathBuf> {
-    let p = handler::config::env("EDA_WORKER_MUSL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../target/x86_64-unknown-linux-musl/release/worker")
-        });
-    p.is_file().then_some(p)
 }
 
 /// App settings as the Bicep template writes them, pointed at the stand-ins.
@@ -153,78 +121,6 @@ fn settings(
     .collect()
 }
 
-/// Runs the real worker as each container group's container (module docs); kills what is left
-/// on drop.
-struct Containers {
-    worker: PathBuf,
-    running: HashMap<String, Child>,
-    started: HashSet<String>,
-}
-
-impl Containers {
-    /// One look at the stand-in: start a worker for each group ARM reports Running, report each
-    /// worker that exited as `Terminated` with its exit code, kill workers of deleted groups.
-    fn step(&mut self, arm: &common::arm::StandIn) {
-        let mut w = arm.world.lock().unwrap();
-        for (name, g) in w.groups.clone() {
-            let state = &g["properties"]["containers"][0]["properties"]["instanceView"]
-                ["currentState"]["state"];
-            if state == "Running" && self.started.insert(name.clone()) {
-                let c = &g["properties"]["containers"][0]["properties"];
-                let command: Vec<String> = c["command"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|v| v.as_str().map(String::from))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let mut cmd = Command::new(&self.worker);
-                cmd.args(command.iter().skip(1))
-                    .env_clear()
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null());
-                for e in c["environmentVariables"].as_array().into_iter().flatten() {
-                    let v = e["value"]
-                        .as_str()
-                        .or(e["secureValue"].as_str())
-                        .unwrap_or("");
-                    cmd.env(e["name"].as_str().unwrap(), v);
-                }
-                self.running
-                    .insert(name.clone(), cmd.spawn().expect("start the worker"));
-            }
-        }
-        let names: Vec<String> = self.running.keys().cloned().collect();
-        for name in names {
-            if !w.groups.contains_key(&name) {
-                let mut c = self.running.remove(&name).unwrap();
-                let _ = c.kill();
-                let _ = c.wait();
-                continue;
-            }
-            if let Ok(Some(status)) = self.running.get_mut(&name).unwrap().try_wait() {
-                self.running.remove(&name);
-                let code = status.code().unwrap_or(137);
-                set_state(
-                    &mut w,
-                    &name,
-                    json!({"state": "Terminated", "exitCode": code, "detailStatus": "Completed"}),
-                );
-            }
-        }
-    }
-}
-
-impl Drop for Containers {
-    fn drop(&mut self) {
-        for c in self.running.values_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 async fn get_json(http: &reqwest::Client, url: &str) -> (u16, Value) {
     let r = http
         .get(url)
@@ -238,12 +134,11 @@ async fn get_json(http: &reqwest::Client, url: &str) -> (u16, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_azure_path_runs_end_to_end_under_the_host_harness() {
-    let Some((_mongo, mongo_uri)) = common::mongo::server() else {
-        return missing("no MongoDB (set EDA_TEST_MONGO_URI, or install pymongo + mongomock; see tests/mongo-standin)");
+    let Some((_mongo, mongo_uri)) = mongo::server() else {
+        need(MONGO, false);
+        return;
     };
-    let Some(worker) = worker_binary() else {
-        return missing("no static worker (EDA_WORKER_MUSL, or `cargo xtask worker`)");
-    };
+    let worker = e2e::runtimes::musl_worker().to_path_buf();
     let dir = TempDir::new("e2e");
     let zip = function_app_zip(&dir.0);
     let arm = stand_in(3600).await;
@@ -315,15 +210,10 @@ async fn the_azure_path_runs_end_to_end_under_the_host_harness() {
 
     // Containers run the real worker; it reports through the front end and HttpApi; the timer
     // (every second, from the resolved %EDA_RECONCILE_SCHEDULE%) finishes and cleans up.
-    let mut containers = Containers {
-        worker,
-        running: HashMap::new(),
-        started: HashSet::new(),
-    };
+    let _containers = Driver::start(arm.world.clone(), worker);
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut done = false;
     while Instant::now() < deadline {
-        containers.step(&arm);
         let mut states = Vec::new();
         for id in [&plain_task, &api_id] {
             let (status, t) = get_json(&http, &format!("{front_url}/api/tasks/{id}")).await;
@@ -468,7 +358,10 @@ async fn the_azure_path_runs_end_to_end_under_the_host_harness() {
     let body = r.text().await.unwrap();
     assert!(html, "{body}");
     if status == 503 && body.contains("dashboard not built") {
-        missing("the dashboard is not built into this handler (cargo xtask dashboard)");
+        need(
+            "the dashboard built into this handler (cargo xtask dashboard)",
+            false,
+        );
     } else {
         assert_eq!(status, 200, "{body}");
     }
@@ -497,12 +390,11 @@ async fn the_azure_path_runs_end_to_end_under_the_host_harness() {
 /// group, ARM gets one PUT per task, and all four end Done, one after the other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_global_cap_holds_across_two_instances() {
-    let Some((_mongo, mongo_uri)) = common::mongo::server() else {
-        return missing("no MongoDB (set EDA_TEST_MONGO_URI, or install pymongo + mongomock; see tests/mongo-standin)");
+    let Some((_mongo, mongo_uri)) = mongo::server() else {
+        need(MONGO, false);
+        return;
     };
-    let Some(worker) = worker_binary() else {
-        return missing("no static worker (EDA_WORKER_MUSL, or `cargo xtask worker`)");
-    };
+    let worker = e2e::runtimes::musl_worker().to_path_buf();
     let dir = TempDir::new("cap");
     let zip = function_app_zip(&dir.0);
     let arm = stand_in(3600).await;
@@ -537,14 +429,9 @@ async fn the_global_cap_holds_across_two_instances() {
             derived_id(&id).to_string()
         })
         .collect();
-    let mut containers = Containers {
-        worker,
-        running: HashMap::new(),
-        started: HashSet::new(),
-    };
+    let _containers = Driver::start(arm.world.clone(), worker);
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        containers.step(&arm);
         let (_, page) = get_json(&http, &format!("{front_url}/api/tasks?limit=1")).await;
         if page["counts"]["Done"] == 4 {
             break;
@@ -660,9 +547,7 @@ async fn the_handler_listens_before_its_store_is_reachable() {
 /// as a real worker process whose reports come through the front end, and the timer settles it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_functions_path_runs_on_sqlite_and_the_process_runtime() {
-    let Some(worker) = worker_binary() else {
-        return missing("no static worker (EDA_WORKER_MUSL, or `cargo xtask worker`)");
-    };
+    let worker = e2e::worker_bin();
     on_a_laptop("process", &worker, &[]).await;
 }
 
@@ -671,18 +556,10 @@ async fn the_functions_path_runs_on_sqlite_and_the_process_runtime() {
 /// task containers run on the host network to reach the front end, and the timer removes them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_functions_path_runs_on_sqlite_and_docker() {
-    let Some(worker) = worker_binary() else {
-        return missing("no static worker (EDA_WORKER_MUSL, or `cargo xtask worker`)");
-    };
-    let docker = Command::new("docker")
-        .arg("info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !docker {
-        return missing("no Docker Engine answers");
+    if !need("a Docker Engine", e2e::docker_available()) {
+        return;
     }
+    let worker = e2e::worker_bin();
     let image = TestImage(format!("eda-fn-laptop:{}", nanos()));
     on_a_laptop("docker", &worker, &[("EDA_IMAGE", image.0.as_str())]).await;
 }
@@ -828,7 +705,7 @@ async fn on_a_laptop(runtime: &str, worker: &Path, extra: &[(&str, &str)]) {
 /// which ones (before it tries to reach MongoDB, so no server is needed here).
 #[test]
 fn the_handler_binary_refuses_to_start_without_a_managed_identity() {
-    let out = Command::new(env!("CARGO_BIN_EXE_handler"))
+    let out = Command::new(e2e::faults::handler_bin())
         .arg("functions")
         .env_clear()
         .envs([
@@ -852,7 +729,7 @@ fn the_handler_binary_refuses_to_start_without_a_managed_identity() {
 
 /// The harness's own rules against azure-functions-host's unit tests.
 mod fixtures {
-    use super::host::wire::*;
+    use e2e::host::wire::*;
     use serde_json::json;
 
     /// test/WebJobs.Script.Tests/Workers/ScriptInvocationContextExtensionsTests.cs

@@ -4,139 +4,23 @@
 //! are built by the host harness's port of azure-functions-host's encoding (`host/wire.rs`), so
 //! a string message arrives `JsonConvert.SerializeObject`-encoded as it does in Azure.
 //!
-//! The app is the real one (SQLite store, the real spawn, API and reconcile code) with a small
-//! in-memory container runtime, since the ACI runtime has its own tests against an ARM stand-in
-//! and `functions_host.rs` runs the whole path with it. Also here: the delivery policy (global
+//! The app is the real one (SQLite store, the real spawn, API and reconcile code) with the
+//! in-memory container runtime (`handler::runtime::fake::FakeRuntime`), since the ACI runtime
+//! has its own tests against an ARM stand-in and `functions_host.rs` runs the whole path with
+//! it. Also here: the delivery policy (global
 //! cap, transient errors are not poison) and the answers while the store is not connected.
 
-mod host;
-
-use async_trait::async_trait;
 use clap::Parser;
+use e2e::host::wire::{HostValue, HttpRequestData, Invocation};
 use handler::config::{Cli, Command, FunctionsArgs};
 use handler::functions::{self, Running};
-use handler::runtime::{
-    ContainerRuntime, ContainerSpec, ContainerStatus, Created, Phase, RuntimeError,
-};
+use handler::runtime::fake::{FakeRuntime, Fault};
 use handler::spawn::derived_id;
 use handler::store::sqlite::SqliteStore;
-use host::wire::{HostValue, HttpRequestData, Invocation};
-use model::{Envelope, Logs, MetricSample, SubmitResponse, TaskId, TaskPage, TaskState};
+use model::{Envelope, SubmitResponse, TaskId, TaskPage, TaskState};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
-/// One container the fake runtime holds.
-#[derive(Clone)]
-struct Box_ {
-    spec: ContainerSpec,
-    phase: Phase,
-    exit: Option<i64>,
-}
-
-/// Containers in memory; `reject` makes every create fail permanently, `down` transiently
-/// (as ARM's 429 throttling and 5xx do).
-#[derive(Default)]
-struct FakeRuntime {
-    boxes: Mutex<HashMap<String, Box_>>,
-    creates: Mutex<u32>,
-    reject: Mutex<bool>,
-    down: Mutex<bool>,
-    /// ARM's 429 with this `Retry-After`, as the ACI runtime reports it.
-    throttle: Mutex<Option<std::time::Duration>>,
-}
-
-impl FakeRuntime {
-    fn finish(&self, name: &str, code: i64) {
-        let mut b = self.boxes.lock().unwrap();
-        let c = b.get_mut(name).expect("container exists");
-        c.phase = Phase::Exited;
-        c.exit = Some(code);
-    }
-}
-
-#[async_trait]
-impl ContainerRuntime for FakeRuntime {
-    fn kind(&self) -> &'static str {
-        "fake"
-    }
-    async fn create(&self, spec: &ContainerSpec) -> Result<Created, RuntimeError> {
-        if *self.reject.lock().unwrap() {
-            return Err(RuntimeError::Rejected("quota exceeded".into()));
-        }
-        if let Some(after) = *self.throttle.lock().unwrap() {
-            return Err(RuntimeError::Throttled {
-                message: "429 TooManyRequests".into(),
-                retry_after: Some(after),
-            });
-        }
-        if *self.down.lock().unwrap() {
-            return Err(RuntimeError::Unavailable(
-                "ARM answered 429 TooManyRequests".into(),
-            ));
-        }
-        let mut b = self.boxes.lock().unwrap();
-        if b.contains_key(&spec.name) {
-            return Ok(Created::AlreadyExisted);
-        }
-        *self.creates.lock().unwrap() += 1;
-        b.insert(
-            spec.name.clone(),
-            Box_ {
-                spec: spec.clone(),
-                phase: Phase::Running,
-                exit: None,
-            },
-        );
-        Ok(Created::New)
-    }
-    async fn status(&self, name: &str) -> Result<Option<ContainerStatus>, RuntimeError> {
-        Ok(self
-            .boxes
-            .lock()
-            .unwrap()
-            .get(name)
-            .map(|b| ContainerStatus {
-                phase: b.phase,
-                exit_code: b.exit,
-                oom_killed: false,
-                detail: None,
-            }))
-    }
-    async fn kill(&self, name: &str) -> Result<(), RuntimeError> {
-        if let Some(b) = self.boxes.lock().unwrap().get_mut(name) {
-            b.phase = Phase::Exited;
-            b.exit.get_or_insert(137);
-        }
-        Ok(())
-    }
-    async fn remove(&self, name: &str) -> Result<(), RuntimeError> {
-        self.boxes.lock().unwrap().remove(name);
-        Ok(())
-    }
-    async fn logs(&self, name: &str, _max: usize) -> Result<Logs, RuntimeError> {
-        Ok(Logs {
-            text: format!("output of {name}\n"),
-            truncated: false,
-        })
-    }
-    async fn sample(&self, name: &str) -> Result<Option<MetricSample>, RuntimeError> {
-        let running = self
-            .boxes
-            .lock()
-            .unwrap()
-            .get(name)
-            .is_some_and(|b| b.phase == Phase::Running);
-        Ok(running.then_some(MetricSample {
-            at_ms: 1_000,
-            cpu_percent: 12.5,
-            memory_bytes: 4096,
-        }))
-    }
-    async fn list(&self) -> Result<Vec<String>, RuntimeError> {
-        Ok(self.boxes.lock().unwrap().keys().cloned().collect())
-    }
-}
+use std::sync::Arc;
 
 fn args(extra: &[&str]) -> FunctionsArgs {
     let mut argv = vec![
@@ -332,7 +216,7 @@ async fn a_plain_string_message_spawns_once_and_a_redelivery_does_not_spawn_agai
         (TaskState::Provisioning, 1, "hello world")
     );
     let name = model::naming::container_name(&id, 1);
-    let spec = h.runtime.boxes.lock().unwrap()[&name].spec.clone();
+    let spec = h.runtime.spec(&name).unwrap();
     let env: HashMap<_, _> = spec.env.iter().cloned().collect();
     assert_eq!(env["MESSAGE"], "hello world");
     assert_eq!(
@@ -349,7 +233,7 @@ async fn a_plain_string_message_spawns_once_and_a_redelivery_does_not_spawn_agai
         r["Logs"][0].as_str().unwrap().contains("AlreadyRunning"),
         "{r}"
     );
-    assert_eq!(*h.runtime.creates.lock().unwrap(), 1);
+    assert_eq!(h.runtime.creates(), 1);
     h.running.stop().await;
 }
 
@@ -388,12 +272,15 @@ async fn json_envelopes_are_read_as_objects_and_as_strings() {
 #[tokio::test]
 async fn spawn_errors_fail_the_invocation_and_the_last_delivery_dead_letters() {
     let h = harness("dead", &[]).await;
-    *h.runtime.reject.lock().unwrap() = true;
+    h.runtime.fail_every_create(Some(Fault::Rejected));
     let (status, r) = h
         .invoke("ServiceBusTrigger", sb_text("doomed", "m-d", 1))
         .await;
     assert_eq!(status, 500, "Service Bus must redeliver: {r}");
-    assert!(r["Logs"][0].as_str().unwrap().contains("quota exceeded"));
+    assert!(r["Logs"][0]
+        .as_str()
+        .unwrap()
+        .contains("container rejected"));
     let id = derived_id("m-d");
     assert_ne!(h.task(&id).await.state, TaskState::DeadLettered);
 
@@ -481,8 +368,8 @@ async fn the_timer_settles_exits_sends_due_retries_and_samples() {
         derived_id("m-bad"),
         derived_id("m-busy"),
     );
-    h.runtime.finish(&model::naming::container_name(&ok, 1), 0);
-    h.runtime.finish(&model::naming::container_name(&bad, 1), 3);
+    h.runtime.exit(&model::naming::container_name(&ok, 1), 0);
+    h.runtime.exit(&model::naming::container_name(&bad, 1), 3);
 
     let timer = timer_invocation();
     let (status, r) = h.invoke("ReconcileTimer", timer.clone()).await;
@@ -579,7 +466,7 @@ async fn the_timer_resends_old_pending_tasks_that_never_spawned() {
         .await;
     assert_eq!(status, 200);
     assert_eq!(h.task(&old.id).await.state, TaskState::Provisioning);
-    assert_eq!(*h.runtime.creates.lock().unwrap(), 1);
+    assert_eq!(h.runtime.creates(), 1);
     h.running.stop().await;
 }
 
@@ -607,11 +494,7 @@ async fn at_the_global_cap_a_message_waits_pending_and_the_timer_sends_it_when_t
     let (first, second) = (derived_id("m-cap-1"), derived_id("m-cap-2"));
     let waiting = h.task(&second).await;
     assert_eq!((waiting.state, waiting.attempt), (TaskState::Pending, 0));
-    assert_eq!(
-        *h.runtime.creates.lock().unwrap(),
-        1,
-        "one container at cap 1"
-    );
+    assert_eq!(h.runtime.creates(), 1, "one container at cap 1");
 
     // While the first runs there is no room: the timer sends nothing, however often it ticks.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
@@ -622,8 +505,7 @@ async fn at_the_global_cap_a_message_waits_pending_and_the_timer_sends_it_when_t
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     // The first ends: the next tick has room for one and sends the waiting task, once.
-    h.runtime
-        .finish(&model::naming::container_name(&first, 1), 0);
+    h.runtime.exit(&model::naming::container_name(&first, 1), 0);
     let (_, r) = h.invoke("ReconcileTimer", timer_invocation()).await;
     let sent = r["Outputs"]["message"]
         .as_array()
@@ -654,7 +536,7 @@ async fn at_the_global_cap_a_message_waits_pending_and_the_timer_sends_it_when_t
 #[tokio::test]
 async fn transient_runtime_errors_defer_the_spawn_instead_of_dead_lettering() {
     let h = harness("transient", &["--retry-backoff-ms", "1000"]).await;
-    *h.runtime.down.lock().unwrap() = true;
+    h.runtime.fail_every_create(Some(Fault::Throttled(None)));
     let (status, r) = h
         .invoke("ServiceBusTrigger", sb_text("patient", "m-t", 3))
         .await;
@@ -664,10 +546,10 @@ async fn transient_runtime_errors_defer_the_spawn_instead_of_dead_lettering() {
     let t = h.task(&id).await;
     assert_eq!((t.state, t.attempt), (TaskState::Pending, 0), "{t:?}");
     assert!(t.retry_at_ms.is_some());
-    assert!(t.reason.as_deref().unwrap().contains("429"), "{t:?}");
+    assert!(t.reason.as_deref().unwrap().contains("throttled"), "{t:?}");
     assert_eq!(t.billed_seconds, 0, "nothing ran, nothing billed");
 
-    *h.runtime.down.lock().unwrap() = false;
+    h.runtime.fail_every_create(None);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let sent = loop {
         let (_, r) = h.invoke("ReconcileTimer", timer_invocation()).await;
@@ -695,7 +577,9 @@ async fn transient_runtime_errors_defer_the_spawn_instead_of_dead_lettering() {
 #[tokio::test]
 async fn a_throttled_spawn_is_deferred_by_the_retry_after_arm_gave() {
     let h = harness("throttled", &["--retry-backoff-ms", "1000"]).await;
-    *h.runtime.throttle.lock().unwrap() = Some(std::time::Duration::from_secs(45));
+    h.runtime.fail_every_create(Some(Fault::Throttled(Some(
+        std::time::Duration::from_secs(45),
+    ))));
     let before = handler::clock::now_ms();
     let (status, r) = h
         .invoke("ServiceBusTrigger", sb_text("slow down", "m-429", 3))
@@ -712,7 +596,7 @@ async fn a_throttled_spawn_is_deferred_by_the_retry_after_arm_gave() {
         (45_000..50_000).contains(&wait),
         "due after Retry-After: {wait} ms"
     );
-    assert_eq!(*h.runtime.creates.lock().unwrap(), 0);
+    assert_eq!(h.runtime.creates(), 0);
     h.running.stop().await;
 }
 
@@ -760,7 +644,7 @@ async fn before_the_store_connects_invocations_get_a_clear_error() {
     assert!(outputs.get("message").is_none(), "nothing queued");
     let (status, r) = h.invoke("ReconcileTimer", timer_invocation()).await;
     assert_eq!(status, 503, "{r}");
-    assert_eq!(*h.runtime.creates.lock().unwrap(), 0);
+    assert_eq!(h.runtime.creates(), 0);
     stop.cancel();
     h.running.stop().await;
 }
@@ -776,10 +660,7 @@ async fn racing_deliveries_at_the_cap_create_no_more_containers_than_the_cap() {
     });
     let answers = futures::future::join_all(calls).await;
     assert!(answers.iter().all(|(s, _)| *s == 200), "{answers:?}");
-    assert!(
-        *h.runtime.creates.lock().unwrap() <= 1,
-        "more containers than the cap"
-    );
+    assert!(h.runtime.creates() <= 1, "more containers than the cap");
     let mut pending = 0;
     for i in 0..8 {
         let t = h.task(&derived_id(&format!("m-race-{i}"))).await;

@@ -29,36 +29,48 @@
 //!
 //! Fault injections that no source documents are named as such (`log_retained_after_stop`).
 
-#![allow(dead_code)]
-
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use azure_core::auth::{AccessToken, TokenCredential};
+use handler::runtime::aci::{AciConfig, AciRuntime};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+/// The subscription the stand-in serves.
 pub const SUB: &str = "sub-1";
+/// The resource group the stand-in serves.
 pub const RG: &str = "rg-1";
+/// The `X-IDENTITY-HEADER` value App Service would set; the identity endpoint checks it.
 pub const IDENTITY_SECRET: &str = "identity-secret";
 
 /// One request the stand-in saw.
 #[derive(Debug, Clone)]
 pub struct Seen {
+    /// HTTP method.
     pub method: String,
+    /// Path, without the query.
     pub path: String,
+    /// Query parameters.
     pub query: HashMap<String, String>,
+    /// `Authorization` header.
     pub auth: Option<String>,
+    /// `X-IDENTITY-HEADER` header.
     pub identity_header: Option<String>,
     /// `Metadata: true`: sent by `azure_identity`'s managed-identity credential.
     pub metadata: Option<String>,
+    /// JSON body (`Null` when none).
     pub body: Value,
 }
 
 /// What the stand-in knows and how it should misbehave.
 #[derive(Default)]
 pub struct World {
+    /// Every request, in order.
     pub seen: Vec<Seen>,
+    /// Container groups by name, as ARM would answer a GET of them.
     pub groups: HashMap<String, Value>,
+    /// Polls of each group's create operation.
     pub op_polls: HashMap<String, u32>,
     /// Answer 429 to the next ARM request.
     pub throttle: bool,
@@ -71,6 +83,7 @@ pub struct World {
     pub creating_reads: u32,
     /// Seconds the identity endpoint's tokens live.
     pub token_ttl: i64,
+    /// Tokens the identity endpoint gave out.
     pub tokens_issued: u32,
     /// Answer 401 to the next ARM request (a revoked token).
     pub unauthorized: bool,
@@ -84,8 +97,14 @@ pub struct World {
     /// `ContainerGroupQuotaReached` with the quota message ([QUOTA]).
     pub quota_reached: bool,
     /// Each group's container output: (RFC 3339 timestamp, line), oldest first. Groups with
-    /// none answer the fixed three lines the older tests expect.
+    /// none answer the fixed three lines the older tests expect, unless `quiet`.
     pub logs: HashMap<String, Vec<(String, String)>>,
+    /// Groups print nothing but what is [`print`]ed for them (set by
+    /// [`crate::aci_containers`], whose processes print for real).
+    pub quiet: bool,
+    /// How many times each group was created (a PUT that made it), so a group made again
+    /// under a deleted one's name can be told from it.
+    pub generation: HashMap<String, u64>,
     /// Fault injection (no source documents how much ACI keeps): once a group is stopped or
     /// ended, its log answers keep only this many newest lines.
     pub log_retained_after_stop: Option<usize>,
@@ -116,8 +135,10 @@ pub const BICEP_ROLE_ACTIONS: &[&str] = &[
     "Microsoft.Insights/metricDefinitions/read",
 ];
 
+/// The stand-in's state, shared by its handlers and the test.
 pub type Shared = Arc<Mutex<World>>;
 
+/// Now, in seconds since the epoch.
 pub fn now_secs() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -125,6 +146,7 @@ pub fn now_secs() -> i64 {
         .as_secs() as i64
 }
 
+/// App Service's managed-identity endpoint (`GET /identity`, api-version 2019-08-01).
 pub async fn identity(req: HttpRequest, w: web::Data<Shared>) -> HttpResponse {
     let mut w = w.lock().unwrap();
     record(&mut w, &req, Value::Null);
@@ -140,6 +162,7 @@ pub async fn identity(req: HttpRequest, w: web::Data<Shared>) -> HttpResponse {
     }))
 }
 
+/// A request header as text.
 pub fn header(req: &HttpRequest, name: &str) -> Option<String> {
     req.headers()
         .get(name)
@@ -147,6 +170,7 @@ pub fn header(req: &HttpRequest, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Adds `req` to the requests seen.
 pub fn record(w: &mut World, req: &HttpRequest, body: Value) {
     let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
         .map(|q| q.into_inner())
@@ -162,6 +186,7 @@ pub fn record(w: &mut World, req: &HttpRequest, body: Value) {
     });
 }
 
+/// ARM's 404 body.
 pub fn not_found() -> HttpResponse {
     HttpResponse::NotFound()
         .json(json!({"error": {"code": "ResourceNotFound", "message": "not found"}}))
@@ -283,6 +308,10 @@ pub async fn arm(req: HttpRequest, body: web::Bytes, w: web::Data<Shared>) -> Ht
             g["id"] = json!(format!("{prefix}/{name}"));
             g["properties"]["provisioningState"] = json!("Creating");
             w.groups.insert(name.to_string(), g.clone());
+            *w.generation.entry(name.to_string()).or_default() += 1;
+            if w.quiet {
+                w.logs.insert(name.to_string(), Vec::new());
+            }
             let host = req.connection_info().host().to_string();
             HttpResponse::Created()
                 .insert_header(("Azure-AsyncOperation", format!("http://{host}/ops/{name}")))
@@ -419,12 +448,17 @@ pub fn poll_op(w: &mut World, name: &str) -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "Succeeded"}))
 }
 
+/// A running stand-in server on a loopback port; stops when dropped.
 pub struct StandIn {
+    /// Its state.
     pub world: Shared,
+    /// `http://127.0.0.1:<port>`.
     pub base: String,
+    /// The server, stopped on drop.
     pub _server: actix_web::dev::ServerHandle,
 }
 
+/// Starts a stand-in whose identity endpoint issues tokens living `token_ttl` seconds.
 pub async fn stand_in(token_ttl: i64) -> StandIn {
     let world: Shared = Arc::new(Mutex::new(World {
         token_ttl,
@@ -451,18 +485,49 @@ pub async fn stand_in(token_ttl: i64) -> StandIn {
     }
 }
 
+/// The ACI runtime's settings pointed at stand-in `s` (subscription [`SUB`], group [`RG`], a
+/// private registry pulled with a user-assigned identity), polling every 20 ms.
+pub fn aci_config(s: &StandIn) -> AciConfig {
+    AciConfig {
+        arm_endpoint: s.base.clone(),
+        arm_resource: "https://management.azure.com/".into(),
+        subscription_id: SUB.into(),
+        resource_group: RG.into(),
+        location: "westeurope".into(),
+        registry_server: Some("myacr.azurecr.io".into()),
+        registry_identity: Some(format!("/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/pull")),
+        entrypoint: "/worker".into(),
+        poll: Duration::from_millis(20),
+        create_wait: Duration::from_secs(10),
+    }
+}
+
+/// The ACI runtime against stand-in `s`, with an uncached [`StandInCredential`].
+pub fn runtime(s: &StandIn) -> AciRuntime {
+    runtime_with(s, Arc::new(StandInCredential::new(&s.base)))
+}
+
+/// The ACI runtime against stand-in `s`, with `credential`.
+pub fn runtime_with(s: &StandIn, credential: Arc<StandInCredential>) -> AciRuntime {
+    AciRuntime::new(reqwest::Client::new(), aci_config(s), credential)
+}
+
 /// The in-process tests' [`TokenCredential`]: App Service's protocol against the stand-in's
 /// `/identity`, without a cache, so every ARM call shows which token the runtime asked for.
 /// (`azure_identity`'s own credential reads its endpoint from the process environment; the
 /// process test runs the real binary with it.) Counts `clear_cache` calls.
 #[derive(Debug)]
 pub struct StandInCredential {
+    /// The client for the identity endpoint.
     pub http: reqwest::Client,
+    /// `<stand-in>/identity`.
     pub endpoint: String,
+    /// How often the runtime asked to drop its cached token.
     pub clears: std::sync::atomic::AtomicU32,
 }
 
 impl StandInCredential {
+    /// A credential asking the stand-in at `base`.
     pub fn new(base: &str) -> Self {
         StandInCredential {
             http: reqwest::Client::new(),

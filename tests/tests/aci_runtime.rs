@@ -2,48 +2,25 @@
 //! managed-identity endpoint, over real HTTP. The stand-in speaks the documented protocol and
 //! records every request, so each test checks method, path, api-version, headers and body.
 //!
-//! Every stand-in behaviour is cited in `common/arm.rs` ([SPEC], [ASYNC], [STATES], ...); the
+//! Every stand-in behaviour is cited in `tests/src/arm.rs` ([SPEC], [ASYNC], [STATES], ...); the
 //! body check below lists the fields of the 2025-09-01 spec the group body may use.
 //!
 //! The token comes through the runtime's seam, an `azure_core` `TokenCredential`: here
-//! `common::arm::StandInCredential` (uncached, so each ARM call shows the token it was given).
+//! `e2e::arm::StandInCredential` (uncached, so each ARM call shows the token it was given).
 //! `azure_identity`'s own credential reads `IDENTITY_ENDPOINT` from the process environment, so
 //! it is exercised, with its cache, by `functions_host.rs` on the real binary.
 
-mod common;
-
-use common::arm::{
-    print, set_state, stand_in, Seen, StandIn, StandInCredential, BICEP_ROLE_ACTIONS,
-    IDENTITY_SECRET, RG, SUB,
+use e2e::arm::{
+    print, runtime, runtime_with, set_state, stand_in, Seen, StandIn, StandInCredential,
+    BICEP_ROLE_ACTIONS, IDENTITY_SECRET, RG, SUB,
 };
-use handler::runtime::aci::{AciConfig, AciRuntime, API_VERSION};
+use handler::runtime::aci::API_VERSION;
 use handler::runtime::{ContainerRuntime, ContainerSpec, Created, Phase, RuntimeError};
 use model::Resources;
 use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-
-fn runtime(s: &StandIn) -> AciRuntime {
-    runtime_with(s, Arc::new(StandInCredential::new(&s.base)))
-}
-
-fn runtime_with(s: &StandIn, credential: Arc<StandInCredential>) -> AciRuntime {
-    let http = reqwest::Client::new();
-    let cfg = AciConfig {
-        arm_endpoint: s.base.clone(),
-        arm_resource: "https://management.azure.com/".into(),
-        subscription_id: SUB.into(),
-        resource_group: RG.into(),
-        location: "westeurope".into(),
-        registry_server: Some("myacr.azurecr.io".into()),
-        registry_identity: Some("/subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.ManagedIdentity/userAssignedIdentities/pull".into()),
-        entrypoint: "/worker".into(),
-        poll: Duration::from_millis(20),
-        create_wait: Duration::from_secs(10),
-    };
-    AciRuntime::new(http, cfg, credential)
-}
 
 fn spec(name: &str) -> ContainerSpec {
     ContainerSpec {
@@ -329,7 +306,7 @@ async fn throttling_is_transient_and_a_failed_pull_is_image_missing() {
 
     s.world.lock().unwrap().fail_op = Some("InaccessibleImage".into());
     let err = rt.create(&spec("eda-t2-1")).await.unwrap_err();
-    assert!(matches!(err, RuntimeError::ImageMissing(_)), "{err:?}");
+    assert!(matches!(err, RuntimeError::ImageMissing { .. }), "{err:?}");
     let st = rt.status("eda-t2-1").await.unwrap().unwrap();
     assert_eq!(st.phase, Phase::Exited, "a failed group reads as exited");
 }
@@ -341,7 +318,7 @@ async fn a_401_clears_the_credentials_cache_and_the_next_call_gets_a_new_token()
     let rt = runtime_with(&s, credential.clone());
     s.world.lock().unwrap().unauthorized = true;
     let err = rt.status("eda-x-1").await.unwrap_err();
-    assert!(matches!(err, RuntimeError::Rejected(_)), "{err:?}");
+    assert!(matches!(err, RuntimeError::Rejected { .. }), "{err:?}");
     assert_eq!(credential.clears.load(Ordering::SeqCst), 1);
     assert_eq!(rt.status("eda-x-1").await.unwrap(), None);
     assert_eq!(credential.clears.load(Ordering::SeqCst), 1);
@@ -421,7 +398,7 @@ async fn an_unregistered_provider_says_what_to_run() {
     let rt = runtime(&s);
     s.world.lock().unwrap().unregistered = true;
     let err = rt.create(&spec("eda-t1-1")).await.unwrap_err();
-    assert!(matches!(err, RuntimeError::NotSetUp(_)), "{err:?}");
+    assert!(matches!(err, RuntimeError::NotSetUp { .. }), "{err:?}");
     let text = err.to_string();
     assert!(
         text.contains("az provider register --namespace Microsoft.ContainerInstance")

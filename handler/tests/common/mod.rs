@@ -1,4 +1,0 @@
-//! Helpers shared by the handler's integration tests.
-
-pub mod arm;
-pub mod mongo;
