@@ -65,6 +65,14 @@ param cpu string = '1'
 @description('Memory per container in MiB.')
 param memoryMb int = 1536
 
+@description('Container groups an ACI standby pool keeps running for warm starts (0: none, every task starts cold). Needs `az provider register --namespace Microsoft.StandbyPool` and standbyPoolProviderObjectId (docs/AZURE.md, "Warm starts").')
+@minValue(0)
+@maxValue(2000)
+param standbyPoolSize int = 0
+
+@description('Object id of the "Standby Pool Resource Provider" service principal of your tenant: `az ad sp list --display-name "Standby Pool Resource Provider" --query [0].id -o tsv`. Required when standbyPoolSize > 0: the pool creates the container groups with its own identity.')
+param standbyPoolProviderObjectId string = ''
+
 @description('How often ReconcileTimer runs (NCRONTAB with seconds).')
 param reconcileSchedule string = '*/10 * * * * *'
 
@@ -107,8 +115,14 @@ var names = {
   plan: '${prefix}-plan'
   app: '${prefix}-func'
   deploymentContainer: 'app-package'
+  workerProfile: '${prefix}-worker'
+  standbyPool: '${prefix}-pool'
 }
 var isFlex = planSku == 'FC1'
+var useStandby = standbyPoolSize > 0
+// Memory as ACI asks for it (GB in tenths, rounded up), the same rule as the handler's
+// `runtime::aci::memory_gb`: a task fits the pool only when its shape is the profile's.
+var memoryTenthsGb = (memoryMb * 10 + 1023) / 1024
 var mongoDatabase = 'eda'
 var mongoCollection = 'tasks'
 
@@ -371,6 +385,13 @@ var commonSettings = [
   { name: 'EDA_API_KEY', value: apiKey }
 ]
 
+// Warm starts (handler `--aci-standby-pool`, runtime/aci/standby.rs).
+var standbySettings = useStandby ? [
+  { name: 'EDA_ACI_STANDBY_POOL', value: standbyPool.id }
+  { name: 'EDA_ACI_GROUP_PROFILE', value: workerProfile.id }
+  { name: 'EDA_ACI_GROUP_PROFILE_REVISION', value: '1' }
+] : []
+
 // Y1/EP1 only: on FC1 these are deprecated (FUNCTIONS_WORKER_RUNTIME and the extension version
 // move to functionAppConfig.runtime; there is no content share), per
 // https://learn.microsoft.com/azure/azure-functions/functions-app-settings#flex-consumption-plan-deprecations
@@ -403,7 +424,7 @@ resource app 'Microsoft.Web/sites@2023-12-01' = {
         {
           minTlsVersion: '1.2'
           ftpsState: 'Disabled'
-          appSettings: isFlex ? commonSettings : concat(commonSettings, classicSettings)
+          appSettings: isFlex ? concat(commonSettings, standbySettings) : concat(commonSettings, standbySettings, classicSettings)
         },
         isFlex ? {} : { linuxFxVersion: '' }
       )
@@ -469,6 +490,10 @@ resource containerGroupsRole 'Microsoft.Authorization/roleDefinitions@2022-04-01
         actions: [
           'Microsoft.ContainerInstance/containerGroups/*'
           'Microsoft.ContainerInstance/locations/*/read'
+          // Warm starts: the handler reads the worker profile (which tasks fit) and names the
+          // standby pool in the claim.
+          'Microsoft.ContainerInstance/containerGroupProfiles/read'
+          'Microsoft.StandbyPool/standbyContainerGroupPools/read'
           'Microsoft.Insights/metrics/read'
           'Microsoft.Insights/metricDefinitions/read'
         ]
@@ -534,6 +559,92 @@ resource appSends 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataSender)
     principalId: app.identity.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// ---------------------------------------------------------------- Warm starts (opt-in)
+
+// The worker as the standby pool starts it: the task's own image and shape, waiting for its
+// assignment in the config map mount (model/src/standby.rs). Sources:
+// https://learn.microsoft.com/azure/container-instances/container-instances-standby-pool-create
+// and container-instances-config-map ("/mnt/configmap/<container>/<key>").
+resource workerProfile 'Microsoft.ContainerInstance/containerGroupProfiles@2024-05-01-preview' = if (useStandby) {
+  name: names.workerProfile
+  location: location
+  properties: {
+    sku: 'Standard'
+    osType: 'Linux'
+    restartPolicy: 'Never'
+    containers: [
+      {
+        name: 'worker'
+        properties: {
+          image: '${registry.properties.loginServer}/${workerImageTag}'
+          command: [ '/worker' ]
+          environmentVariables: [
+            { name: 'EDA_CONFIGMAP_DIR', value: '/mnt/configmap/worker' }
+          ]
+          resources: {
+            requests: {
+              cpu: json(cpu)
+              memoryInGB: json('${memoryTenthsGb / 10}.${memoryTenthsGb % 10}')
+            }
+          }
+        }
+      }
+    ]
+    imageRegistryCredentials: [
+      { server: registry.properties.loginServer, identity: pullIdentity.id }
+    ]
+  }
+}
+
+resource standbyPool 'Microsoft.StandbyPool/standbyContainerGroupPools@2025-03-01' = if (useStandby) {
+  name: names.standbyPool
+  location: location
+  properties: {
+    elasticityProfile: {
+      maxReadyCapacity: standbyPoolSize
+      refillPolicy: 'always'
+    }
+    containerGroupProperties: {
+      containerGroupProfile: {
+        id: workerProfile.id
+        revision: 1
+      }
+    }
+  }
+  dependsOn: [ standbyProviderRoles, standbyProviderPulls ]
+}
+
+// The roles the docs ask for on the Standby Pool Resource Provider
+// (container-instances-standby-pool-configure-permissions), on this resource group:
+// Azure Container Instances Contributor, Standby Container Group Pool Contributor, Network
+// Contributor, Managed Identity Operator (it attaches the pull identity), and AcrPull on the
+// registry.
+var standbyProviderRoleIds = [
+  '5d977122-f97e-4b4d-a52f-6b43003ddb4d' // Azure Container Instances Contributor
+  '39fcb0de-8844-4706-b050-c28ddbe3ff83' // Standby Container Group Pool Contributor
+  '4d97b98b-1d4f-4787-a291-c67834d212e7' // Network Contributor
+  roles.managedIdentityOperator
+]
+
+resource standbyProviderRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for role in (useStandby ? standbyProviderRoleIds : []): {
+  name: guid(resourceGroup().id, standbyPoolProviderObjectId, role)
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', role)
+    principalId: standbyPoolProviderObjectId
+    principalType: 'ServicePrincipal'
+  }
+}]
+
+resource standbyProviderPulls 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (useStandby) {
+  scope: registry
+  name: guid(registry.id, standbyPoolProviderObjectId, roles.acrPull)
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.acrPull)
+    principalId: standbyPoolProviderObjectId
     principalType: 'ServicePrincipal'
   }
 }

@@ -19,6 +19,8 @@
 //! - **image**: the image names the configured registry, and the registry's `/v2/` answers
 //!   (200 or 401 is "there"; the pull identity belongs to the container groups, so whether the
 //!   image exists cannot be asked with the app's identity).
+//! - **standby pool** (only when one is configured): the pool's container group profile can be
+//!   read (`ContainerGroupProfiles_Get`), and which tasks it starts warm.
 
 use crate::config::CheckArgs;
 use crate::runtime::aci::{self, AciConfig, AciRuntime};
@@ -126,14 +128,35 @@ pub async fn run(
     credential: Arc<dyn TokenCredential>,
 ) -> Vec<Finding> {
     let rt = AciRuntime::new(http.clone(), target.aci.clone(), credential.clone());
-    vec![
+    let mut findings = vec![
         token(&target.aci, credential.as_ref()).await,
         registration(&rt).await,
         permission(&rt).await,
         cosmos(&target.mongo_uri).await,
         service_bus(target, &http, credential.as_ref()).await,
         image(target, &http).await,
-    ]
+    ];
+    findings.extend(standby(&rt).await);
+    findings
+}
+
+/// With a standby pool configured: whether its container group profile can be read, and
+/// which tasks it starts warm.
+async fn standby(rt: &AciRuntime) -> Option<Finding> {
+    const W: &str = "standby pool";
+    let pool = rt.config().standby.as_ref()?.pool.clone();
+    Some(match rt.standby_profile().await? {
+        Ok(shape) => found(
+            W,
+            Verdict::Ok,
+            format!("{pool}: tasks of image {} with {} CPU and {} GB start warm", shape.image, shape.cpu, shape.memory_gb),
+        ),
+        Err(e) => found(
+            W,
+            Verdict::Fail,
+            format!("cannot read the pool's container group profile ({e}); every task starts cold until the identity may read Microsoft.ContainerInstance/containerGroupProfiles (the custom role infra/main.bicep defines grants it)"),
+        ),
+    })
 }
 
 async fn token(aci: &AciConfig, credential: &dyn TokenCredential) -> Finding {

@@ -433,6 +433,19 @@ pub struct AzureArgs {
     /// Seconds to wait for a container group's creation before leaving it to the reconciler.
     #[arg(long, env = "EDA_ACI_CREATE_WAIT_SECS", default_value_t = 300)]
     pub aci_create_wait_secs: u64,
+    /// Resource id of an ACI standby pool (`Microsoft.StandbyPool/standbyContainerGroupPools`)
+    /// to claim ready container groups from (warm starts; `infra/main.bicep` makes one when
+    /// `standbyPoolSize` > 0). Needs `--aci-group-profile`. Tasks that do not fit the profile's
+    /// image and resources, and claims ARM refuses, start cold.
+    #[arg(long, env = "EDA_ACI_STANDBY_POOL", requires = "aci_group_profile")]
+    pub aci_standby_pool: Option<String>,
+    /// Resource id of the container group profile the standby pool runs
+    /// (`Microsoft.ContainerInstance/containerGroupProfiles`).
+    #[arg(long, env = "EDA_ACI_GROUP_PROFILE")]
+    pub aci_group_profile: Option<String>,
+    /// Revision of that profile the pool was made from.
+    #[arg(long, env = "EDA_ACI_GROUP_PROFILE_REVISION", default_value_t = 1)]
+    pub aci_group_profile_revision: i32,
     /// MongoDB / Cosmos DB for MongoDB connection string (`retryWrites=false` is added for
     /// Cosmos); required with `--store mongo`.
     #[arg(

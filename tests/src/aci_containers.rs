@@ -14,20 +14,42 @@
 //!   exit code, which makes the group `Succeeded` or `Failed` ([STATES], `arm::set_state`);
 //!   a process ended by a signal reports 128 + the signal, as a container engine does;
 //! - a group that was stopped (`POST .../stop`) or deleted has its process killed; a stopped
-//!   group keeps the state the stand-in gave it ([STATES]: `Stopped`).
+//!   group keeps the state the stand-in gave it ([STATES]: `Stopped`);
+//! - a container's config map appears as one file per key in a folder that plays
+//!   `/mnt/configmap/<container>/` ([CONFIGMAP] in [`crate::arm_standby`]): an environment
+//!   variable `EDA_CONFIGMAP_DIR` of the container is pointed at that folder, and the files are
+//!   rewritten whenever the group's config map changes, while the process runs;
+//! - a standby pool's ready group handed over to a task ([`crate::arm::World::renamed`]) keeps
+//!   its process, now under the task's group name ([CLAIM] in [`crate::arm_standby`]).
 
 use crate::arm::{print, set_state, Shared};
+use model::standby::CONFIGMAP_DIR_ENV;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// How often the stand-in's groups are looked at.
 const STEP: Duration = Duration::from_millis(20);
+
+/// One container's process.
+struct Proc {
+    /// The process.
+    child: Child,
+    /// The threads forwarding its output.
+    readers: Vec<JoinHandle<()>>,
+    /// The name of its group now (a claimed standby group changes name), read by the readers.
+    group: Arc<Mutex<String>>,
+    /// The folder playing its config map mount, if it has one.
+    configmap: Option<PathBuf>,
+    /// The config map last written there.
+    written: Value,
+}
 
 /// The worker processes of the stand-in's groups; kills what is left when dropped.
 pub struct Containers {
@@ -35,8 +57,10 @@ pub struct Containers {
     world: Shared,
     /// The static worker binary every container runs.
     worker: PathBuf,
-    /// Live processes by group name, with the threads forwarding their output.
-    running: HashMap<String, (Child, Vec<JoinHandle<()>>)>,
+    /// Live processes by group name.
+    running: HashMap<String, Proc>,
+    /// The folder of the config map mounts (removed on drop).
+    mounts: PathBuf,
     /// Groups (name and generation) whose process was started: a group runs once (restart
     /// policy Never), and a group made again under the same name is another group.
     started: HashSet<(String, u64)>,
@@ -47,10 +71,16 @@ impl Containers {
     /// what the processes print ([`crate::arm::World::quiet`]).
     pub fn new(world: Shared, worker: PathBuf) -> Containers {
         world.lock().unwrap().quiet = true;
+        static DRIVERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = DRIVERS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mounts =
+            std::env::temp_dir().join(format!("eda-configmaps-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&mounts);
         Containers {
             world,
             worker,
             running: HashMap::new(),
+            mounts,
             started: HashSet::new(),
         }
     }
@@ -58,11 +88,19 @@ impl Containers {
     /// One look at the stand-in: start a worker for each group whose container runs, report
     /// each worker that exited, kill the workers of stopped or deleted groups.
     pub fn step(&mut self) {
-        let (groups, generation) = {
-            let w = self.world.lock().unwrap();
-            (w.groups.clone(), w.generation.clone())
+        let (groups, generation, renamed) = {
+            let mut w = self.world.lock().unwrap();
+            let renamed = std::mem::take(&mut w.renamed);
+            (w.groups.clone(), w.generation.clone(), renamed)
         };
         let generation_of = |name: &str| generation.get(name).copied().unwrap_or(0);
+        for (old, new) in renamed {
+            if let Some(p) = self.running.remove(&old) {
+                *p.group.lock().unwrap() = new.clone();
+                self.running.insert(new.clone(), p);
+                self.started.insert((new.clone(), generation_of(&new)));
+            }
+        }
         // A process whose group was deleted (and maybe made again) or stopped is killed.
         let names: Vec<String> = self.running.keys().cloned().collect();
         for name in names {
@@ -71,17 +109,24 @@ impl Containers {
                 || groups
                     .get(&name)
                     .is_none_or(|g| g["properties"]["instanceView"]["state"] == "Stopped");
-            let (child, _) = self.running.get_mut(&name).unwrap();
+            let p = self.running.get_mut(&name).unwrap();
             if over {
-                let _ = child.kill();
-                let _ = child.wait();
+                let _ = p.child.kill();
+                let _ = p.child.wait();
                 self.running.remove(&name);
                 continue;
             }
-            if let Ok(Some(status)) = child.try_wait() {
+            if let Some(dir) = &p.configmap {
+                let map = &groups[&name]["properties"]["containers"][0]["properties"]["configMap"];
+                if *map != p.written {
+                    mount(dir, map);
+                    p.written = map.clone();
+                }
+            }
+            if let Ok(Some(status)) = p.child.try_wait() {
                 // Its last lines are in the log before its end is reported.
-                let (_, readers) = self.running.remove(&name).unwrap();
-                for r in readers {
+                let p = self.running.remove(&name).unwrap();
+                for r in p.readers {
                     let _ = r.join();
                 }
                 let code = status
@@ -112,7 +157,7 @@ impl Containers {
     }
 
     /// Starts the worker of group `name` whose container properties are `c`.
-    fn start(&self, name: &str, c: &Value) -> (Child, Vec<JoinHandle<()>>) {
+    fn start(&self, name: &str, c: &Value) -> Proc {
         let command: Vec<String> = c["command"]
             .as_array()
             .map(|a| {
@@ -129,26 +174,51 @@ impl Containers {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        let mut configmap = None;
         for e in c["environmentVariables"].as_array().into_iter().flatten() {
             let v = e["value"]
                 .as_str()
                 .or(e["secureValue"].as_str())
                 .unwrap_or("");
-            cmd.env(e["name"].as_str().unwrap(), v);
+            let key = e["name"].as_str().unwrap();
+            if key == CONFIGMAP_DIR_ENV {
+                // [CONFIGMAP]: the mount, played by a folder of this container's own.
+                let dir = self
+                    .mounts
+                    .join(format!("{name}-{}", crate::arm::now_secs()));
+                std::fs::create_dir_all(&dir).expect("a config map folder");
+                mount(&dir, &c["configMap"]);
+                cmd.env(key, &dir);
+                configmap = Some(dir);
+                continue;
+            }
+            cmd.env(key, v);
         }
         let mut child = cmd.spawn().expect("start the worker");
         let out = child.stdout.take().unwrap();
         let err = child.stderr.take().unwrap();
-        let readers = vec![self.forward(name, out), self.forward(name, err)];
-        (child, readers)
+        let group = Arc::new(Mutex::new(name.to_string()));
+        let readers = vec![self.forward(&group, out), self.forward(&group, err)];
+        Proc {
+            child,
+            readers,
+            group,
+            configmap,
+            written: c["configMap"].clone(),
+        }
     }
 
-    /// Appends every line `from` yields to group `name`'s log while the group exists.
-    fn forward(&self, name: &str, from: impl Read + Send + 'static) -> JoinHandle<()> {
-        let (world, name) = (self.world.clone(), name.to_string());
+    /// Appends every line `from` yields to the log of the process's group while it exists.
+    fn forward(
+        &self,
+        group: &Arc<Mutex<String>>,
+        from: impl Read + Send + 'static,
+    ) -> JoinHandle<()> {
+        let (world, group) = (self.world.clone(), group.clone());
         std::thread::spawn(move || {
             for line in BufReader::new(from).lines() {
                 let Ok(line) = line else { return };
+                let name = group.lock().unwrap().clone();
                 let mut w = world.lock().unwrap();
                 if w.groups.contains_key(&name) {
                     print(&mut w, &name, &[&line]);
@@ -158,12 +228,23 @@ impl Containers {
     }
 }
 
+/// Writes config map `map` (`{"keyValuePairs": {..}}`) into `dir`, one file per key, each
+/// written whole (a temporary file renamed over the old one).
+fn mount(dir: &std::path::Path, map: &Value) {
+    for (key, value) in map["keyValuePairs"].as_object().into_iter().flatten() {
+        let tmp = dir.join(format!(".{key}.tmp"));
+        std::fs::write(&tmp, value.as_str().unwrap_or_default()).expect("write a config map key");
+        std::fs::rename(&tmp, dir.join(key)).expect("place a config map key");
+    }
+}
+
 impl Drop for Containers {
     fn drop(&mut self) {
-        for (c, _) in self.running.values_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
+        for p in self.running.values_mut() {
+            let _ = p.child.kill();
+            let _ = p.child.wait();
         }
+        let _ = std::fs::remove_dir_all(&self.mounts);
     }
 }
 

@@ -114,6 +114,17 @@ pub struct World {
     /// The actions `Permissions_ListForResource` reports on any other resource (the pull
     /// identity); `None`: Managed Identity Operator's, which `infra/main.bicep` assigns there.
     pub resource_permissions: Option<Vec<String>>,
+    /// Container group profiles by resource id ([`crate::arm_standby`]).
+    pub profiles: HashMap<String, Value>,
+    /// Standby pools by resource id ([`crate::arm_standby`]).
+    pub pools: HashMap<String, crate::arm_standby::Pool>,
+    /// Names given to the pools' groups so far.
+    pub standby_seq: u64,
+    /// Ready groups handed over under a task's name, `(old, new)`, for
+    /// [`crate::aci_containers`] to follow (the same running container, renamed).
+    pub renamed: Vec<(String, String)>,
+    /// Fault injection: ARM refuses every standby pool claim (a deleted pool, say).
+    pub refuse_claims: bool,
 }
 
 /// Managed Identity Operator's actions (https://learn.microsoft.com/azure/role-based-access-control/built-in-roles).
@@ -131,6 +142,8 @@ pub const MANAGED_IDENTITY_OPERATOR_ACTIONS: &[&str] = &[
 pub const BICEP_ROLE_ACTIONS: &[&str] = &[
     "Microsoft.ContainerInstance/containerGroups/*",
     "Microsoft.ContainerInstance/locations/*/read",
+    "Microsoft.ContainerInstance/containerGroupProfiles/read",
+    "Microsoft.StandbyPool/standbyContainerGroupPools/read",
     "Microsoft.Insights/metrics/read",
     "Microsoft.Insights/metricDefinitions/read",
 ];
@@ -256,6 +269,9 @@ pub async fn arm(req: HttpRequest, body: web::Bytes, w: web::Data<Shared>) -> Ht
                 .json(json!({"error": {"code": "AuthorizationFailed", "message": "no"}}));
         }
         return poll_op(&mut w, name);
+    }
+    if let Some(answer) = crate::arm_standby::route(&mut w, &req, &path, &json_body) {
+        return answer;
     }
     let prefix = format!(
         "/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.ContainerInstance/containerGroups"
@@ -499,6 +515,7 @@ pub fn aci_config(s: &StandIn) -> AciConfig {
         entrypoint: "/worker".into(),
         poll: Duration::from_millis(20),
         create_wait: Duration::from_secs(10),
+        standby: None,
     }
 }
 

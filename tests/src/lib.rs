@@ -47,6 +47,7 @@ pub fn docker_available() -> bool {
 
 pub mod aci_containers;
 pub mod arm;
+pub mod arm_standby;
 pub mod browser;
 pub mod faults;
 pub mod host;

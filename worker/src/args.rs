@@ -123,6 +123,14 @@ impl Env {
     }
 }
 
+/// The config map directory of a standby worker (`model::standby::CONFIGMAP_DIR_ENV`), if this
+/// worker was started ahead of its task.
+pub fn standby_dir() -> Option<std::path::PathBuf> {
+    std::env::var_os(model::standby::CONFIGMAP_DIR_ENV)
+        .filter(|d| !d.is_empty())
+        .map(std::path::PathBuf::from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

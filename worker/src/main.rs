@@ -9,9 +9,11 @@
 //! - `args`: the command line and the environment, read in one place.
 //! - `callback`: state reports with retries and backoff.
 //! - `work`: the demo and the user's command.
+//! - `standby`: a worker started ahead of its task (ACI standby pool) waits for its assignment.
 
 mod args;
 mod callback;
+mod standby;
 mod work;
 
 use args::{Args, Env, USAGE};
@@ -29,6 +31,11 @@ fn main() {
     if args.help {
         println!("{USAGE}");
         return;
+    }
+    if let Some(dir) = args::standby_dir() {
+        let e = standby::wait_and_run(&dir);
+        eprintln!("worker: cannot start the assigned work: {e}");
+        std::process::exit(1);
     }
     std::process::exit(run(&args, Env::from_process()));
 }

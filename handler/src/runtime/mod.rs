@@ -4,9 +4,9 @@
 //! - [`containment`]: the network, sandbox and hardening of Docker task containers.
 //! - [`image`]: builds the `FROM scratch` worker image for Docker from the static worker binary.
 //! - [`process`]: plain child processes of the handler, where no Docker Engine answers.
-//! - [`aci`]: Azure Container Instances over ARM, in Azure; [`aci_logs`] captures their logs
-//!   while they run; `aci_error` sorts Azure's errors, `aci_view` reads group states and
-//!   metrics.
+//! - [`aci`]: Azure Container Instances over ARM, in Azure (its `logs` captures their logs
+//!   while they run; `error` sorts Azure's errors, `view` reads group states and
+//!   metrics; `standby` claims warm groups from a standby pool).
 //! - [`fake`]: an in-memory runtime for fast tests of spawn and reconcile, scripted by the test.
 //!
 //! Errors: one [`RuntimeError`] for every backend, keeping the client's error as its source.
@@ -17,9 +17,6 @@
 //! task attempt's container exist?" after a restart without any bookkeeping of its own.
 
 pub mod aci;
-mod aci_error;
-pub mod aci_logs;
-mod aci_view;
 pub mod containment;
 pub mod docker;
 mod error;

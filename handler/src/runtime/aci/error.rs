@@ -2,7 +2,7 @@
 //! and the one place it is sorted into a [`RuntimeError`] by what the caller should do about
 //! it (module docs of `aci`, "Errors"), keeping it as the source.
 
-use super::RuntimeError;
+use crate::runtime::RuntimeError;
 use reqwest::StatusCode;
 use std::time::Duration;
 
@@ -56,6 +56,9 @@ pub enum AciError {
     /// The group went away while `create` waited for it (deleted by someone else).
     #[error("container group {0} vanished while being created")]
     Vanished(String),
+    /// The standby pool's container group profile cannot be used (`standby`).
+    #[error("standby pool: {0}")]
+    Standby(String),
 }
 
 /// ARM's code when the subscription is not registered for a resource provider:
@@ -130,7 +133,18 @@ fn classify(e: &AciError) -> Class {
         | AciError::Identity(_)
         | AciError::Status { .. }
         | AciError::Decode(_)
-        | AciError::Vanished(_) => Class::Other,
+        | AciError::Vanished(_)
+        | AciError::Standby(_) => Class::Other,
+    }
+}
+
+impl AciError {
+    /// Whether the [`RuntimeError`] this becomes is transient (`RuntimeError::is_transient`).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            classify(self),
+            Class::Unavailable | Class::NotSetUp | Class::Throttled(_)
+        )
     }
 }
 

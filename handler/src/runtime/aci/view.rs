@@ -1,7 +1,7 @@
 //! How ACI's answers read: a container group's state ([`status_of`]) and Azure Monitor's
 //! metrics ([`sample_of`]), as pure functions of the JSON, unit-tested without a server.
 
-use super::{ContainerStatus, Phase, RuntimeError};
+use crate::runtime::{ContainerStatus, Phase, RuntimeError};
 use azure_mgmt_containerinstance::models::ContainerGroup;
 use model::MetricSample;
 use serde::Deserialize;
