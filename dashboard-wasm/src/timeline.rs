@@ -7,8 +7,11 @@
 //! a person sees at a glance how many ran at once, how long they waited, which straggle and
 //! which failed. Hovering a bar names the task; clicking it opens its details.
 //!
-//! One canvas element whatever the number of tasks (at most [`TASKS`], the newest ones, in
-//! the order they were submitted), refetched at most every [`EVERY`] while something changed.
+//! One canvas element whatever the number of tasks: the tasks of the window (still running or
+//! waiting, or ended within the last [`SPAN_MS`]; the newest [`TASKS`] of them, in the order
+//! they were submitted), asked of the server by time (`GET /api/tasks?active_since=`), so the
+//! window is the same at 10 tasks or 100,000; refetched at most every [`EVERY`] while
+//! something changed.
 
 use crate::api;
 use crate::format::duration_ms;
@@ -18,8 +21,8 @@ use model::{Task, TaskId, TaskPage, TaskState};
 use std::time::Duration;
 use wasm_bindgen::JsCast;
 
-/// How many of the newest tasks are drawn.
-pub const TASKS: usize = 500;
+/// At most this many tasks of the window are drawn (the newest; one page of the list API).
+pub const TASKS: usize = model::limits::MAX_PAGE;
 /// How often the timeline refetches while the board changes, and moves "now".
 const EVERY: Duration = Duration::from_secs(1);
 /// Longest span drawn: the last five minutes.
@@ -84,7 +87,9 @@ pub fn Timeline(
         busy.set_value(true);
         seen.set_value(generation);
         leptos::task::spawn_local(async move {
-            if let Ok(page) = api::get::<TaskPage>(&format!("/api/tasks?limit={TASKS}")).await {
+            let since = (js_sys::Date::now() - SPAN_MS) as i64;
+            let url = format!("/api/tasks?limit={TASKS}&active_since={since}");
+            if let Ok(page) = api::get::<TaskPage>(&url).await {
                 tasks.set(page.tasks);
             }
             busy.set_value(false);
@@ -140,7 +145,7 @@ pub fn Timeline(
         poll();
     };
     view! {
-        <section class="timeline-box" aria-label="Timeline of the newest tasks">
+        <section class="timeline-box" aria-label="Timeline of the last minutes">
             <button class="timeline-toggle" aria-expanded=move || open.get().to_string() on:click=toggle>
                 {move || if open.get() { "Hide timeline" } else { "Show timeline" }}
             </button>

@@ -467,6 +467,7 @@ async fn list(app: Data, q: web::Query<ListQuery>) -> Result<HttpResponse> {
             limit,
             cursor: q.cursor,
             offset,
+            active_since_ms: q.active_since,
         })
         .await?;
     Ok(HttpResponse::Ok().json(page))

@@ -140,6 +140,10 @@ pub struct ListQuery {
     /// board asks for the tiles at any scroll position with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset: Option<usize>,
+    /// Only tasks still unfinished or finished at or after this time (ms since the epoch): what a
+    /// timeline of the last minutes draws.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_since: Option<i64>,
 }
 
 /// Answer of `GET /api/tasks`: newest first; a batch in the order it was submitted.

@@ -76,6 +76,49 @@ pub async fn run_all(store: Arc<dyn TaskStore>) {
     remove_finished_keeps_the_rest(&*store).await;
     batches_show_in_submission_order_and_offsets_jump(&*store).await;
     counts_stay_exact_through_every_change(&*store).await;
+    a_time_window_lists_the_unfinished_and_the_recently_finished(&*store).await;
+}
+
+/// `active_since_ms` (a timeline's window): unfinished tasks, and finished ones that ended at
+/// or after the time, newest first; tasks that ended earlier are left out.
+async fn a_time_window_lists_the_unfinished_and_the_recently_finished(s: &dyn TaskStore) {
+    let tasks: Vec<Task> = (0..4).map(|n| task("win", n)).collect();
+    s.insert(&tasks).await.unwrap();
+    up(s, &tasks[1].id, cancel(), 1_000_000_000).await.unwrap();
+    up(s, &tasks[2].id, cancel(), 2_000_000_000).await.unwrap();
+    up(s, &tasks[3].id, provision(1), 2_000_000_000)
+        .await
+        .unwrap();
+    let since = 1_500_000_000;
+    let page = s
+        .list(&ListFilter {
+            states: vec![],
+            limit: 1000,
+            cursor: None,
+            offset: 0,
+            active_since_ms: Some(since),
+        })
+        .await
+        .unwrap();
+    for t in &page.tasks {
+        assert!(
+            !t.state.is_terminal() || t.finished_at_ms.is_some_and(|at| at >= since),
+            "outside the window: {t:?}"
+        );
+    }
+    let ids: Vec<&TaskId> = page.tasks.iter().map(|t| &t.id).collect();
+    for (n, want) in [(0, true), (1, false), (2, true), (3, true)] {
+        assert_eq!(
+            ids.contains(&&tasks[n].id),
+            want,
+            "task {n} of the window test"
+        );
+    }
+    let pos = |n: usize| ids.iter().position(|i| **i == tasks[n].id).unwrap();
+    assert!(
+        pos(0) < pos(2) && pos(2) < pos(3),
+        "newest first, a batch in submission order"
+    );
 }
 
 async fn insert_is_idempotent(s: &dyn TaskStore) {
@@ -196,6 +239,7 @@ async fn listing_pages_filters_and_counts(s: &dyn TaskStore) {
                 limit: 7,
                 cursor: cursor.clone(),
                 offset: 0,
+                active_since_ms: None,
             })
             .await
             .unwrap();
@@ -223,6 +267,7 @@ async fn listing_pages_filters_and_counts(s: &dyn TaskStore) {
             limit: 100,
             cursor: None,
             offset: 0,
+            active_since_ms: None,
         })
         .await
         .unwrap();
@@ -240,6 +285,7 @@ async fn listing_pages_filters_and_counts(s: &dyn TaskStore) {
             limit: 5,
             cursor: Some("not-a-cursor".into()),
             offset: 0,
+            active_since_ms: None,
         })
         .await;
     assert!(matches!(bad, Err(StoreError::BadCursor)));
@@ -331,6 +377,7 @@ async fn whole_board(
                 limit: 1000,
                 cursor,
                 offset: 0,
+                active_since_ms: None,
             })
             .await
             .unwrap();
@@ -382,6 +429,7 @@ async fn batches_show_in_submission_order_and_offsets_jump(s: &dyn TaskStore) {
                 limit,
                 cursor: None,
                 offset,
+                active_since_ms: None,
             })
             .await
             .unwrap();
@@ -398,6 +446,7 @@ async fn batches_show_in_submission_order_and_offsets_jump(s: &dyn TaskStore) {
             limit: 2,
             cursor: None,
             offset: 1,
+            active_since_ms: None,
         })
         .await
         .unwrap();

@@ -191,6 +191,7 @@ async fn one_size(n: usize) {
             limit: 1000,
             cursor: None,
             offset: 0,
+            active_since_ms: None,
         })
         .await
         .unwrap();
@@ -306,6 +307,7 @@ async fn list_api_at_a_million() {
                 limit: 100,
                 cursor: None,
                 offset: 0,
+                active_since_ms: None,
             })
             .await
             .unwrap();

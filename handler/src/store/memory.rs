@@ -99,6 +99,11 @@ impl TaskStore for MemoryStore {
             .range(..before)
             .rev()
             .filter(|(_, t)| f.states.is_empty() || f.states.contains(&t.state))
+            .filter(|(_, t)| {
+                f.active_since_ms.is_none_or(|since| {
+                    !t.state.is_terminal() || t.finished_at_ms.is_some_and(|at| at >= since)
+                })
+            })
             .skip(f.offset);
         let mut tasks = Vec::new();
         let mut last = None;

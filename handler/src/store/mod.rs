@@ -152,6 +152,9 @@ pub struct ListFilter {
     pub cursor: Option<String>,
     /// Tasks to skip (after the cursor, if any): how a virtualised board jumps to a position.
     pub offset: usize,
+    /// Only tasks still unfinished or finished at or after this time (ms since the epoch):
+    /// the ones a timeline of the last minutes draws, however many older ones are stored.
+    pub active_since_ms: Option<i64>,
 }
 
 /// Storage of tasks, their worker-token hashes, logs and metric samples.

@@ -160,7 +160,8 @@ impl MongoStore {
         client.database(db).drop().await.map_err(backend)
     }
 
-    /// `{seq: -1}` for the board, `{state: 1, seq: -1}` for filtered pages and the reconciler.
+    /// `{seq: -1}` for the board, `{state: 1, seq: -1}` for filtered pages and the reconciler,
+    /// `{finished_at_ms: 1}` for a timeline's window.
     async fn create_indexes(&self) -> Result<(), StoreError> {
         // The first command: an incompatible server fails here, with words from connect_error.
         let named = |keys: Document, name: &str| {
@@ -172,6 +173,7 @@ impl MongoStore {
         let models = vec![
             named(doc! { "seq": -1 }, "seq_desc"),
             named(doc! { "state": 1, "seq": -1 }, "state_seq"),
+            named(doc! { "finished_at_ms": 1 }, "finished"),
         ];
         with_retry(|| self.tasks.create_indexes(models.clone()))
             .await
@@ -298,6 +300,16 @@ impl TaskStore for MongoStore {
         if let Some(c) = &f.cursor {
             let before: i64 = c.parse().map_err(|_| StoreError::BadCursor)?;
             filter.insert("seq", doc! { "$lt": before });
+        }
+        if let Some(since) = f.active_since_ms {
+            let unfinished = state_names(TaskState::matching(|s| !s.is_terminal()));
+            filter.insert(
+                "$or",
+                vec![
+                    doc! { "state": { "$in": unfinished } },
+                    doc! { "finished_at_ms": { "$gte": since } },
+                ],
+            );
         }
         let limit = f.limit.max(1);
         let mut rows = self

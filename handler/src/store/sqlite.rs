@@ -49,7 +49,7 @@ impl SqliteStore {
 
 /// `IN (?, ?, ...)` for the states where `pred` holds, with their names to bind: the SQL never
 /// spells a state, so the list follows `TaskState` by itself.
-fn states_where(pred: impl Fn(TaskState) -> bool) -> (String, Vec<&'static str>) {
+pub(crate) fn states_where(pred: impl Fn(TaskState) -> bool) -> (String, Vec<&'static str>) {
     let names: Vec<_> = TaskState::matching(pred).map(TaskState::as_str).collect();
     (format!("IN ({})", vec!["?"; names.len()].join(",")), names)
 }
