@@ -12,14 +12,13 @@
 //! previous CPU totals are kept per container and the delta is computed here.
 
 use super::containment::{self, Containment, Prepared};
-use super::{ContainerRuntime, ContainerSpec, ContainerStatus, Created, Phase, RuntimeError};
+use super::{ContainerRuntime, ContainerSpec, ContainerStatus, Created, RuntimeError};
 use async_trait::async_trait;
 use bollard::errors::Error as DockerError;
 use bollard::models::{ContainerCreateBody, ContainerState, ContainerStateStatusEnum, HostConfig};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, EventsOptionsBuilder, KillContainerOptionsBuilder,
-    ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    StatsOptionsBuilder,
+    CreateContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StatsOptionsBuilder,
 };
 use bollard::Docker;
 use futures::stream::{BoxStream, StreamExt};
@@ -28,6 +27,11 @@ use model::{Logs, MetricSample};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
+
+mod events;
+mod state;
+use events::exit_events;
+use state::{cpu_between, memory_in_use, parse_rfc3339_ns, to_status, CpuMark};
 
 /// Label on every container this system creates; the filter of `list` and of the exit events.
 pub const MANAGED_LABEL: &str = "eda.managed";
@@ -44,15 +48,6 @@ const ADOPT_POLL: Duration = Duration::from_millis(20);
 const FIRST_SAMPLE_MIN_WALL: Duration = Duration::from_secs(1);
 /// Longest pause between two reconnects of the event stream (the daemon restarting).
 const EVENTS_MAX_BACKOFF: Duration = Duration::from_secs(5);
-
-/// A container's CPU counter at one moment: what the next sample's delta starts from.
-#[derive(Debug, Clone, Copy)]
-struct CpuMark {
-    /// Cumulated CPU time of the container, ns.
-    used_ns: u64,
-    /// When the counter was read, ns since the epoch (the daemon's clock).
-    at_ns: i128,
-}
 
 /// [`ContainerRuntime`] over the Docker Engine API.
 pub struct DockerRuntime {
@@ -204,15 +199,6 @@ impl DockerRuntime {
     }
 }
 
-/// Percent of one core used between two marks.
-fn cpu_between(prev: CpuMark, now: CpuMark) -> f64 {
-    let wall = now.at_ns - prev.at_ns;
-    if wall <= 0 {
-        return 0.0;
-    }
-    now.used_ns.saturating_sub(prev.used_ns) as f64 * 100.0 / wall as f64
-}
-
 /// The HTTP status the daemon answered, if it answered.
 pub(crate) fn status_of(e: &DockerError) -> Option<u16> {
     match e {
@@ -294,76 +280,6 @@ fn create_body(spec: &ContainerSpec, c: &Containment, network_mode: &str) -> Con
     };
     c.apply(&mut body, network_mode);
     body
-}
-
-/// The trait's view of Docker's container state.
-fn to_status(state: ContainerState) -> ContainerStatus {
-    use ContainerStateStatusEnum as S;
-    let error = state.error.filter(|e| !e.is_empty());
-    let phase = match state.status {
-        Some(S::RUNNING | S::PAUSED | S::RESTARTING | S::STOPPING) => Phase::Running,
-        // A start that failed (bad command) leaves it "created" with an error: it will never run.
-        Some(S::CREATED) if error.is_some() => Phase::Exited,
-        Some(S::CREATED) | None | Some(S::EMPTY) => Phase::Starting,
-        Some(S::EXITED | S::DEAD | S::REMOVING) => Phase::Exited,
-    };
-    let exited = phase == Phase::Exited;
-    let exit_code = state.exit_code.filter(|_| exited);
-    let oom_killed = state.oom_killed.unwrap_or(false);
-    let detail = error.or_else(|| {
-        if !exited {
-            None
-        } else if oom_killed {
-            Some("out of memory (OOM killed)".into())
-        } else {
-            exit_code
-                .and_then(model::output::signal_of)
-                .map(model::output::killed_by_signal)
-        }
-    });
-    ContainerStatus {
-        phase,
-        exit_code,
-        oom_killed,
-        detail,
-    }
-}
-
-/// Parses an RFC 3339 UTC time as Docker writes it (`2026-11-30T10:40:12.123456789Z`) into ns
-/// since the epoch. Hand-written to avoid a date crate for two timestamps.
-fn parse_rfc3339_ns(s: &str) -> Option<i128> {
-    let (date, time) = s.split_once('T')?;
-    let time = time.strip_suffix('Z')?;
-    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>());
-    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
-    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
-    let mut t = hms.splitn(3, ':').map(|p| p.parse::<i64>());
-    let (hh, mm, ss) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
-    let nanos: i128 = if frac.is_empty() {
-        0
-    } else {
-        format!("{frac:0<9}").get(..9)?.parse().ok()?
-    };
-    // Days from civil (H. Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
-    Some(i128::from(secs) * 1_000_000_000 + nanos)
-}
-
-/// Memory in use: the usage minus the page cache the kernel can drop (as `docker stats` shows).
-fn memory_in_use(m: &bollard::models::ContainerMemoryStats) -> u64 {
-    let usage = m.usage.unwrap_or(0);
-    let cache = m.stats.as_ref().and_then(|s| {
-        ["total_inactive_file", "inactive_file", "cache"]
-            .iter()
-            .find_map(|k| s.get(*k).copied())
-    });
-    usage.saturating_sub(cache.unwrap_or(0))
 }
 
 #[async_trait]
@@ -502,107 +418,10 @@ impl ContainerRuntime for DockerRuntime {
     }
 }
 
-/// Where the exit-event stream is: connected or waiting to reconnect.
-struct EventsState {
-    /// Client used to (re)subscribe.
-    docker: Docker,
-    /// The open subscription, if any.
-    events: Option<BoxStream<'static, Result<bollard::models::EventMessage, DockerError>>>,
-    /// Time (s since the epoch) of the last event seen, so a reconnect replays the gap.
-    since: Option<i64>,
-    /// Pause before the next reconnect.
-    backoff: Duration,
-}
-
-/// Names of our containers as they die, from Docker's event stream; resubscribes with backoff
-/// (replaying from the last event seen) when the daemon goes away and comes back.
-fn exit_events(docker: Docker) -> BoxStream<'static, String> {
-    let state = EventsState {
-        docker,
-        events: None,
-        // The subscription starts at the first poll; replaying from now covers the gap between
-        // this call and then (at worst an event of the same second twice: exits are idempotent).
-        since: Some(crate::clock::now_ms() / 1000),
-        backoff: EVENTS_FIRST_BACKOFF,
-    };
-    futures::stream::unfold(state, |mut st| async move {
-        loop {
-            let events = st
-                .events
-                .get_or_insert_with(|| subscribe(&st.docker, st.since));
-            match events.next().await {
-                Some(Ok(ev)) => {
-                    st.backoff = EVENTS_FIRST_BACKOFF;
-                    st.since = ev.time.or(st.since);
-                    let name = ev.actor.and_then(|a| a.attributes?.remove("name"));
-                    if let Some(name) = name {
-                        return Some((name, st));
-                    }
-                }
-                end => {
-                    if let Some(Err(e)) = end {
-                        tracing::debug!(error = %e, "docker event stream failed; reconnecting");
-                    }
-                    st.events = None;
-                    tokio::time::sleep(st.backoff).await;
-                    st.backoff = (st.backoff * 2).min(EVENTS_MAX_BACKOFF);
-                }
-            }
-        }
-    })
-    .boxed()
-}
-
-/// One subscription to `die` events of managed containers, from `since` when reconnecting.
-fn subscribe(
-    docker: &Docker,
-    since: Option<i64>,
-) -> BoxStream<'static, Result<bollard::models::EventMessage, DockerError>> {
-    let filters = HashMap::from([
-        ("type", vec!["container".to_string()]),
-        ("event", vec!["die".to_string()]),
-        ("label", vec![format!("{MANAGED_LABEL}=true")]),
-    ]);
-    let mut options = EventsOptionsBuilder::new().filters(&filters);
-    if let Some(since) = since {
-        options = options.since(&since.to_string());
-    }
-    docker.events(Some(options.build())).boxed()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use model::Resources;
-
-    #[test]
-    fn rfc3339_parses_to_epoch_nanos() {
-        assert_eq!(parse_rfc3339_ns("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(
-            parse_rfc3339_ns("2026-11-30T10:40:12.5Z"),
-            Some(1_796_035_212_500_000_000)
-        );
-        assert_eq!(
-            parse_rfc3339_ns("2000-03-01T00:00:01.000000001Z"),
-            Some(951_868_801_000_000_001)
-        );
-        assert_eq!(parse_rfc3339_ns("not a date"), None);
-        assert_eq!(parse_rfc3339_ns("2026-11-30T10:40:12+01:00"), None);
-    }
-
-    #[test]
-    fn cpu_is_percent_of_one_core() {
-        let a = CpuMark {
-            used_ns: 0,
-            at_ns: 0,
-        };
-        let b = CpuMark {
-            used_ns: 500_000_000,
-            at_ns: 1_000_000_000,
-        };
-        assert!((cpu_between(a, b) - 50.0).abs() < 1e-9);
-        assert_eq!(cpu_between(b, a), 0.0);
-    }
 
     #[test]
     fn the_first_sample_averages_since_start() {
@@ -623,42 +442,6 @@ mod tests {
             at_ns: 5_000_000,
         };
         assert_eq!(rt.cpu_percent("d", early, Some(0)), 2.0);
-    }
-
-    #[test]
-    fn memory_excludes_the_page_cache() {
-        let m = bollard::models::ContainerMemoryStats {
-            usage: Some(1000),
-            stats: Some(HashMap::from([("total_inactive_file".to_string(), 300)])),
-            ..Default::default()
-        };
-        assert_eq!(memory_in_use(&m), 700);
-    }
-
-    #[test]
-    fn status_maps_docker_states() {
-        let exited = ContainerState {
-            status: Some(ContainerStateStatusEnum::EXITED),
-            exit_code: Some(137),
-            ..Default::default()
-        };
-        let s = to_status(exited);
-        assert_eq!(s.phase, Phase::Exited);
-        assert_eq!(s.exit_code, Some(137));
-        assert_eq!(s.detail.as_deref(), Some("killed by signal 9"));
-        let failed_start = ContainerState {
-            status: Some(ContainerStateStatusEnum::CREATED),
-            exit_code: Some(127),
-            error: Some("exec: \"nope\": not found".into()),
-            ..Default::default()
-        };
-        assert_eq!(to_status(failed_start).phase, Phase::Exited);
-        let running = ContainerState {
-            status: Some(ContainerStateStatusEnum::RUNNING),
-            exit_code: Some(0),
-            ..Default::default()
-        };
-        assert_eq!(to_status(running).exit_code, None);
     }
 
     #[test]
