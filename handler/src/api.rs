@@ -2,12 +2,10 @@
 //! input, delegates to the task service, the intake, the runtime or the reconciler, and maps
 //! errors to statuses in one place ([`ApiError`]). Internal errors are logged, never shown.
 
-use crate::app::{App, IntakeError};
+use crate::app::App;
 use crate::clock::now_ms;
 use crate::reconcile;
-use crate::runtime::RuntimeError;
-use crate::spawn::check_work;
-use crate::store::{ListFilter, StorageProblem, StoreError};
+use crate::store::ListFilter;
 use crate::token;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -16,141 +14,16 @@ use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use futures::StreamExt;
 use model::{
-    limits, Event, LifecycleError, ListQuery, ReportedState, StateReport, SubmitResponse, Task,
-    TaskId, TaskState, WorkItem,
+    limits, Event, ListQuery, ReportedState, StateReport, SubmitResponse, Task, TaskId, WorkItem,
 };
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Every error the API answers with: a status, a stable code and a message for people.
-#[derive(Debug)]
-pub struct ApiError {
-    /// HTTP status.
-    pub status: StatusCode,
-    /// Machine-readable code (e.g. `work_too_large`).
-    pub code: &'static str,
-    /// What went wrong; for a limit, which limit.
-    pub message: String,
-}
-
-impl ApiError {
-    /// A 4xx/5xx with a code and message.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-
-    fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, code, message)
-    }
-
-    fn internal(e: impl std::fmt::Display) -> ApiError {
-        tracing::error!(error = %e, "internal error");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error; see the handler's log",
-        )
-    }
-}
-
-impl std::fmt::Display for ApiError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.code, self.message)
-    }
-}
-
-impl ResponseError for ApiError {
-    fn status_code(&self) -> StatusCode {
-        self.status
-    }
-    fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(model::ApiError {
-            code: self.code.into(),
-            message: self.message.clone(),
-        })
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> ApiError {
-        match e {
-            StoreError::NotFound(id) => ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("task {id} not found"),
-            ),
-            StoreError::Refused { source, .. } => {
-                let code = match source {
-                    LifecycleError::Illegal { .. } => "illegal_transition",
-                    LifecycleError::Stale { .. } => "stale_attempt",
-                };
-                ApiError::new(StatusCode::CONFLICT, code, source.to_string())
-            }
-            StoreError::BadCursor => {
-                ApiError::bad("bad_cursor", "the cursor is not one this API returned")
-            }
-            e @ StoreError::Storage { .. } => ApiError::storage(&e),
-            e @ (StoreError::Sqlite(_)
-            | StoreError::Mongo(_)
-            | StoreError::Incompatible { .. }
-            | StoreError::Codec(_)
-            | StoreError::Contended { .. }
-            | StoreError::Unavailable(_)) => ApiError::internal(e),
-        }
-    }
-}
-
-impl ApiError {
-    /// The data directory cannot take writes: 507 Insufficient Storage when it is full (RFC
-    /// 4918 section 11.5: "unable to store the representation needed to complete the
-    /// request"), 503 otherwise; the message says where and what. The cause goes to the log.
-    fn storage(e: &StoreError) -> ApiError {
-        let StoreError::Storage { dir, problem, .. } = e else {
-            return ApiError::internal(e);
-        };
-        let cause = std::error::Error::source(e).map(|c| c.to_string());
-        tracing::error!(dir = %dir.display(), %problem, cause, "the store cannot write");
-        let (status, code) = match problem {
-            StorageProblem::Full => (StatusCode::INSUFFICIENT_STORAGE, "storage_full"),
-            StorageProblem::ReadOnly => (StatusCode::SERVICE_UNAVAILABLE, "storage_read_only"),
-            StorageProblem::Gone => (StatusCode::SERVICE_UNAVAILABLE, "storage_gone"),
-            StorageProblem::Failing => (StatusCode::SERVICE_UNAVAILABLE, "storage_failing"),
-        };
-        ApiError::new(
-            status,
-            code,
-            format!("{e}; the request was not acknowledged (retry once the cause is fixed)"),
-        )
-    }
-}
-
-impl From<IntakeError> for ApiError {
-    fn from(e: IntakeError) -> ApiError {
-        match e {
-            IntakeError::Store(e) => e.into(),
-            e => ApiError::internal(e),
-        }
-    }
-}
-
-impl From<RuntimeError> for ApiError {
-    fn from(e: RuntimeError) -> ApiError {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "runtime", e.to_string())
-    }
-}
-
-impl From<reconcile::ReconcileError> for ApiError {
-    fn from(e: reconcile::ReconcileError) -> ApiError {
-        match e {
-            reconcile::ReconcileError::Store(e) => e.into(),
-            e => ApiError::internal(e),
-        }
-    }
-}
+mod error;
+mod input;
+pub use error::ApiError;
+use input::read_json;
+pub use input::{new_id, new_tasks, parse_states};
 
 type Data = web::Data<Arc<App>>;
 type Result<T> = std::result::Result<T, ApiError>;
@@ -248,59 +121,6 @@ async fn load(app: &App, id: &TaskId) -> Result<Task> {
     Ok(app.tasks().load(id).await?)
 }
 
-/// Reads a JSON body: at most `limit` bytes, UTF-8, nesting at most `MAX_JSON_DEPTH`.
-async fn read_json<T: serde::de::DeserializeOwned>(
-    mut payload: web::Payload,
-    limit: usize,
-) -> Result<T> {
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad("body_unreadable", e.to_string()))?;
-        if body.len() + chunk.len() > limit {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!("the request body is over the limit of {limit} bytes"),
-            ));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    let text = std::str::from_utf8(&body)
-        .map_err(|e| ApiError::bad("invalid_utf8", format!("the body is not valid UTF-8: {e}")))?;
-    if json_depth(text) > limits::MAX_JSON_DEPTH {
-        return Err(ApiError::bad(
-            "too_deep",
-            format!(
-                "JSON nesting is deeper than {} levels",
-                limits::MAX_JSON_DEPTH
-            ),
-        ));
-    }
-    serde_json::from_str(text)
-        .map_err(|e| ApiError::bad("invalid_json", format!("invalid JSON body: {e}")))
-}
-
-/// The deepest nesting of arrays and objects in `text` (strings are skipped).
-fn json_depth(text: &str) -> usize {
-    let (mut depth, mut max, mut in_str, mut esc) = (0usize, 0usize, false, false);
-    for b in text.bytes() {
-        match (in_str, esc, b) {
-            (true, true, _) => esc = false,
-            (true, false, b'\\') => esc = true,
-            (true, false, b'"') => in_str = false,
-            (true, ..) => {}
-            (false, _, b'"') => in_str = true,
-            (false, _, b'[' | b'{') => {
-                depth += 1;
-                max = max.max(depth);
-            }
-            (false, _, b']' | b'}') => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    max
-}
-
 /// `GET /api/health`: 200 when the handler can take work; 507/503 with the store's error
 /// (as any route answers it) while its data directory cannot take writes.
 async fn health(app: Data) -> HttpResponse {
@@ -335,107 +155,6 @@ async fn submit(app: Data, payload: web::Payload) -> Result<HttpResponse> {
     let tasks = new_tasks(&app, items)?;
     let tasks = app.intake().submit(tasks).await?;
     Ok(HttpResponse::Accepted().json(SubmitResponse { tasks }))
-}
-
-/// Checks every item and makes its tasks (not stored yet).
-pub fn new_tasks(app: &App, items: Vec<WorkItem>) -> Result<Vec<Task>> {
-    if items.is_empty() {
-        return Err(ApiError::bad("empty_batch", "the batch has no items"));
-    }
-    let total: u64 = items.iter().map(|i| u64::from(i.count.unwrap_or(1))).sum();
-    if total > limits::MAX_BATCH as u64 {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "batch_too_large",
-            format!(
-                "the batch makes {total} tasks; the limit is {} per request (MAX_BATCH)",
-                limits::MAX_BATCH
-            ),
-        ));
-    }
-    let s = app.settings();
-    let now = now_ms();
-    let mut tasks = Vec::with_capacity(total as usize);
-    for (n, item) in items.into_iter().enumerate() {
-        check_item(&item)
-            .map_err(|(status, code, m)| ApiError::new(status, code, format!("item {n}: {m}")))?;
-        for _ in 0..item.count.unwrap_or(1) {
-            let attempts = item.max_attempts.unwrap_or(s.max_attempts);
-            let timeout = item.timeout_secs.unwrap_or(s.timeout_secs);
-            tasks.push(Task::new(
-                new_id(now),
-                item.work.clone(),
-                s.resources,
-                attempts,
-                timeout,
-                now,
-            ));
-        }
-    }
-    Ok(tasks)
-}
-
-fn check_item(item: &WorkItem) -> std::result::Result<(), (StatusCode, &'static str, String)> {
-    if item.work.len() > limits::MAX_WORK_BYTES {
-        return Err((
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "work_too_large",
-            check_work(&item.work).unwrap_err(),
-        ));
-    }
-    check_work(&item.work).map_err(|m| (StatusCode::BAD_REQUEST, "invalid_work", m))?;
-    let bad = |code, m: String| Err((StatusCode::BAD_REQUEST, code, m));
-    if item.count == Some(0) {
-        return bad("invalid_count", "count must be at least 1".into());
-    }
-    if item
-        .max_attempts
-        .is_some_and(|a| a == 0 || a > limits::MAX_ATTEMPTS)
-    {
-        return bad(
-            "invalid_attempts",
-            format!(
-                "max_attempts must be 1..={} (MAX_ATTEMPTS)",
-                limits::MAX_ATTEMPTS
-            ),
-        );
-    }
-    if item
-        .timeout_secs
-        .is_some_and(|t| t == 0 || t > limits::MAX_TIMEOUT_SECS)
-    {
-        return bad(
-            "invalid_timeout",
-            format!(
-                "timeout_secs must be 1..={} (MAX_TIMEOUT_SECS)",
-                limits::MAX_TIMEOUT_SECS
-            ),
-        );
-    }
-    Ok(())
-}
-
-/// A new task id: milliseconds (hex, so ids sort by time) and 32 random bits.
-pub fn new_id(now_ms: i64) -> TaskId {
-    let mut r = [0u8; 4];
-    getrandom::fill(&mut r).expect("the OS random source is available");
-    TaskId::parse(&format!("{:011x}{}", now_ms, hex::encode(r))).expect("hex makes a valid id")
-}
-
-/// Parses `?state=`: names, or `active`, `finished`, `failed`.
-pub fn parse_states(raw: &str) -> Result<Vec<TaskState>> {
-    let mut out = Vec::new();
-    for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        match part {
-            "active" => out.extend(TaskState::ALL.into_iter().filter(|s| !s.is_terminal())),
-            "finished" => out.extend(TaskState::ALL.into_iter().filter(|s| s.is_terminal())),
-            "failed" => out.extend(TaskState::ALL.into_iter().filter(|s| s.is_failure())),
-            name => out.push(name.parse().map_err(|e: model::state::UnknownState| {
-                ApiError::bad("invalid_state", e.to_string())
-            })?),
-        }
-    }
-    Ok(out)
 }
 
 async fn list(app: Data, q: web::Query<ListQuery>) -> Result<HttpResponse> {
@@ -646,7 +365,9 @@ async fn events(app: Data) -> HttpResponse {
 
 #[cfg(test)]
 mod tests {
+    use super::input::json_depth;
     use super::*;
+    use model::TaskState;
 
     #[test]
     fn depth_ignores_brackets_in_strings() {
