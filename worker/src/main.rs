@@ -9,9 +9,11 @@
 //! - `args`: the command line and the environment, read in one place.
 //! - `callback`: state reports with retries and backoff.
 //! - `work`: the demo and the user's command.
+//! - `pool`: warm pool mode, where the task arrives over HTTP instead of in the environment.
 
 mod args;
 mod callback;
+mod pool;
 mod work;
 
 use args::{Args, Env, USAGE};
@@ -30,7 +32,18 @@ fn main() {
         println!("{USAGE}");
         return;
     }
-    std::process::exit(run(&args, Env::from_process()));
+    let env = Env::from_process();
+    let env = match &env.pool {
+        None => env,
+        Some(p) => match pool::wait(p) {
+            Ok(assignment) => env.assigned(assignment),
+            Err(e) => {
+                eprintln!("worker: {e}");
+                std::process::exit(pool::REFUSED);
+            }
+        },
+    };
+    std::process::exit(run(&args, env));
 }
 
 /// Reports, works, reports; returns the work's exit code.
@@ -49,7 +62,7 @@ fn run(args: &Args, env: Env) -> i32 {
     let finished = if args.command.is_empty() {
         work::demo(&env.message, env.demo_duration(args))
     } else {
-        work::run(&args.command)
+        work::run(&args.command, &env.assigned)
     };
     let state = match finished.exit_code {
         0 => ReportedState::Done,

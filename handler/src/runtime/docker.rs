@@ -19,7 +19,7 @@ use bollard::models::{ContainerCreateBody, ContainerState, ContainerStateStatusE
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, EventsOptionsBuilder, KillContainerOptionsBuilder,
     ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    StatsOptionsBuilder,
+    RenameContainerOptionsBuilder, StatsOptionsBuilder,
 };
 use bollard::Docker;
 use futures::stream::{BoxStream, StreamExt};
@@ -495,6 +495,16 @@ impl ContainerRuntime for DockerRuntime {
             .map(|n| n.trim_start_matches('/').to_string())
             .filter(|n| n.starts_with(model::naming::PREFIX))
             .collect())
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<(), RuntimeError> {
+        let options = RenameContainerOptionsBuilder::new().name(to).build();
+        match self.docker.rename_container(from, options).await {
+            Err(e) if status_of(&e) == Some(404) => {
+                Err(RuntimeError::NoSuchContainer(from.to_string()))
+            }
+            r => r.map_err(map_err),
+        }
     }
 
     fn exits(&self) -> Option<BoxStream<'static, String>> {
