@@ -123,7 +123,10 @@ pub async fn latency(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         pool_ready(&http, &warm.url(), ctx.warm).await?;
         let ws = one(&http, &warm, &mut warm_rx, i).await?;
         if i >= warmup {
-            (w.push(ws), c.push(cs), floor.push(f), first.push(o));
+            w.push(ws);
+            c.push(cs);
+            floor.push(f);
+            first.push(o);
         }
     }
     let (ws, cs, fs, os) = (
@@ -250,7 +253,7 @@ pub async fn burst(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
             let done = page
                 .counts
                 .iter()
-                .find(|(s, _)| *s == TaskState::Done)
+                .find(|(s, _)| **s == TaskState::Done)
                 .map_or(0, |(_, n)| *n);
             anyhow::Ok((end - t0, done))
         }

@@ -14,6 +14,7 @@ use handler::spawn::{self, Delivery, Outcome};
 use model::TaskState::*;
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(60);
@@ -96,9 +97,71 @@ fn env_value(env: &str, key: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// What a test made on the engine, removed when the test ends, a failed assertion included
+/// (then `Running::stop` never runs): every container of the pools it saw (by the pool's name
+/// prefix, so refills it never saw go too), the task containers it named, the tags it made.
+struct Leftovers {
+    /// The handler's shutdown: cancelled first, so its pool stops refilling.
+    stop: tokio_util::sync::CancellationToken,
+    /// `edapool-<run>-` prefixes.
+    pools: Mutex<BTreeSet<String>>,
+    /// Task container names.
+    containers: Mutex<BTreeSet<String>>,
+    /// Image tags.
+    tags: Mutex<Vec<String>>,
+}
+
+impl Leftovers {
+    fn new(running: &Running) -> Leftovers {
+        Leftovers {
+            stop: running.app.shutdown().clone(),
+            pools: Mutex::default(),
+            containers: Mutex::default(),
+            tags: Mutex::default(),
+        }
+    }
+
+    fn pool_container(&self, name: &str) {
+        if let Some((prefix, _)) = name.rsplit_once('-') {
+            self.pools.lock().unwrap().insert(format!("{prefix}-"));
+        }
+    }
+
+    fn container(&self, name: &str) {
+        self.containers.lock().unwrap().insert(name.to_string());
+    }
+
+    fn tag(&self, tag: &str) {
+        self.tags.lock().unwrap().push(tag.to_string());
+    }
+}
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        let docker = |args: &[&str]| {
+            std::process::Command::new("docker")
+                .args(args)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+        };
+        let mut names: Vec<String> = self.containers.lock().unwrap().iter().cloned().collect();
+        for prefix in self.pools.lock().unwrap().iter() {
+            names.extend(docker_list(&format!("name=^/{prefix}")));
+        }
+        for name in &names {
+            let _ = docker(&["rm", "-f", name]);
+        }
+        for tag in self.tags.lock().unwrap().iter() {
+            let _ = docker(&["rmi", tag]);
+        }
+    }
+}
+
 /// Waits until the pool shows `n` warm containers whose workers asked for work; their names.
-async fn ready(api: &Api, n: usize) -> BTreeSet<String> {
-    eventually(LONG, &format!("{n} ready warm containers"), || async {
+async fn ready(api: &Api, left: &Leftovers, n: usize) -> BTreeSet<String> {
+    let names = eventually(LONG, &format!("{n} ready warm containers"), || async {
         let view = api.get("/api/pool").await;
         let names: BTreeSet<String> = view["containers"]
             .as_array()?
@@ -108,7 +171,9 @@ async fn ready(api: &Api, n: usize) -> BTreeSet<String> {
             .collect();
         (names.len() == n).then_some(names)
     })
-    .await
+    .await;
+    names.iter().for_each(|n| left.pool_container(n));
+    names
 }
 
 /// A task id no earlier run used (the container name derives from it).
@@ -139,11 +204,13 @@ async fn a_message_claims_a_warm_container_and_the_pool_refills() {
         return;
     };
     let api = Api::new(&running);
-    let before = ready(&api, 2).await;
+    let left = Leftovers::new(&running);
+    let before = ready(&api, &left, 2).await;
     let t = api
         .submit(serde_json::json!({"work": "echo hi from $CONTAINER_NAME; sleep 1; echo bye"}))
         .await;
     let name = format!("eda-{}-1", t.id);
+    left.container(&name);
     api.wait_state(&t.id, InProgress, LONG).await;
     // The task's container is one of the warm ones, renamed: it was started with the pool's
     // environment, and the task token never was in its environment.
@@ -172,7 +239,7 @@ async fn a_message_claims_a_warm_container_and_the_pool_refills() {
     assert!(logs.contains(&format!("hi from {name}")), "{logs}");
     // The pool refilled: two ready containers again, one of them new.
     let after = eventually(LONG, "the pool to refill", || async {
-        let now = ready(&api, 2).await;
+        let now = ready(&api, &left, 2).await;
         (now != before).then_some(now)
     })
     .await;
@@ -188,7 +255,8 @@ async fn redelivery_of_a_claimed_message_makes_no_second_container() {
         return;
     };
     let api = Api::new(&running);
-    let pool = ready(&api, 1).await;
+    let left = Leftovers::new(&running);
+    let pool = ready(&api, &left, 1).await;
     let message_id = format!("external-{}", e2e::runtimes::unique("warmdup"));
     let d = Delivery {
         message_id: message_id.clone(),
@@ -202,6 +270,7 @@ async fn redelivery_of_a_claimed_message_makes_no_second_container() {
     };
     let second = spawn::handle(&running.app, &again).await.unwrap();
     let id = spawn::derived_id(&message_id);
+    left.container(&format!("eda-{id}-1"));
     assert_eq!(first, Outcome::Started(id.clone()));
     assert_eq!(second, Outcome::AlreadyRunning(id.clone()));
     let name = format!("eda-{id}-1");
@@ -220,7 +289,8 @@ async fn another_image_starts_cold_and_pool_tokens_open_only_their_own_assignmen
         return;
     };
     let api = Api::new(&running);
-    let pool = ready(&api, 2).await;
+    let left = Leftovers::new(&running);
+    let pool = ready(&api, &left, 2).await;
     // The same worker under another tag: another image, so it does not fit the pool.
     let other = format!(
         "{}:{}",
@@ -232,24 +302,37 @@ async fn another_image_starts_cold_and_pool_tokens_open_only_their_own_assignmen
         .status()
         .unwrap();
     assert!(tagged.success());
+    left.tag(&other);
     let id = fresh_id("cold");
     let body =
         serde_json::json!({"id": id, "work": "sleep 300", "image": other, "max_attempts": 1});
+    // Queued under the task's own id, as the API queues it (a message under another id would
+    // be a second message for the same task once the consumer stores the task).
     running
         .queue
-        .send_raw(&format!("m-{id}"), &body.to_string())
+        .send_raw(&id, &body.to_string())
         .await
         .unwrap();
     let id = model::TaskId::parse(&id).unwrap();
-    api.wait_state(&id, InProgress, LONG).await;
     let name = format!("eda-{id}-1");
+    left.container(&name);
+    // The task exists once the consumer took the message.
+    eventually(LONG, "the task of the message", || async {
+        let t = api.get(&format!("/api/tasks/{id}")).await;
+        (t["state"] == "InProgress").then_some(())
+    })
+    .await;
     let env = docker_env(&name);
     assert!(
         env_value(&env, "POOL_SLOT").is_none(),
         "started cold: {env}"
     );
     let task_token = env_value(&env, "TASK_TOKEN").expect("a cold container has its token");
-    assert_eq!(ready(&api, 2).await, pool, "the pool was not touched");
+    assert_eq!(
+        ready(&api, &left, 2).await,
+        pool,
+        "the pool was not touched"
+    );
 
     let names: Vec<&String> = pool.iter().collect();
     let (a, b) = (names[0], names[1]);
@@ -295,11 +378,6 @@ async fn another_image_starts_cold_and_pool_tokens_open_only_their_own_assignmen
     assert!(cancel.status().is_success());
     e2e::until_removed(&running, &name, LONG).await;
     running.stop().await;
-    let untagged = std::process::Command::new("docker")
-        .args(["rmi", &other])
-        .status()
-        .unwrap();
-    assert!(untagged.success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -309,7 +387,8 @@ async fn a_dead_warm_container_is_replaced_and_shutdown_removes_them_all() {
         return;
     };
     let api = Api::new(&running);
-    let before = ready(&api, 2).await;
+    let left = Leftovers::new(&running);
+    let before = ready(&api, &left, 2).await;
     let victim = before.iter().next().unwrap().clone();
     let killed = std::process::Command::new("docker")
         .args(["kill", "-s", "KILL", &victim])
@@ -317,7 +396,7 @@ async fn a_dead_warm_container_is_replaced_and_shutdown_removes_them_all() {
         .unwrap();
     assert!(killed.success());
     let after = eventually(LONG, "the dead warm container to be replaced", || async {
-        let now = ready(&api, 2).await;
+        let now = ready(&api, &left, 2).await;
         (!now.contains(&victim)).then_some(now)
     })
     .await;
