@@ -419,8 +419,46 @@ impl Pool {
         }
     }
 
-    /// Retires waiting containers that died or grew older than `--warm-max-age-secs`.
+    /// Retires waiting containers that died or grew older than `--warm-max-age-secs`, and
+    /// forgets claimed ones whose worker died before taking its task (the container carries
+    /// the task's name: the reconciler settles the attempt from its exit).
     async fn check(&self) {
+        self.check_waiting().await;
+        self.check_claimed().await;
+    }
+
+    async fn check_claimed(&self) {
+        let claimed: Vec<(String, String)> = self
+            .slots()
+            .iter()
+            .filter_map(|(n, s)| match &s.phase {
+                SlotPhase::Claimed {
+                    container,
+                    assignment: Some(_),
+                    ..
+                } => Some((n.clone(), container.clone())),
+                _ => None,
+            })
+            .collect();
+        for (name, container) in claimed {
+            let ended = match self.runtime.status(&container).await {
+                Ok(st) => st.is_none_or(|st| st.phase == Phase::Exited),
+                Err(_) => false,
+            };
+            if ended {
+                tracing::info!(
+                    container,
+                    "a claimed warm container ended before taking its task"
+                );
+                self.slots().remove(&name);
+                if let Err(e) = self.rows.delete(&name).await {
+                    tracing::warn!(container = %name, error = %e, "could not forget a warm container");
+                }
+            }
+        }
+    }
+
+    async fn check_waiting(&self) {
         let max_age = self.settings.max_age.as_millis() as i64;
         let now = now_ms();
         let waiting: Vec<(String, bool)> = self

@@ -37,10 +37,11 @@ impl Drop for TempDb {
 }
 
 async fn pool(f: &Fixture, db: &TempDb, size: usize) -> Arc<Pool> {
-    let settings = PoolSettings {
-        size,
-        max_age: Duration::from_secs(600),
-    };
+    aged_pool(f, db, size, Duration::from_secs(600)).await
+}
+
+async fn aged_pool(f: &Fixture, db: &TempDb, size: usize, max_age: Duration) -> Arc<Pool> {
+    let settings = PoolSettings { size, max_age };
     let runtime: Arc<dyn ContainerRuntime> = Arc::new(f.runtime.clone());
     Arc::new(
         Pool::new(settings, f.app.settings(), runtime, db.1.clone())
@@ -188,4 +189,65 @@ async fn a_restart_between_claim_and_hand_over_hands_the_task_over_again() {
     assert!(token::verify(&a.token, &hash));
     assert_eq!(a.env["CONTAINER_NAME"], container);
     assert_eq!(f.task(&id).await.state, TaskState::Provisioning);
+}
+
+#[tokio::test]
+async fn an_old_warm_container_is_replaced() {
+    let (f, db) = (Fixture::new(&[]), TempDb::new());
+    let pool = aged_pool(&f, &db, 1, Duration::from_millis(300)).await;
+    f.app.set_pool(pool.clone());
+    let stop = CancellationToken::new();
+    let keeper = tokio::spawn(pool.clone().keep(stop.clone()));
+    let first = names_in(&pool, "waiting", 1).await.remove(0);
+    // Past its age, at the keeper's next check (once a second), it is replaced.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let second = loop {
+        let now = pool.view().containers;
+        if let Some(c) = now.iter().find(|c| c.name != first && c.state == "waiting") {
+            break c.name.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not replaced: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(f.runtime.status(&first).await.unwrap().is_none(), "removed");
+    stop.cancel();
+    keeper.await.unwrap();
+    assert!(
+        f.runtime.status(&second).await.unwrap().is_none(),
+        "drained"
+    );
+}
+
+#[tokio::test]
+async fn a_claimed_container_that_dies_before_taking_its_task_leaves_the_pool() {
+    let (f, db) = (Fixture::new(&[]), TempDb::new());
+    let pool = pool(&f, &db, 1).await;
+    f.app.set_pool(pool.clone());
+    let stop = CancellationToken::new();
+    let keeper = tokio::spawn(pool.clone().keep(stop.clone()));
+    let second = names_in(&pool, "waiting", 1).await.remove(0);
+    let asking = ask(&pool, &second, pool_token(&f, &second));
+    names_in(&pool, "ready", 1).await;
+    asking.abort();
+    let id = spawn::derived_id("q-dies");
+    spawn::handle(&f.app, &delivery("q-dies", "echo x", 1))
+        .await
+        .unwrap();
+    let container = model::naming::container_name(&id, 1);
+    let spec = f.runtime.spec(&container).expect("the task's container");
+    assert!(
+        spec.env.iter().any(|(k, _)| k == "POOL_SLOT"),
+        "served warm"
+    );
+    f.runtime.exit(&container, 137);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while pool.view().containers.iter().any(|c| c.state == "claimed") {
+        assert!(tokio::time::Instant::now() < deadline, "{:?}", pool.view());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    keeper.await.unwrap();
 }
