@@ -381,7 +381,7 @@ async fn another_image_starts_cold_and_pool_tokens_open_only_their_own_assignmen
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_warm_container_is_replaced_and_shutdown_removes_them_all() {
+async fn the_pool_is_shown_a_dead_container_replaced_and_shutdown_removes_them_all() {
     let dir = TempDir::new("warm-dead");
     let Some(running) = warm_local(&dir, "2", &[]).await else {
         return;
@@ -389,6 +389,25 @@ async fn a_dead_warm_container_is_replaced_and_shutdown_removes_them_all() {
     let api = Api::new(&running);
     let left = Leftovers::new(&running);
     let before = ready(&api, &left, 2).await;
+    // `handler pool` shows them (the CLI against this handler's API).
+    let out = std::process::Command::new(e2e::faults::handler_bin())
+        .args(["pool", "--api", &api.base])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert!(
+        shown.contains("warm pool: 2 x eda-worker-pool-test:latest"),
+        "{shown}"
+    );
+    for name in &before {
+        assert!(
+            shown
+                .lines()
+                .any(|l| l.starts_with(name.as_str()) && l.contains("ready")),
+            "{shown}"
+        );
+    }
     let victim = before.iter().next().unwrap().clone();
     let killed = std::process::Command::new("docker")
         .args(["kill", "-s", "KILL", &victim])
