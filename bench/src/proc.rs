@@ -92,6 +92,11 @@ impl Handler {
         format!("http://{}", self.addr)
     }
 
+    /// Its log (stderr), next to its data dir.
+    pub fn log_path(&self) -> PathBuf {
+        self.data_dir.with_extension("log")
+    }
+
     /// The child's pid.
     pub fn pid(&self) -> u32 {
         self.child.id()

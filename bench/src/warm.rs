@@ -17,7 +17,8 @@ use crate::stats::{ms, Report, Row, Summary};
 use crate::Ctx;
 use anyhow::{bail, Context};
 use model::{TaskId, TaskState};
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The flags of a handler with a pool of `ctx.warm`.
 fn warm_flags(ctx: &Ctx, concurrency: usize) -> Vec<String> {
@@ -68,24 +69,100 @@ async fn gone(id: &TaskId) -> anyhow::Result<()> {
     }
 }
 
+/// One task on `h`, timed from the 202 to its InProgress frame.
+struct Sample {
+    /// The task.
+    id: TaskId,
+    /// 202 received (wall clock, to compare with the handler's log).
+    accepted: SystemTime,
+    /// Accepted -> InProgress frame.
+    took: Duration,
+}
+
 /// One task on `h`: accepted -> InProgress frame, then waits for Done and its removal.
 async fn one(
     http: &reqwest::Client,
     h: &Handler,
     rx: &mut tokio::sync::mpsc::UnboundedReceiver<sse::Stamped>,
     i: usize,
-) -> anyhow::Result<Duration> {
-    let ids = submit(
-        http,
-        &h.url(),
-        serde_json::json!({"work": format!("warm {i}")}),
-    )
-    .await?;
-    let accepted = Instant::now();
+) -> anyhow::Result<Sample> {
+    let body = serde_json::json!({"work": format!("warm {i}")});
+    let ids = submit(http, &h.url(), body).await?;
+    let (accepted, wall) = (Instant::now(), SystemTime::now());
     let started = frame_of(rx, &ids[0], TaskState::InProgress).await?;
     frame_of(rx, &ids[0], TaskState::Done).await?;
     gone(&ids[0]).await?;
-    Ok(started - accepted)
+    Ok(Sample {
+        id: ids[0].clone(),
+        accepted: wall,
+        took: started - accepted,
+    })
+}
+
+/// Seconds since midnight (UTC) of `t`.
+fn day_secs(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+        % 86_400.0
+}
+
+/// When the handler logged "claimed a warm container" for each task (seconds since midnight
+/// UTC, from the log line's RFC 3339 timestamp; ANSI colours stripped).
+fn claims_in(log: &str) -> HashMap<String, f64> {
+    let mut out = HashMap::new();
+    for raw in log
+        .lines()
+        .filter(|l| l.contains("claimed a warm container"))
+    {
+        let line = strip_ansi(raw);
+        let at = line
+            .split_whitespace()
+            .next()
+            .and_then(|t| t.split_once('T'))
+            .map(|(_, time)| time.trim_end_matches('Z'))
+            .and_then(|time| {
+                let mut p = time.split(':').map(|x| x.parse::<f64>().ok());
+                Some(p.next()?? * 3600.0 + p.next()?? * 60.0 + p.next()??)
+            });
+        let task = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("task="))
+            .map(str::to_string);
+        if let (Some(at), Some(task)) = (at, task) {
+            out.insert(task, at);
+        }
+    }
+    out
+}
+
+/// `s` without ANSI colour sequences (`ESC [ ... m`).
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut esc = false;
+    for c in s.chars() {
+        match (esc, c) {
+            (false, '\u{1b}') => esc = true,
+            (true, 'm') => esc = false,
+            (true, _) => {}
+            (false, c) => out.push(c),
+        }
+    }
+    out
+}
+
+/// Splits warm samples at the claim: accepted -> claimed (queue lease, task record, claim
+/// row, rename) and claimed -> InProgress frame (hand-over answer, the worker's report, its
+/// store write, the SSE frame).
+fn split(samples: &[Sample], log: &str) -> Option<(Summary, Summary)> {
+    let claims = claims_in(log);
+    let (mut before, mut after) = (Vec::new(), Vec::new());
+    for s in samples {
+        let claimed = *claims.get(s.id.as_str())?;
+        let to_claim = Duration::from_secs_f64((claimed - day_secs(s.accepted)).max(0.0));
+        before.push(to_claim);
+        after.push(s.took.saturating_sub(to_claim));
+    }
+    Some((Summary::of(&before), Summary::of(&after)))
 }
 
 /// 1. Latency with a pool vs the Engine API's create + start and vs a cold handler.
@@ -95,12 +172,15 @@ pub async fn latency(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         ctx.samples, ctx.warm
     );
     let cold = Handler::start(&ctx.handler, "cold", &docker_flags(ctx, 8), &[])?;
-    let warm = Handler::start(&ctx.handler, "warm", &warm_flags(ctx, 8), &[])?;
+    // Its claims are logged (info), to split the warm time at the claim.
+    let log = [("RUST_LOG", "warn,handler::spawn=info")];
+    let warm = Handler::start(&ctx.handler, "warm", &warm_flags(ctx, 8), &log)?;
     let dk = docker::connect().await?;
     let http = reqwest::Client::new();
     let mut cold_rx = sse::subscribe(&cold.url()).await?;
     let mut warm_rx = sse::subscribe(&warm.url()).await?;
     let (mut w, mut c, mut floor, mut first) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut split_samples = Vec::new();
     let warmup = 2;
     for i in 0..ctx.samples + warmup {
         let f = docker::engine_first_output(
@@ -123,8 +203,9 @@ pub async fn latency(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         pool_ready(&http, &warm.url(), ctx.warm).await?;
         let ws = one(&http, &warm, &mut warm_rx, i).await?;
         if i >= warmup {
-            w.push(ws);
-            c.push(cs);
+            w.push(ws.took);
+            split_samples.push(ws);
+            c.push(cs.took);
             floor.push(f);
             first.push(o);
         }
@@ -162,6 +243,24 @@ pub async fn latency(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
             os.show()
         ),
     );
+    let log = std::fs::read_to_string(warm.log_path()).unwrap_or_default();
+    match split(&split_samples, &log) {
+        Some((to_claim, after)) => {
+            let claim = format!(
+                "of which 202 -> claimed (the handler's log): {}",
+                to_claim.show()
+            );
+            report.note(section, claim);
+            report.note(
+                section,
+                format!("of which claimed -> InProgress frame: {}", after.show()),
+            );
+        }
+        None => report.note(
+            section,
+            "(a task had no claim in the handler's log: not every sample was warm)",
+        ),
+    }
     let p50 = ws.p50.as_secs_f64() / fs.p50.as_secs_f64();
     report.row(Row {
         figure: "Warm start p50 (accepted -> InProgress)".into(),

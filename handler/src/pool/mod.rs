@@ -343,15 +343,19 @@ impl Pool {
 
     /// Runs until `stop`: keeps `size` warm containers (creating the missing ones, replacing the
     /// dead and the old), then removes the unclaimed ones.
+    ///
+    /// Checks (one inspect per container) run on the tick only; a claim wakes the keeper to
+    /// refill at once, so a burst of claims costs creates, not inspects.
     pub async fn keep(self: Arc<Self>, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(CHECK_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            self.check().await;
-            self.fill().await;
             tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = tokio::time::sleep(CHECK_EVERY) => {}
+                _ = tick.tick() => self.check().await,
                 _ = self.changed.notified() => {}
             }
+            self.fill().await;
         }
         self.drain().await;
     }
