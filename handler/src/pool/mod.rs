@@ -231,7 +231,8 @@ impl Pool {
         let Some(name) = self.take_waiting(&task.id, &spec.name) else {
             return Ok(false);
         };
-        // metrics: a pool claim (and the pool-size gauge drops by one until the refill).
+        // metrics: the pool-size gauge drops by one here until the refill; with h4's
+        // `crate::metrics`, the keeper sets it: `app.metrics().set_pool_size(self.size_now())`.
         let result = self.hand_over(&name, task, spec).await;
         self.changed.notify_one();
         if result.is_err() {
@@ -362,14 +363,17 @@ impl Pool {
 
     /// Creates warm containers until `size` are creating or waiting (all at once).
     async fn fill(&self) {
-        let have = self
-            .slots()
+        let missing = self.settings.size.saturating_sub(self.size_now());
+        futures::future::join_all((0..missing).map(|_| self.add())).await;
+        // metrics: set the pool-size gauge here (`Metrics::set_pool_size(self.size_now())`).
+    }
+
+    /// Warm containers creating or waiting (not claimed): what the pool-size gauge shows.
+    pub fn size_now(&self) -> usize {
+        self.slots()
             .values()
             .filter(|s| !matches!(s.phase, SlotPhase::Claimed { .. }))
-            .count();
-        let missing = self.settings.size.saturating_sub(have);
-        futures::future::join_all((0..missing).map(|_| self.add())).await;
-        // metrics: the pool-size gauge (waiting containers) is set here.
+            .count()
     }
 
     /// Creates one warm container (its row first, so a crash leaves a trace to clean up).
