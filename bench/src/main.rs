@@ -1,6 +1,6 @@
 //! Benchmarks of local mode, side by side with the baselines they are judged against, measured
 //! in the same run: `cargo run --release -p bench -- all` (or `overhead`, `burst`, `process`,
-//! `api`). Prints progress to stderr and the results as Markdown to stdout (and `--out`).
+//! `api`, `warm`). Prints progress to stderr and the results as Markdown to stdout (and `--out`).
 //!
 //! # Layout
 //!
@@ -9,6 +9,7 @@
 //! - `load`: a raw HTTP/1.1 keep-alive load generator.
 //! - `docker`: the baselines (Engine API, `docker run`, `xargs -P8 docker run`).
 //! - `runs`: the four benchmarks.
+//! - `warm`: the warm pool's latency and burst against the same handler cold and raw Docker.
 //! - `stats`: percentiles and the Markdown report.
 
 mod docker;
@@ -17,6 +18,7 @@ mod proc;
 mod runs;
 mod sse;
 mod stats;
+mod warm;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -53,6 +55,9 @@ struct Cli {
     /// Connections of the load generator.
     #[arg(long, default_value_t = 32, global = true)]
     connections: usize,
+    /// Warm containers of the handler in the `warm` benchmark (`handler local --warm`).
+    #[arg(long, default_value_t = 8, global = true)]
+    warm: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
@@ -67,6 +72,9 @@ enum What {
     Process,
     /// Enqueue rate, list latency with 10,000 tasks, start-to-listening time, RSS.
     Api,
+    /// The warm pool: accepted -> InProgress vs Engine API create + start and a cold handler;
+    /// a burst with the pool vs cold vs `xargs -P8 docker run`.
+    Warm,
 }
 
 /// What every benchmark needs.
@@ -85,6 +93,8 @@ pub struct Ctx {
     pub load_secs: u64,
     /// Load-generator connections.
     pub connections: usize,
+    /// Warm containers in the `warm` benchmark.
+    pub warm: usize,
 }
 
 #[tokio::main]
@@ -106,10 +116,14 @@ async fn main() -> anyhow::Result<()> {
         process_tasks: cli.process_tasks,
         load_secs: cli.load_secs,
         connections: cli.connections,
+        warm: cli.warm,
     };
     let mut report = stats::Report::default();
     let all = cli.what == What::All;
-    if matches!(cli.what, What::All | What::Overhead | What::Burst) {
+    if matches!(
+        cli.what,
+        What::All | What::Overhead | What::Burst | What::Warm
+    ) {
         docker::remove_image(runs::IMAGE);
     }
     if all || cli.what == What::Overhead {
@@ -123,6 +137,10 @@ async fn main() -> anyhow::Result<()> {
     }
     if all || cli.what == What::Api {
         runs::api(&ctx, &mut report).await?;
+    }
+    if all || cli.what == What::Warm {
+        warm::latency(&ctx, &mut report).await?;
+        warm::burst(&ctx, &mut report).await?;
     }
     let md = format!("{}\n{}", runs::machine(), report.markdown());
     println!("{md}");

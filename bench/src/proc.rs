@@ -16,6 +16,8 @@ pub struct Handler {
     pub start_to_listening: Duration,
     /// Its data dir, removed on drop unless `keep`.
     data_dir: PathBuf,
+    /// Stop it with SIGTERM first on drop (a warm pool is removed only by a graceful stop).
+    graceful: bool,
 }
 
 /// A free loopback port (bound and released; the handler binds it right after).
@@ -67,6 +69,7 @@ impl Handler {
             addr,
             start_to_listening: Duration::ZERO,
             data_dir,
+            graceful: flags.iter().any(|f| f == "--warm"),
         };
         h.start_to_listening = h.wait_listening(started)?;
         Ok(h)
@@ -90,6 +93,26 @@ impl Handler {
     /// `http://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Its log (stderr), next to its data dir.
+    pub fn log_path(&self) -> PathBuf {
+        self.data_dir.with_extension("log")
+    }
+
+    /// SIGTERM, then waits for the exit (at most `limit`): local mode's graceful stop, which
+    /// removes its warm containers.
+    fn stop_gracefully(&mut self, limit: Duration) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The child's pid.
@@ -150,6 +173,9 @@ fn children_of(pid: u32) -> Vec<u32> {
 
 impl Drop for Handler {
     fn drop(&mut self) {
+        if self.graceful {
+            self.stop_gracefully(Duration::from_secs(20));
+        }
         // The process runtime puts each worker in its own process group: kill those groups
         // first, or a sleeping worker would outlive the benchmark.
         for child in children_of(self.pid()) {

@@ -37,7 +37,7 @@ pub fn machine() -> String {
     )
 }
 
-fn docker_flags(ctx: &Ctx, concurrency: usize) -> Vec<String> {
+pub(crate) fn docker_flags(ctx: &Ctx, concurrency: usize) -> Vec<String> {
     vec![
         "--runtime".into(),
         "docker".into(),
@@ -66,7 +66,7 @@ fn process_flags(ctx: &Ctx, concurrency: usize, seconds: u64) -> Vec<String> {
 }
 
 /// `POST /api/work`; returns the tasks it made.
-async fn submit(
+pub(crate) async fn submit(
     http: &reqwest::Client,
     base: &str,
     body: serde_json::Value,
@@ -89,7 +89,7 @@ async fn submit(
 
 /// The next frame of task `id` reaching `state` (or any terminal state, which is an error
 /// unless it is `state`).
-async fn frame_of(
+pub(crate) async fn frame_of(
     rx: &mut UnboundedReceiver<Stamped>,
     id: &TaskId,
     state: TaskState,
@@ -226,7 +226,7 @@ pub async fn overhead(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
 }
 
 /// Polls `GET /api/tasks?limit=1` until `n` tasks are terminal; returns when, and the counts.
-async fn all_terminal(
+pub(crate) async fn all_terminal(
     http: &reqwest::Client,
     base: &str,
     n: u64,

@@ -50,6 +50,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/tasks/{id}/retry", web::post().to(retry))
             .route("/tasks/{id}/state", web::post().to(report))
             .route("/events", web::get().to(events))
+            .route("/pool", web::get().to(crate::pool::routes::list))
+            .route(
+                "/pool/{slot}/assignment",
+                web::get().to(crate::pool::routes::assignment),
+            )
             .default_service(web::to(|| async {
                 ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such API route")
                     .error_response()
@@ -58,7 +63,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// The routes of the worker listener (local mode, bound to the task network's gateway): the
-/// worker's report and nothing else. A task that finds this listener can only report the state
+/// worker's report and a warm container's assignment (`crate::pool`), nothing else. A task that finds this listener can only report the state
 /// of a task whose token it holds (its own); listing, logs, enqueue, cancel, clear, events and
 /// the dashboard answer 404 here, whatever key or token is sent.
 pub fn worker_routes(cfg: &mut web::ServiceConfig) {
@@ -67,13 +72,17 @@ pub fn worker_routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api")
             .app_data(path)
-            .route("/tasks/{id}/state", web::post().to(report)),
+            .route("/tasks/{id}/state", web::post().to(report))
+            .route(
+                "/pool/{slot}/assignment",
+                web::get().to(crate::pool::routes::assignment),
+            ),
     )
     .default_service(web::to(|| async {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "worker_listener",
-            "this listener serves only the worker's report (POST /api/tasks/{id}/state)",
+            "this listener serves only the worker's report (POST /api/tasks/{id}/state) and warm containers' assignments",
         )
         .error_response()
     }));
@@ -88,7 +97,10 @@ async fn require_api_key(
     let key = req
         .app_data::<Data>()
         .and_then(|a| a.settings().api_key.clone());
-    let open = req.path().ends_with("/state") || req.path() == "/api/health";
+    // The worker's report and a warm container's assignment carry their own tokens.
+    let open = req.path().ends_with("/state")
+        || req.path().ends_with("/assignment")
+        || req.path() == "/api/health";
     if let (Some(key), false) = (key, open) {
         let given = bearer(req.request()).or_else(|| header_str(req.request(), "x-api-key"));
         if given.is_none_or(|g| token::hash(&g) != token::hash(&key)) {

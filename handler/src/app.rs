@@ -8,7 +8,7 @@ use crate::spawn::Slots;
 use crate::tasks::Tasks;
 use async_trait::async_trait;
 use model::Task;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -51,6 +51,9 @@ pub struct App {
     wake: Arc<Notify>,
     /// Cancelled on shutdown: loops stop taking new work.
     shutdown: CancellationToken,
+    /// The warm pool (local mode with `--warm N`), set once at start-up by `local`; empty
+    /// everywhere else, and then every message starts a cold container.
+    pool: OnceLock<Arc<crate::pool::Pool>>,
 }
 
 impl App {
@@ -69,6 +72,19 @@ impl App {
             intake,
             wake: Arc::new(Notify::new()),
             shutdown: CancellationToken::new(),
+            pool: OnceLock::new(),
+        }
+    }
+
+    /// The warm pool, if one runs.
+    pub fn pool(&self) -> Option<&Arc<crate::pool::Pool>> {
+        self.pool.get()
+    }
+
+    /// Installs the warm pool (once, at start-up, before the first message is taken).
+    pub fn set_pool(&self, pool: Arc<crate::pool::Pool>) {
+        if self.pool.set(pool).is_err() {
+            tracing::warn!("a second warm pool was ignored");
         }
     }
 
@@ -119,6 +135,7 @@ impl App {
             slots: self.slots.clone(),
             wake: self.wake.clone(),
             shutdown: self.shutdown.clone(),
+            pool: self.pool.clone(),
         })
     }
 }

@@ -1,7 +1,7 @@
-//! `handler submit` and `handler tasks`: small clients of a running handler's API, so the
+//! `handler submit`, `handler tasks` and `handler pool`: small clients of a running handler's API, so the
 //! command line goes through the same checks as every other producer.
 
-use crate::config::{SubmitArgs, TasksArgs};
+use crate::config::{PoolArgs, SubmitArgs, TasksArgs};
 use anyhow::{bail, Context};
 use model::{SubmitResponse, TaskPage, WorkItem};
 
@@ -98,5 +98,42 @@ pub async fn tasks(args: TasksArgs) -> anyhow::Result<()> {
         .map(|(s, n)| format!("{s}: {n}"))
         .collect();
     println!("{}", counts.join(", "));
+    Ok(())
+}
+
+/// Prints the warm pool (or its JSON): one line per warm container.
+pub async fn pool(args: PoolArgs) -> anyhow::Result<()> {
+    let url = format!("{}/api/pool", args.api.trim_end_matches('/'));
+    let resp = request(reqwest::Client::new().get(&url), &args.api_key)
+        .send()
+        .await
+        .with_context(|| format!("is the handler running at {}?", args.api))?;
+    let view: serde_json::Value = check(resp).await?.json().await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+        return Ok(());
+    }
+    let size = view["size"].as_u64().unwrap_or(0);
+    if size == 0 {
+        println!("no warm pool (start the handler with --warm N)");
+        return Ok(());
+    }
+    println!(
+        "warm pool: {size} x {} ({} CPU, {} MiB), replaced after {} s",
+        view["image"].as_str().unwrap_or("-"),
+        view["cpu"],
+        view["memory_mb"],
+        view["max_age_secs"]
+    );
+    println!("{:<28} {:<9} {:>8} TASK", "NAME", "STATE", "AGE");
+    for c in view["containers"].as_array().into_iter().flatten() {
+        println!(
+            "{:<28} {:<9} {:>7.1}s {}",
+            c["name"].as_str().unwrap_or("-"),
+            c["state"].as_str().unwrap_or("-"),
+            c["age_secs"].as_f64().unwrap_or(0.0),
+            c["task"].as_str().unwrap_or("-"),
+        );
+    }
     Ok(())
 }

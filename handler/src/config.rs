@@ -43,6 +43,8 @@ pub enum Command {
     Submit(SubmitArgs),
     /// List the tasks of a running handler.
     Tasks(TasksArgs),
+    /// Show the warm pool of a running handler (`--warm`).
+    Pool(PoolArgs),
     /// With the Function App's settings and identity, check every Azure dependency and say what
     /// to fix (nothing billable is created). Run it in the Function App's console (Kudu/SSH).
     Check(CheckArgs),
@@ -162,6 +164,15 @@ pub struct LocalArgs {
     /// static site elsewhere; repeat or comma-separate. None by default: same origin only.
     #[arg(long = "cors-origin", env = "EDA_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
+    /// Warm pool: containers of the worker image and default resource shape kept created and
+    /// started, their worker waiting for a task, so a message claims one instead of starting
+    /// a cold container (`crate::pool`). 0 (the default): every message starts cold. Docker
+    /// runtime only.
+    #[arg(long, env = "EDA_WARM", default_value_t = 0)]
+    pub warm: usize,
+    /// Seconds a warm container may wait unclaimed before it is replaced by a fresh one.
+    #[arg(long, env = "EDA_WARM_MAX_AGE_SECS", default_value_t = 600)]
+    pub warm_max_age_secs: u64,
     /// Task settings.
     #[command(flatten)]
     pub task: TaskArgs,
@@ -226,6 +237,20 @@ pub struct TasksArgs {
     /// Most tasks shown.
     #[arg(long, default_value_t = 100)]
     pub limit: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// API of the running handler.
+    #[arg(long, env = "EDA_API", default_value = "http://127.0.0.1:7071")]
+    pub api: String,
+    /// API key, if the handler needs one.
+    #[arg(long, env = "EDA_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+}
+
+/// `handler pool`.
+#[derive(Debug, Clone, Args)]
+pub struct PoolArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -353,6 +378,38 @@ impl LocalArgs {
     }
 }
 
+/// Resolved settings of the warm pool (`handler local --warm`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolSettings {
+    /// Warm containers kept waiting (0: no pool).
+    pub size: usize,
+    /// Age at which an unclaimed warm container is replaced.
+    pub max_age: Duration,
+}
+
+/// Most warm containers (each holds the memory of a task container while it waits).
+pub const MAX_WARM: usize = 256;
+
+impl LocalArgs {
+    /// Resolves the warm pool's settings; the size is capped at [`MAX_WARM`].
+    pub fn pool(&self) -> Result<PoolSettings, ConfigError> {
+        if self.warm > MAX_WARM {
+            return Err(ConfigError::OutOfRange(format!(
+                "--warm must be 0..={MAX_WARM} (each warm container holds a task container's memory)"
+            )));
+        }
+        if self.warm_max_age_secs < 5 {
+            return Err(ConfigError::OutOfRange(
+                "--warm-max-age-secs must be at least 5".into(),
+            ));
+        }
+        Ok(PoolSettings {
+            size: self.warm,
+            max_age: Duration::from_secs(self.warm_max_age_secs),
+        })
+    }
+}
+
 impl FunctionsArgs {
     /// Resolves functions mode's settings: workers call back on the Function App's own host name.
     /// The HTTP functions are anonymous (the worker's report carries its task token, not a
@@ -442,6 +499,26 @@ mod tests {
         assert!(!c.hardening.read_only);
         assert_eq!(c.hardening.cap_add, ["NET_BIND_SERVICE", "SYS_PTRACE"]);
         assert_eq!(c.hardening.pids_limit, 0);
+    }
+
+    #[test]
+    fn the_warm_pool_is_off_by_default_and_bounded() {
+        let args = |flags: &[&str]| {
+            let argv: Vec<String> = ["handler", "local"]
+                .iter()
+                .chain(flags)
+                .map(|s| s.to_string())
+                .collect();
+            local_args(&argv).expect("flags parse").pool()
+        };
+        let off = args(&[]).unwrap();
+        assert_eq!((off.size, off.max_age), (0, Duration::from_secs(600)));
+        let on = args(&["--warm", "4", "--warm-max-age-secs", "30"]).unwrap();
+        assert_eq!((on.size, on.max_age), (4, Duration::from_secs(30)));
+        let e = args(&["--warm", "100000"]).unwrap_err().to_string();
+        assert!(e.contains("--warm must be"), "{e}");
+        let e = args(&["--warm-max-age-secs", "1"]).unwrap_err().to_string();
+        assert!(e.contains("--warm-max-age-secs"), "{e}");
     }
 
     #[test]

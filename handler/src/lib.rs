@@ -8,6 +8,8 @@
 //! - [`api`]: the HTTP routes (thin: parse, check, delegate, map errors to statuses).
 //! - [`functions`]: Azure Functions custom-handler invocation payloads <-> the same domain calls.
 //! - [`spawn`]: THE one code path from a queue message to a running container; the slot cap.
+//! - [`pool`]: the warm pool of local mode (`--warm N`): started containers whose workers wait
+//!   for a task; a message claims one instead of starting a cold container.
 //! - [`reconcile`]: watches containers, finishes tasks from exit codes, timeouts, retries,
 //!   captures logs and metrics, removes finished containers.
 //! - [`queue`]: local mode's durable queue (SQLite) and its consumer loop.
@@ -40,6 +42,7 @@ pub mod events;
 pub mod functions;
 pub mod local;
 pub mod policy;
+pub mod pool;
 pub mod queue;
 pub mod reconcile;
 pub mod runtime;

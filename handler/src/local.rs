@@ -16,11 +16,16 @@
 //! - process runtime: workers are the handler's children and end with it, on a stop as on a
 //!   crash (see `runtime::process`); the next start finds them gone, truthfully, and retries
 //!   their attempts (each retry uses one attempt of the task's budget).
+//! - warm pool (`--warm N`, Docker only, `crate::pool`): unclaimed warm containers are removed;
+//!   claimed ones are task containers and are treated as above.
 
 use crate::app::App;
 use crate::config::LocalArgs;
 use crate::events::Events;
+use crate::pool::Pool;
 use crate::queue::{self, LocalQueue};
+use crate::runtime::ContainerRuntime;
+use crate::store::sqlite::Db;
 use crate::{api, compose, dashboard, reconcile, sampler};
 use anyhow::Context;
 use std::net::{IpAddr, SocketAddr};
@@ -98,7 +103,9 @@ pub async fn start(args: LocalArgs) -> anyhow::Result<Running> {
     if let Some(w) = worker_addr {
         settings.public_url = format!("http://{w}");
     }
+    let runtime = chosen.runtime.clone();
     let app = compose::app(settings, tasks, chosen.runtime, queue.clone());
+    let pool = warm_pool(&args, &app, runtime, store.db.clone()).await?;
     for t in app
         .tasks()
         .unfinished()
@@ -116,6 +123,9 @@ pub async fn start(args: LocalArgs) -> anyhow::Result<Running> {
     tracker.spawn(queue::consume(app.clone(), queue.clone(), tracker.clone()));
     tracker.spawn(reconcile::run(app.clone()));
     tracker.spawn(sampler::run(app.clone()));
+    if let Some(pool) = pool {
+        tracker.spawn(pool.keep(app.shutdown().clone()));
+    }
     tracing::info!(%addr, ?worker_addr, runtime = app.runtime().kind(), recovered, "local mode listening");
     Ok(Running {
         addr,
@@ -125,6 +135,42 @@ pub async fn start(args: LocalArgs) -> anyhow::Result<Running> {
         servers,
         tracker,
     })
+}
+
+/// The warm pool (`--warm N`, Docker only), after handing over or removing what a previous run
+/// left; `None` with `--warm 0` (leftovers are still cleaned up).
+async fn warm_pool(
+    args: &LocalArgs,
+    app: &Arc<App>,
+    runtime: Arc<dyn ContainerRuntime>,
+    db: Db,
+) -> anyhow::Result<Option<Arc<Pool>>> {
+    let settings = args.pool()?;
+    if app.runtime().kind() != "docker" {
+        anyhow::ensure!(
+            settings.size == 0,
+            "--warm {} needs the Docker runtime (this one is `{}`): the process runtime starts every worker cold",
+            settings.size,
+            app.runtime().kind()
+        );
+        return Ok(None);
+    }
+    let size = settings.size;
+    let pool = Pool::new(settings, app.settings(), runtime, db).await?;
+    let (again, removed) = pool.recover(app).await?;
+    if again + removed > 0 {
+        tracing::info!(
+            again,
+            removed,
+            "warm containers of the previous run: tasks handed over again, others removed"
+        );
+    }
+    if size == 0 {
+        return Ok(None);
+    }
+    let pool = Arc::new(pool);
+    app.set_pool(pool.clone());
+    Ok(Some(pool))
 }
 
 fn serve(

@@ -23,6 +23,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Functions(args) => handler::functions::run(args).await,
         Command::Submit(args) => handler::client::submit(args).await,
         Command::Tasks(args) => handler::client::tasks(args).await,
+        Command::Pool(args) => handler::client::pool(args).await,
         Command::Check(args) => handler::check::main(args).await,
     }
 }

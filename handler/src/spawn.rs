@@ -244,12 +244,35 @@ async fn start_attempt(
     let task = app.tasks().apply(&task.id, event).await?;
     check.after_claim(app, &task).await?;
     let spec = container_spec(app, &task, name, secret);
+    if warm(app, &task, &spec).await {
+        return Ok(Outcome::Started(task.id));
+    }
     if let Err(e) = app.runtime().create(&spec).await {
         note(app, &task, &e).await;
         return Err(e.into());
     }
     tracing::info!(task = %task.id, container = %spec.name, "container started");
     Ok(Outcome::Started(task.id))
+}
+
+/// Serves the attempt from the warm pool, if one runs and has a fitting container waiting
+/// (`crate::pool`); false: start it cold.
+async fn warm(app: &Arc<App>, task: &Task, spec: &ContainerSpec) -> bool {
+    let Some(pool) = app.pool() else {
+        return false;
+    };
+    match pool.claim(task, spec).await {
+        Ok(claimed) => {
+            if claimed {
+                tracing::info!(task = %task.id, container = %spec.name, "claimed a warm container");
+            }
+            claimed
+        }
+        Err(e) => {
+            tracing::warn!(task = %task.id, error = %e, "warm container claim failed; starting cold");
+            false
+        }
+    }
 }
 
 /// Shows why a spawn is waiting on the task itself, so the dashboard tells the truth.
@@ -266,8 +289,13 @@ async fn note(app: &Arc<App>, task: &Task, e: &RuntimeError) {
     let _ = app.tasks().apply(&task.id, event).await;
 }
 
-/// The container of one task attempt.
-fn container_spec(app: &App, task: &Task, name: String, secret: String) -> ContainerSpec {
+/// The container of one task attempt (also what a claimed warm container's worker is handed).
+pub(crate) fn container_spec(
+    app: &App,
+    task: &Task,
+    name: String,
+    secret: String,
+) -> ContainerSpec {
     let s = app.settings();
     let env = vec![
         ("MESSAGE".to_string(), task.work.clone()),

@@ -12,6 +12,7 @@
 //! - [`limits`]: every input limit, in one place, so the API, the CLI and the docs agree.
 //! - [`naming`]: the deterministic container name of a task attempt.
 //! - [`output`]: the tail of a container's output and how its exit reads ("killed by signal 9").
+//! - [`pool`]: what a warm pool container's worker receives when a task claims it.
 //! - [`standby`]: the hand-over of a task to a container started before it (ACI standby pools).
 //!
 //! This crate has no I/O and builds for `wasm32-unknown-unknown`, because the dashboard shares it.
@@ -21,6 +22,7 @@ pub mod lifecycle;
 pub mod limits;
 pub mod naming;
 pub mod output;
+pub mod pool;
 pub mod standby;
 pub mod state;
 pub mod task;

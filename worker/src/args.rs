@@ -8,7 +8,8 @@ pub const DEFAULT_SECONDS: u64 = 5;
 
 /// Usage text for `--help` and argument errors.
 pub const USAGE: &str = "usage: worker [--seconds N] [-- CMD ARGS...]\n\
-  env: MESSAGE, TASK_ID, CALLBACK_URL, TASK_TOKEN, CONTAINER_NAME, WORK_SECONDS";
+  env: MESSAGE, TASK_ID, CALLBACK_URL, TASK_TOKEN, CONTAINER_NAME, WORK_SECONDS\n\
+  warm pool: POOL_URL, POOL_TOKEN (wait for the task there, then the same as above)";
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -83,6 +84,21 @@ pub struct Env {
     pub container: Option<String>,
     /// `WORK_SECONDS`: default length of the demo work.
     pub work_seconds: Option<u64>,
+    /// `POOL_URL` and `POOL_TOKEN`: a warm pool container, which gets its task from the handler
+    /// (`pool::wait`) instead of from its environment.
+    pub pool: Option<PoolEnv>,
+    /// What a warm container's assignment set: passed to the user's command as a cold
+    /// container's environment would have been.
+    pub assigned: Vec<(String, String)>,
+}
+
+/// Where a warm container's worker asks for its task, and its pool token. Never printed.
+#[derive(Clone)]
+pub struct PoolEnv {
+    /// Full URL of `GET /api/pool/{slot}/assignment`.
+    pub url: String,
+    /// This container's own pool token.
+    pub token: String,
 }
 
 impl std::fmt::Debug for Env {
@@ -95,6 +111,8 @@ impl std::fmt::Debug for Env {
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("container", &self.container)
             .field("work_seconds", &self.work_seconds)
+            .field("pool", &self.pool.as_ref().map(|p| (&p.url, "<redacted>")))
+            .field("assigned", &self.assigned)
             .finish()
     }
 }
@@ -110,6 +128,26 @@ impl Env {
             token: var("TASK_TOKEN"),
             container: var("CONTAINER_NAME"),
             work_seconds: var("WORK_SECONDS").and_then(|v| v.trim().parse().ok()),
+            pool: var("POOL_URL")
+                .zip(var("POOL_TOKEN"))
+                .map(|(url, token)| PoolEnv { url, token }),
+            assigned: Vec::new(),
+        }
+    }
+
+    /// The environment of a warm container once its task arrived: what a cold container of
+    /// the task would have read, and nothing of the pool.
+    pub fn assigned(self, a: model::pool::Assignment) -> Env {
+        let get = |k: &str| a.env.get(k).filter(|v| !v.is_empty()).cloned();
+        Env {
+            message: get("MESSAGE").unwrap_or_default(),
+            task_id: get("TASK_ID"),
+            callback_url: get("CALLBACK_URL"),
+            token: Some(a.token.clone()).filter(|t| !t.is_empty()),
+            container: get("CONTAINER_NAME"),
+            work_seconds: self.work_seconds,
+            pool: None,
+            assigned: a.env.into_iter().collect(),
         }
     }
 
@@ -179,6 +217,42 @@ mod tests {
             Env::default().demo_duration(&Args::default()),
             Duration::from_secs(DEFAULT_SECONDS)
         );
+    }
+
+    #[test]
+    fn an_assignment_becomes_a_cold_environment() {
+        let pooled = Env {
+            pool: Some(PoolEnv {
+                url: "http://h/api/pool/p/assignment".into(),
+                token: "pool-secret".into(),
+            }),
+            work_seconds: Some(3),
+            ..Env::default()
+        };
+        let a = model::pool::Assignment {
+            env: [
+                ("MESSAGE", "echo hi"),
+                ("TASK_ID", "t1"),
+                ("CALLBACK_URL", "http://h/api/tasks/t1/state"),
+                ("CONTAINER_NAME", "eda-t1-1"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            token: "task-secret".into(),
+        };
+        let env = pooled.assigned(a);
+        assert_eq!(env.message, "echo hi");
+        assert_eq!(
+            env.callback_url.as_deref(),
+            Some("http://h/api/tasks/t1/state")
+        );
+        assert_eq!(env.token.as_deref(), Some("task-secret"));
+        assert_eq!(env.container.as_deref(), Some("eda-t1-1"));
+        assert_eq!(env.work_seconds, Some(3));
+        assert!(env.pool.is_none());
+        assert!(env.assigned.contains(&("MESSAGE".into(), "echo hi".into())));
+        assert!(!format!("{env:?}").contains("secret"));
     }
 
     #[test]

@@ -9,10 +9,12 @@
 //! - `args`: the command line and the environment, read in one place.
 //! - `callback`: state reports with retries and backoff.
 //! - `work`: the demo and the user's command.
+//! - `pool`: warm pool mode, where the task arrives over HTTP instead of in the environment.
 //! - `standby`: a worker started ahead of its task (ACI standby pool) waits for its assignment.
 
 mod args;
 mod callback;
+mod pool;
 mod standby;
 mod work;
 
@@ -37,7 +39,18 @@ fn main() {
         eprintln!("worker: cannot start the assigned work: {e}");
         std::process::exit(1);
     }
-    std::process::exit(run(&args, Env::from_process()));
+    let env = Env::from_process();
+    let env = match &env.pool {
+        None => env,
+        Some(p) => match pool::wait(p) {
+            Ok(assignment) => env.assigned(assignment),
+            Err(e) => {
+                eprintln!("worker: {e}");
+                std::process::exit(pool::REFUSED);
+            }
+        },
+    };
+    std::process::exit(run(&args, env));
 }
 
 /// Reports, works, reports; returns the work's exit code.
@@ -56,7 +69,7 @@ fn run(args: &Args, env: Env) -> i32 {
     let finished = if args.command.is_empty() {
         work::demo(&env.message, env.demo_duration(args))
     } else {
-        work::run(&args.command)
+        work::run(&args.command, &env.assigned)
     };
     let state = match finished.exit_code {
         0 => ReportedState::Done,

@@ -44,9 +44,10 @@ pub fn demo(message: &str, duration: Duration) -> Finished {
     }
 }
 
-/// Runs `command` with the worker's environment minus `TASK_TOKEN` (the message is already in
-/// `MESSAGE`), passing its stdout and stderr straight through.
-pub fn run(command: &[String]) -> Finished {
+/// Runs `command` with the worker's environment minus `TASK_TOKEN` and `POOL_TOKEN` (the
+/// message is already in `MESSAGE`), plus `assigned` (a warm container's task environment),
+/// passing its stdout and stderr straight through.
+pub fn run(command: &[String], assigned: &[(String, String)]) -> Finished {
     let Some((program, args)) = command.split_first() else {
         return failed(2, "empty command".into());
     };
@@ -54,6 +55,8 @@ pub fn run(command: &[String]) -> Finished {
     let status = Command::new(program)
         .args(args)
         .env_remove("TASK_TOKEN")
+        .env_remove("POOL_TOKEN")
+        .envs(assigned.iter().map(|(k, v)| (k, v)))
         .status();
     let finished = match status {
         Err(e) => failed(127, format!("cannot start `{program}`: {e}")),
@@ -133,7 +136,7 @@ mod tests {
 
     #[test]
     fn exit_codes_and_signals_pass_through() {
-        let sh = |s: &str| run(&["sh".into(), "-c".into(), s.into()]);
+        let sh = |s: &str| run(&["sh".into(), "-c".into(), s.into()], &[]);
         assert_eq!(sh("exit 0").exit_code, 0);
         let three = sh("exit 3");
         assert_eq!(three.exit_code, 3);
@@ -145,7 +148,7 @@ mod tests {
 
     #[test]
     fn a_missing_program_is_127() {
-        assert_eq!(run(&["/no/such/program".into()]).exit_code, 127);
+        assert_eq!(run(&["/no/such/program".into()], &[]).exit_code, 127);
     }
 
     #[test]

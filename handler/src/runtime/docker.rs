@@ -18,7 +18,8 @@ use bollard::errors::Error as DockerError;
 use bollard::models::{ContainerCreateBody, ContainerState, ContainerStateStatusEnum, HostConfig};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StatsOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder,
+    StatsOptionsBuilder,
 };
 use bollard::Docker;
 use futures::stream::{BoxStream, StreamExt};
@@ -411,6 +412,16 @@ impl ContainerRuntime for DockerRuntime {
             .map(|n| n.trim_start_matches('/').to_string())
             .filter(|n| n.starts_with(model::naming::PREFIX))
             .collect())
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<(), RuntimeError> {
+        let options = RenameContainerOptionsBuilder::new().name(to).build();
+        match self.docker.rename_container(from, options).await {
+            Err(e) if status_of(&e) == Some(404) => {
+                Err(RuntimeError::NoSuchContainer(from.to_string()))
+            }
+            r => r.map_err(map_err),
+        }
     }
 
     fn exits(&self) -> Option<BoxStream<'static, String>> {

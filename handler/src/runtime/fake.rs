@@ -347,6 +347,20 @@ impl ContainerRuntime for FakeRuntime {
             .collect())
     }
 
+    async fn rename(&self, from: &str, to: &str) -> Result<(), RuntimeError> {
+        let mut st = self.state();
+        if st.containers.contains_key(to) {
+            return Err(RuntimeError::rejected(format!("the name {to} is taken")));
+        }
+        let mut c = st
+            .containers
+            .remove(from)
+            .ok_or_else(|| RuntimeError::NoSuchContainer(from.to_string()))?;
+        c.spec.name = to.to_string();
+        st.containers.insert(to.to_string(), c);
+        Ok(())
+    }
+
     fn exits(&self) -> Option<BoxStream<'static, String>> {
         let rx = self.inner.exits.subscribe();
         let stream = futures::stream::unfold(rx, |mut rx| async move {

@@ -104,6 +104,17 @@ pub trait ContainerRuntime: Send + Sync {
     async fn sample(&self, name: &str) -> Result<Option<MetricSample>, RuntimeError>;
     /// Names of every container this system made (prefix `eda-`) that still exists.
     async fn list(&self) -> Result<Vec<String>, RuntimeError>;
+    /// Renames an existing container (the warm pool gives a claimed container its task's
+    /// deterministic name, `crate::pool`). Fails with [`RuntimeError::NoSuchContainer`] when
+    /// `from` does not exist; a runtime without renames refuses (the pool is then refused at
+    /// start-up, so this default is never reached in practice).
+    async fn rename(&self, from: &str, to: &str) -> Result<(), RuntimeError> {
+        let _ = to;
+        Err(RuntimeError::NoSuchContainer(format!(
+            "{from} ({} runtime cannot rename containers)",
+            self.kind()
+        )))
+    }
     /// A stream of names of containers that just stopped, when the runtime can push them
     /// (Docker events, child exits). `None`: the reconciler's periodic sweep is all there is.
     fn exits(&self) -> Option<BoxStream<'static, String>> {
