@@ -16,8 +16,8 @@ use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use futures::StreamExt;
 use model::{
-    limits, Event, LifecycleError, ListQuery, ReportedState, StateReport, SubmitResponse, Task,
-    TaskId, TaskState, WorkItem,
+    limits, Event, LifecycleError, ListQuery, Mark, Phase, ReportedState, StateReport,
+    SubmitResponse, Task, TaskId, TaskState, WorkItem,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -155,8 +155,15 @@ impl From<reconcile::ReconcileError> for ApiError {
 type Data = web::Data<Arc<App>>;
 type Result<T> = std::result::Result<T, ApiError>;
 
-/// Registers every `/api` route. The app context must be in `web::Data<Arc<App>>`.
+/// Registers every `/api` route, and `GET /metrics` (Prometheus; also `GET /api/metrics`, the
+/// path Functions mode's `HttpApi` reaches), both behind the API key like the rest. The app
+/// context must be in `web::Data<Arc<App>>`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/metrics")
+            .wrap(from_fn(require_api_key))
+            .route(web::get().to(prometheus)),
+    );
     let query = web::QueryConfig::default()
         .error_handler(|e, _| ApiError::bad("invalid_query", e.to_string()).into());
     let path = web::PathConfig::default()
@@ -177,6 +184,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/tasks/{id}/retry", web::post().to(retry))
             .route("/tasks/{id}/state", web::post().to(report))
             .route("/events", web::get().to(events))
+            .route("/metrics", web::get().to(prometheus))
+            .route("/summary", web::get().to(summary))
             .default_service(web::to(|| async {
                 ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such API route")
                     .error_response()
@@ -460,7 +469,7 @@ async fn list(app: Data, q: web::Query<ListQuery>) -> Result<HttpResponse> {
         .map(parse_states)
         .transpose()?
         .unwrap_or_default();
-    let page = app
+    let mut page = app
         .tasks()
         .list(&ListFilter {
             states,
@@ -469,6 +478,10 @@ async fn list(app: Data, q: web::Query<ListQuery>) -> Result<HttpResponse> {
             offset,
         })
         .await?;
+    // Rows are slim, like their timelines: the phase clock is on `GET /api/tasks/{id}`.
+    for t in &mut page.tasks {
+        t.phases.clear();
+    }
     Ok(HttpResponse::Ok().json(page))
 }
 
@@ -567,6 +580,15 @@ async fn report(
     }
     let r: StateReport = read_json(payload, limits::MAX_REPORT_BYTES).await?;
     let task = load(&app, &id).await?;
+    let marks = worker_marks(&r);
+    if !marks.is_empty() && task.attempt > 0 {
+        // The worker's own times (first output, exit) go on before the end it reports.
+        let mark = Event::Mark {
+            attempt: task.attempt,
+            marks,
+        };
+        app.tasks().apply(&id, mark).await?;
+    }
     match r.state {
         ReportedState::Failed => {
             let code = r.exit_code.unwrap_or(1);
@@ -591,6 +613,45 @@ async fn report(
         }
     }
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SummaryQuery {
+    recent: Option<usize>,
+}
+
+/// `GET /api/summary?recent=N`: the board header's figures over the newest N tasks (default
+/// `DEFAULT_PAGE`, at most `MAX_PAGE`), computed here from the stored records.
+async fn summary(app: Data, q: web::Query<SummaryQuery>) -> Result<HttpResponse> {
+    let recent = q.recent.unwrap_or(limits::DEFAULT_PAGE);
+    if recent == 0 || recent > limits::MAX_PAGE {
+        return Err(ApiError::bad(
+            "invalid_recent",
+            format!("recent must be 1..={} (MAX_PAGE)", limits::MAX_PAGE),
+        ));
+    }
+    let page = app
+        .tasks()
+        .list(&ListFilter {
+            states: Vec::new(),
+            limit: recent,
+            cursor: None,
+            offset: 0,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(model::Summary::of(&page.tasks, now_ms())))
+}
+
+/// `GET /metrics`: the Prometheus series (docs/METRICS.md), OpenMetrics text.
+async fn prometheus(app: Data) -> Result<HttpResponse> {
+    let text = crate::metrics::render(&app).await.map_err(|e| match e {
+        crate::metrics::MetricsError::Store(e) => ApiError::from(e),
+        e => ApiError::internal(e),
+    })?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE))
+        .body(text))
 }
 
 #[derive(serde::Deserialize)]
@@ -641,6 +702,17 @@ async fn events(app: Data) -> HttpResponse {
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header(("X-Accel-Buffering", "no"))
         .streaming(first.chain(rest))
+}
+
+/// The phases the worker timed itself (its clock), from its report.
+fn worker_marks(r: &StateReport) -> Vec<Mark> {
+    [
+        (Phase::FirstOutput, r.first_output_at_ms),
+        (Phase::Exited, r.exited_at_ms),
+    ]
+    .into_iter()
+    .filter_map(|(phase, at)| Some(Mark { phase, at_ms: at? }))
+    .collect()
 }
 
 #[cfg(test)]

@@ -99,6 +99,7 @@ pub async fn start(args: LocalArgs) -> anyhow::Result<Running> {
         settings.public_url = format!("http://{w}");
     }
     let app = compose::app(settings, tasks, chosen.runtime, queue.clone());
+    app.metrics().watch_queue(queue.clone());
     for t in app
         .tasks()
         .unfinished()
