@@ -6,5 +6,6 @@
 //! [`fixture`] is the one place that builds an [`App`](crate::app::App) for them.
 
 mod fixture;
+mod phases;
 mod reconcile;
 mod spawn;
