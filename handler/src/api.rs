@@ -579,8 +579,8 @@ async fn report(
         ));
     }
     let r: StateReport = read_json(payload, limits::MAX_REPORT_BYTES).await?;
+    let marks = worker_marks(&r, now_ms())?;
     let task = load(&app, &id).await?;
-    let marks = worker_marks(&r);
     if !marks.is_empty() && task.attempt > 0 {
         // The worker's own times (first output, exit) go on before the end it reports.
         let mark = Event::Mark {
@@ -704,14 +704,27 @@ async fn events(app: Data) -> HttpResponse {
         .streaming(first.chain(rest))
 }
 
-/// The phases the worker timed itself (its clock), from its report.
-fn worker_marks(r: &StateReport) -> Vec<Mark> {
+/// The phases the worker timed itself (its clock), from its report; a time further than
+/// `MAX_REPORTED_SKEW_MS` from `now_ms` is refused (400 `invalid_time`).
+fn worker_marks(r: &StateReport, now_ms: i64) -> Result<Vec<Mark>> {
+    let skew = model::phases::MAX_REPORTED_SKEW_MS;
     [
         (Phase::FirstOutput, r.first_output_at_ms),
         (Phase::Exited, r.exited_at_ms),
     ]
     .into_iter()
     .filter_map(|(phase, at)| Some(Mark { phase, at_ms: at? }))
+    .map(|m| match m.at_ms.abs_diff(now_ms) <= skew.unsigned_abs() {
+        true => Ok(m),
+        false => Err(ApiError::bad(
+            "invalid_time",
+            format!(
+                "{} is {} ms from the handler's clock; the limit is {skew} ms (MAX_REPORTED_SKEW_MS)",
+                m.phase.as_str(),
+                m.at_ms.saturating_sub(now_ms)
+            ),
+        )),
+    })
     .collect()
 }
 
@@ -724,6 +737,42 @@ mod tests {
         assert_eq!(json_depth(r#"{"a":"[[[[{{{"}"#), 1);
         assert_eq!(json_depth("[[[]]]"), 3);
         assert_eq!(json_depth(r#"["\"[", [1]]"#), 2);
+    }
+
+    #[test]
+    fn reported_times_are_marked_within_the_skew_limit() {
+        let report = |out, exit| StateReport {
+            state: ReportedState::Done,
+            container: None,
+            exit_code: Some(0),
+            reason: None,
+            first_output_at_ms: out,
+            exited_at_ms: exit,
+        };
+        let now = 1_000_000_000;
+        assert!(worker_marks(&report(None, None), now).unwrap().is_empty());
+        let marks = worker_marks(&report(Some(now - 5), Some(now)), now).unwrap();
+        assert_eq!(
+            marks,
+            [
+                Mark {
+                    phase: Phase::FirstOutput,
+                    at_ms: now - 5
+                },
+                Mark {
+                    phase: Phase::Exited,
+                    at_ms: now
+                }
+            ]
+        );
+        let far = now + model::phases::MAX_REPORTED_SKEW_MS + 1;
+        let e = worker_marks(&report(None, Some(far)), now).unwrap_err();
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::BAD_REQUEST, "invalid_time")
+        );
+        assert!(e.message.contains("MAX_REPORTED_SKEW_MS"), "{}", e.message);
+        assert!(worker_marks(&report(Some(i64::MIN), None), now).is_err());
     }
 
     #[test]

@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 /// keeps a bounded document.
 pub const MAX_CLOCKS: usize = 5;
 
-/// At most this many phases may be named in one `Event::Mark` (there are only so many).
-pub const MAX_MARKS_PER_EVENT: usize = Phase::ALL.len();
+/// How far from the handler's clock a time the worker reports (first output, exit) may be: a
+/// day covers any clock skew between machines; anything further is a broken or lying clock.
+pub const MAX_REPORTED_SKEW_MS: i64 = 24 * 3600 * 1000;
 
 /// One phase of an attempt, in the order they normally happen. The order is stable (the wire
 /// names are snake_case and never renamed): the waterfall draws in it and a phase's duration
