@@ -306,7 +306,8 @@ impl Task {
             Event::Cancel { reason } => (Cancelled, Reason::Set(reason.clone())),
             Event::Retry { .. } => (Pending, Reason::Set(RETRY_REASON.into())),
             Event::DeadLetter { reason } => (DeadLettered, Reason::Set(reason.clone())),
-            Event::Mark { .. } => unreachable!("a mark changes no state; apply returns before"),
+            // Never reached: `apply` records a mark's phases and returns before stepping.
+            Event::Mark { .. } => (self.state, Reason::Keep),
         };
         let ends = to.is_terminal() || to == Pending;
         Step {
