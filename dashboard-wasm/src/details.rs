@@ -1,4 +1,5 @@
-//! The details panel of the selected task: charts, output, timeline, cost, cancel and retry.
+//! The details panel of the selected task: charts, output, the attempt's phases (a waterfall),
+//! timeline, cost, cancel and retry.
 //!
 //! While the task is not finished, its record, logs and metrics are fetched again every
 //! [`REFRESH`]; once it is finished they are fetched one last time and then left alone.
@@ -8,6 +9,7 @@ use crate::board::Board;
 use crate::chart::Chart;
 use crate::format::{bytes, clock, duration_ms};
 use crate::ui::Errors;
+use crate::waterfall::Waterfall;
 use leptos::prelude::*;
 use model::{Logs, Metrics, Task, TaskId, TaskState};
 use std::time::Duration;
@@ -178,6 +180,11 @@ fn Panel(
                 Some(l) if l.truncated => format!("…\n{}", l.text),
                 Some(l) => l.text.clone(),
             })}</pre>
+            <h3>"Phases"</h3>
+            {move || loaded.with(|l| {
+                let t = l.task.as_ref()?;
+                t.clock(t.attempt).or(t.phases.last()).cloned()
+            }).map(|clock| view! { <Waterfall clock /> })}
             <h3>"Timeline"</h3>
             <ol class="timeline">{move || timeline(loaded)}</ol>
         </aside>

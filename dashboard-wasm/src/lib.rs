@@ -9,7 +9,8 @@
 //! - [`ui`]: the page: add-work form, counts and filters, error banner, virtualised grid.
 //! - [`timeline`]: one bar per task over the last minutes, on a canvas.
 //! - [`details`]: the selected task's panel: charts, output, timeline, cost, cancel, retry.
-//! - [`chart`]: line charts drawn as inline SVG.
+//! - [`chart`]: line charts drawn as inline SVG; [`waterfall`]: an attempt's phases as SVG bars.
+//! - [`figures`]: the header's p50/p95, throughput and cost (from `GET /api/summary`).
 //! - [`board`]: the loaded window of the board, one signal per task, and the counts.
 //! - [`pager`]: fetching the window (by offset) and refreshing it, throttled.
 //! - [`live`]: the `/api/events` stream, per-frame coalescing, reconnection, polling fallback.
@@ -23,11 +24,13 @@ pub mod api;
 pub mod board;
 pub mod chart;
 pub mod details;
+pub mod figures;
 pub mod format;
 pub mod live;
 pub mod pager;
 pub mod timeline;
 pub mod ui;
+pub mod waterfall;
 
 use wasm_bindgen::prelude::*;
 

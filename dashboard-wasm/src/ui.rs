@@ -8,6 +8,7 @@
 use crate::api;
 use crate::board::Board;
 use crate::details::Details;
+use crate::figures::Figures;
 use crate::live::{Link, Live};
 use crate::pager::Pager;
 use crate::timeline::Timeline;
@@ -86,6 +87,7 @@ pub fn App() -> impl IntoView {
                     Link::Down => "reconnecting… (polling)",
                 }}
             </span>
+            <Figures />
         </header>
         <AskKey need_key live=live.clone() />
         <AddWork board pager errors />

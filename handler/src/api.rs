@@ -14,7 +14,8 @@ use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use futures::StreamExt;
 use model::{
-    limits, Event, ListQuery, ReportedState, StateReport, SubmitResponse, Task, TaskId, WorkItem,
+    limits, Event, ListQuery, Mark, Phase, ReportedState, StateReport, SubmitResponse, Task,
+    TaskId, WorkItem,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,8 +29,15 @@ pub use input::{new_id, new_tasks, parse_states};
 type Data = web::Data<Arc<App>>;
 type Result<T> = std::result::Result<T, ApiError>;
 
-/// Registers every `/api` route. The app context must be in `web::Data<Arc<App>>`.
+/// Registers every `/api` route, and `GET /metrics` (Prometheus; also `GET /api/metrics`, the
+/// path Functions mode's `HttpApi` reaches), both behind the API key like the rest. The app
+/// context must be in `web::Data<Arc<App>>`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/metrics")
+            .wrap(from_fn(require_api_key))
+            .route(web::get().to(prometheus)),
+    );
     let query = web::QueryConfig::default()
         .error_handler(|e, _| ApiError::bad("invalid_query", e.to_string()).into());
     let path = web::PathConfig::default()
@@ -55,6 +63,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 "/pool/{slot}/assignment",
                 web::get().to(crate::pool::routes::assignment),
             )
+            .route("/metrics", web::get().to(prometheus))
+            .route("/summary", web::get().to(summary))
             .default_service(web::to(|| async {
                 ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such API route")
                     .error_response()
@@ -191,7 +201,7 @@ async fn list(app: Data, q: web::Query<ListQuery>) -> Result<HttpResponse> {
         .map(parse_states)
         .transpose()?
         .unwrap_or_default();
-    let page = app
+    let mut page = app
         .tasks()
         .list(&ListFilter {
             states,
@@ -201,6 +211,10 @@ async fn list(app: Data, q: web::Query<ListQuery>) -> Result<HttpResponse> {
             active_since_ms: q.active_since,
         })
         .await?;
+    // Rows are slim, like their timelines: the phase clock is on `GET /api/tasks/{id}`.
+    for t in &mut page.tasks {
+        t.phases.clear();
+    }
     Ok(HttpResponse::Ok().json(page))
 }
 
@@ -298,7 +312,16 @@ async fn report(
         ));
     }
     let r: StateReport = read_json(payload, limits::MAX_REPORT_BYTES).await?;
+    let marks = worker_marks(&r, now_ms())?;
     let task = load(&app, &id).await?;
+    if !marks.is_empty() && task.attempt > 0 {
+        // The worker's own times (first output, exit) go on before the end it reports.
+        let mark = Event::Mark {
+            attempt: task.attempt,
+            marks,
+        };
+        app.tasks().apply(&id, mark).await?;
+    }
     match r.state {
         ReportedState::Failed => {
             let code = r.exit_code.unwrap_or(1);
@@ -323,6 +346,46 @@ async fn report(
         }
     }
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SummaryQuery {
+    recent: Option<usize>,
+}
+
+/// `GET /api/summary?recent=N`: the board header's figures over the newest N tasks (default
+/// `DEFAULT_PAGE`, at most `MAX_PAGE`), computed here from the stored records.
+async fn summary(app: Data, q: web::Query<SummaryQuery>) -> Result<HttpResponse> {
+    let recent = q.recent.unwrap_or(limits::DEFAULT_PAGE);
+    if recent == 0 || recent > limits::MAX_PAGE {
+        return Err(ApiError::bad(
+            "invalid_recent",
+            format!("recent must be 1..={} (MAX_PAGE)", limits::MAX_PAGE),
+        ));
+    }
+    let page = app
+        .tasks()
+        .list(&ListFilter {
+            states: Vec::new(),
+            limit: recent,
+            cursor: None,
+            offset: 0,
+            active_since_ms: None,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(model::Summary::of(&page.tasks, now_ms())))
+}
+
+/// `GET /metrics`: the Prometheus series (docs/METRICS.md), OpenMetrics text.
+async fn prometheus(app: Data) -> Result<HttpResponse> {
+    let text = crate::metrics::render(&app).await.map_err(|e| match e {
+        crate::metrics::MetricsError::Store(e) => ApiError::from(e),
+        e => ApiError::internal(e),
+    })?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE))
+        .body(text))
 }
 
 #[derive(serde::Deserialize)]
@@ -375,6 +438,30 @@ async fn events(app: Data) -> HttpResponse {
         .streaming(first.chain(rest))
 }
 
+/// The phases the worker timed itself (its clock), from its report; a time further than
+/// `MAX_REPORTED_SKEW_MS` from `now_ms` is refused (400 `invalid_time`).
+fn worker_marks(r: &StateReport, now_ms: i64) -> Result<Vec<Mark>> {
+    let skew = model::phases::MAX_REPORTED_SKEW_MS;
+    [
+        (Phase::FirstOutput, r.first_output_at_ms),
+        (Phase::Exited, r.exited_at_ms),
+    ]
+    .into_iter()
+    .filter_map(|(phase, at)| Some(Mark { phase, at_ms: at? }))
+    .map(|m| match m.at_ms.abs_diff(now_ms) <= skew.unsigned_abs() {
+        true => Ok(m),
+        false => Err(ApiError::bad(
+            "invalid_time",
+            format!(
+                "{} is {} ms from the handler's clock; the limit is {skew} ms (MAX_REPORTED_SKEW_MS)",
+                m.phase.as_str(),
+                m.at_ms.saturating_sub(now_ms)
+            ),
+        )),
+    })
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::input::json_depth;
@@ -386,6 +473,42 @@ mod tests {
         assert_eq!(json_depth(r#"{"a":"[[[[{{{"}"#), 1);
         assert_eq!(json_depth("[[[]]]"), 3);
         assert_eq!(json_depth(r#"["\"[", [1]]"#), 2);
+    }
+
+    #[test]
+    fn reported_times_are_marked_within_the_skew_limit() {
+        let report = |out, exit| StateReport {
+            state: ReportedState::Done,
+            container: None,
+            exit_code: Some(0),
+            reason: None,
+            first_output_at_ms: out,
+            exited_at_ms: exit,
+        };
+        let now = 1_000_000_000;
+        assert!(worker_marks(&report(None, None), now).unwrap().is_empty());
+        let marks = worker_marks(&report(Some(now - 5), Some(now)), now).unwrap();
+        assert_eq!(
+            marks,
+            [
+                Mark {
+                    phase: Phase::FirstOutput,
+                    at_ms: now - 5
+                },
+                Mark {
+                    phase: Phase::Exited,
+                    at_ms: now
+                }
+            ]
+        );
+        let far = now + model::phases::MAX_REPORTED_SKEW_MS + 1;
+        let e = worker_marks(&report(None, Some(far)), now).unwrap_err();
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::BAD_REQUEST, "invalid_time")
+        );
+        assert!(e.message.contains("MAX_REPORTED_SKEW_MS"), "{}", e.message);
+        assert!(worker_marks(&report(Some(i64::MIN), None), now).is_err());
     }
 
     #[test]

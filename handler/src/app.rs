@@ -118,6 +118,11 @@ impl App {
         &self.wake
     }
 
+    /// The Prometheus series (owned by the task service's event bus).
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        self.tasks.events.metrics()
+    }
+
     /// Cancelled on shutdown.
     pub fn shutdown(&self) -> &CancellationToken {
         &self.shutdown

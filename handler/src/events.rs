@@ -4,8 +4,12 @@
 //! serialised as an SSE frame, so a thousand dashboards cost one serialisation per change.
 //! A subscriber that falls behind gets a `resync` frame and reloads the list, instead of
 //! holding the bus back.
+//!
+//! The bus also owns the handler's Prometheus series ([`Metrics`]): every applied event passes
+//! here once ([`Events::applied`]), so the series see exactly what the dashboard sees.
 
-use model::{ClearedEvent, Task, TaskEvent};
+use crate::metrics::Metrics;
+use model::{ClearedEvent, Event, Task, TaskEvent};
 use std::sync::Arc;
 use tokio::sync::broadcast;
 
@@ -17,24 +21,40 @@ const BACKLOG: usize = 4096;
 pub struct Events {
     /// The sending half; receivers are made per subscriber by [`Events::subscribe`].
     tx: broadcast::Sender<Arc<str>>,
+    /// The Prometheus series, fed by [`Events::applied`] and read by `GET /metrics`.
+    metrics: Arc<Metrics>,
 }
 
 impl Default for Events {
     fn default() -> Self {
         Events {
             tx: broadcast::channel(BACKLOG).0,
+            metrics: Arc::default(),
         }
     }
 }
 
 impl Events {
-    /// Publishes a task's new state (without its timeline, to keep frames small).
+    /// Announces `task`, as `event` applied at `now_ms` left it, and observes it in the series.
+    pub fn applied(&self, event: &Event, task: &Task, now_ms: i64) {
+        self.metrics.observe(event, task, now_ms);
+        self.task(task);
+    }
+
+    /// The Prometheus series.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Publishes a task's new state (without its timeline and phase clock, to keep frames
+    /// small).
     pub fn task(&self, task: &Task) {
         if self.tx.receiver_count() == 0 {
             return;
         }
         let mut slim = task.clone();
         slim.transitions.clear();
+        slim.phases.clear();
         self.send("task", &TaskEvent { task: slim });
     }
 

@@ -20,7 +20,8 @@
 //! - [`store`]: the [`store::TaskStore`] trait (load, compare-and-set, query); SQLite, MongoDB
 //!   and in-memory (tests) backends.
 //! - [`runtime`]: the [`runtime::ContainerRuntime`] trait; Docker, process and ACI backends.
-//! - [`events`]: the broadcast bus behind the SSE stream.
+//! - [`events`]: the broadcast bus behind the SSE stream; it feeds [`metrics`], the Prometheus
+//!   series behind `GET /metrics`.
 //! - [`dashboard`]: serves the embedded Leptos dashboard.
 //! - [`compose`]: the one composition root: builds the [`app::App`] and picks its store and
 //!   runtime from configuration, for both modes.
@@ -41,6 +42,7 @@ pub mod dashboard;
 pub mod events;
 pub mod functions;
 pub mod local;
+pub mod metrics;
 pub mod policy;
 pub mod pool;
 pub mod queue;

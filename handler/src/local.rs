@@ -105,6 +105,7 @@ pub async fn start(args: LocalArgs) -> anyhow::Result<Running> {
     }
     let runtime = chosen.runtime.clone();
     let app = compose::app(settings, tasks, chosen.runtime, queue.clone());
+    app.metrics().watch_queue(queue.clone());
     let pool = warm_pool(&args, &app, runtime, store.db.clone()).await?;
     for t in app
         .tasks()

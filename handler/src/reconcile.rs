@@ -254,11 +254,18 @@ async fn cleanup(app: &Arc<App>, name: &str, task: Option<&Task>) -> Result<(), 
         app.runtime().kill(name).await?;
         return Ok(()); // its exit event (or the next sweep) comes back here
     }
+    let mut marks = Vec::new();
     if let (true, Some(t)) = (current, task) {
         let logs = app.runtime().logs(name, limits::MAX_LOG_BYTES).await?;
         app.tasks().put_logs(&t.id, &logs).await?;
+        marks.push((model::Phase::LogsCaptured, now_ms()));
     }
     app.runtime().remove(name).await?;
+    let attempt = parse_container_name(name).map(|(_, a)| a);
+    if let Some(t) = task.filter(|t| Some(t.attempt) == attempt) {
+        marks.push((model::Phase::Removed, now_ms()));
+        crate::spawn::mark(app, t, &marks).await;
+    }
     if let Some(t) = task.filter(|t| !t.state.is_active()) {
         app.slots().release(&t.id);
     }

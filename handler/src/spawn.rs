@@ -7,11 +7,11 @@
 
 use crate::app::App;
 use crate::clock::now_ms;
-use crate::runtime::{ContainerSpec, Phase, RuntimeError};
+use crate::runtime::{ContainerSpec, Created, Phase, RuntimeError};
 use crate::store::StoreError;
 use crate::token;
 use model::naming::container_name;
-use model::{limits, Envelope, Event, Task, TaskId, TaskState};
+use model::{limits, Envelope, Event, Phase as PhaseMark, Task, TaskId, TaskState};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -95,10 +95,12 @@ pub async fn handle_checked(
     d: &Delivery,
     check: &dyn ClaimCheck,
 ) -> Result<Outcome, SpawnError> {
+    // Taken from the queue (local consumer) or the invocation received (Service Bus trigger).
+    let received = now_ms();
     let task = ensure_task(app, d).await?;
     match task.state {
         s if s.is_terminal() => Ok(Outcome::Finished(task.id)),
-        TaskState::Pending => start_attempt(app, &task, task.attempt + 1, check).await,
+        TaskState::Pending => start_attempt(app, &task, task.attempt + 1, check, received).await,
         _ => {
             let name = container_name(&task.id, task.attempt);
             match app.runtime().status(&name).await? {
@@ -108,10 +110,14 @@ pub async fn handle_checked(
                 Some(st) if st.phase == Phase::Starting => {
                     let spec = container_spec(app, &task, name, String::new());
                     app.runtime().create(&spec).await?;
+                    app.metrics().redelivery_found_container();
                     Ok(Outcome::AlreadyRunning(task.id))
                 }
-                Some(_) => Ok(Outcome::AlreadyRunning(task.id)),
-                None => start_attempt(app, &task, task.attempt, check).await,
+                Some(_) => {
+                    app.metrics().redelivery_found_container();
+                    Ok(Outcome::AlreadyRunning(task.id))
+                }
+                None => start_attempt(app, &task, task.attempt, check, received).await,
             }
         }
     }
@@ -224,6 +230,7 @@ async fn start_attempt(
     task: &Task,
     attempt: u32,
     check: &dyn ClaimCheck,
+    received_ms: i64,
 ) -> Result<Outcome, SpawnError> {
     let name = container_name(&task.id, attempt);
     let secret = token::new_token();
@@ -245,11 +252,26 @@ async fn start_attempt(
     check.after_claim(app, &task).await?;
     let spec = container_spec(app, &task, name, secret);
     if warm(app, &task, &spec).await {
+        let marks = [
+            (PhaseMark::Dequeued, received_ms),
+            (PhaseMark::Claimed, now_ms()),
+        ];
+        mark(app, &task, &marks).await;
         return Ok(Outcome::Started(task.id));
     }
-    if let Err(e) = app.runtime().create(&spec).await {
-        note(app, &task, &e).await;
-        return Err(e.into());
+    match app.runtime().create(&spec).await {
+        Err(e) => {
+            note(app, &task, &e).await;
+            return Err(e.into());
+        }
+        Ok(Created::AlreadyExisted) => app.metrics().redelivery_found_container(),
+        Ok(Created::New) => {
+            let marks = [
+                (PhaseMark::Dequeued, received_ms),
+                (PhaseMark::Started, now_ms()),
+            ];
+            mark(app, &task, &marks).await;
+        }
     }
     tracing::info!(task = %task.id, container = %spec.name, "container started");
     Ok(Outcome::Started(task.id))
@@ -272,6 +294,21 @@ async fn warm(app: &Arc<App>, task: &Task, spec: &ContainerSpec) -> bool {
             tracing::warn!(task = %task.id, error = %e, "warm container claim failed; starting cold");
             false
         }
+    }
+}
+
+/// Records phases of the task's current attempt on its clock. A refused mark (the attempt is
+/// already over and replaced) or a store error only costs the clock a mark: it is logged.
+pub async fn mark(app: &App, task: &Task, marks: &[(PhaseMark, i64)]) {
+    let event = Event::Mark {
+        attempt: task.attempt,
+        marks: marks
+            .iter()
+            .map(|&(phase, at_ms)| model::Mark { phase, at_ms })
+            .collect(),
+    };
+    if let Err(e) = app.tasks().apply(&task.id, event).await {
+        tracing::debug!(task = %task.id, error = %e, "phase mark not recorded");
     }
 }
 

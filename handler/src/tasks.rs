@@ -44,8 +44,9 @@ impl Tasks {
     /// Applies `event` to task `id` now (atomically, in the store) and announces the result.
     /// A refused event ([`StoreError::Refused`]) changes nothing.
     pub async fn apply(&self, id: &TaskId, event: Event) -> Result<Task, StoreError> {
-        let task = self.store.update(id, &event, now_ms(), &self.rates).await?;
-        self.events.task(&task);
+        let now = now_ms();
+        let task = self.store.update(id, &event, now, &self.rates).await?;
+        self.events.applied(&event, &task, now);
         Ok(task)
     }
 

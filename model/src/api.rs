@@ -120,6 +120,14 @@ pub struct StateReport {
     /// Why it failed, with `Failed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// When the work first wrote output (ms since the epoch, the worker's clock), with `Done`
+    /// or `Failed`; absent from older workers and from work that wrote nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_output_at_ms: Option<i64>,
+    /// When the work's process exited (ms since the epoch, the worker's clock), with `Done`
+    /// or `Failed`; absent from older workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exited_at_ms: Option<i64>,
 }
 
 /// Query of `GET /api/tasks`.

@@ -9,8 +9,11 @@
 //! - [`task`]: a task as stored and as served by the API ([`Task`], [`TaskId`], [`Transition`]).
 //! - [`api`]: request and response bodies of the HTTP API, the worker's state report, the queue
 //!   envelope and the events streamed to the dashboard.
+//! - [`summary`]: the board header's figures over the recent tasks (`GET /api/summary`).
 //! - [`limits`]: every input limit, in one place, so the API, the CLI and the docs agree.
 //! - [`naming`]: the deterministic container name of a task attempt.
+//! - [`phases`]: the phase clock of each attempt (queued, taken, asked for, started, first
+//!   report, first output, exit, final report, logs, removed), set through the lifecycle.
 //! - [`output`]: the tail of a container's output and how its exit reads ("killed by signal 9").
 //! - [`pool`]: what a warm pool container's worker receives when a task claims it.
 //! - [`standby`]: the hand-over of a task to a container started before it (ACI standby pools).
@@ -22,12 +25,16 @@ pub mod lifecycle;
 pub mod limits;
 pub mod naming;
 pub mod output;
+pub mod phases;
 pub mod pool;
 pub mod standby;
 pub mod state;
+pub mod summary;
 pub mod task;
 
 pub use api::*;
 pub use lifecycle::{Event, LifecycleError, Rates};
+pub use phases::{AttemptClock, Mark, Phase};
 pub use state::{StateFacts, TaskState};
+pub use summary::{Percentiles, Summary};
 pub use task::{Resources, Task, TaskId, TaskIdError, Transition};

@@ -7,6 +7,7 @@
 //! ([`LifecycleError::Stale`]) instead of moving the current one.
 
 use crate::limits::MAX_REASON_BYTES;
+use crate::phases::{self, Mark, Phase};
 use crate::state::TaskState;
 use crate::task::{Task, Transition};
 use std::time::Duration;
@@ -117,6 +118,16 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// Phases of an attempt that are not state changes (taken from the queue, container
+    /// started, first output, exit, logs captured, removed), at the times the caller saw them.
+    /// Legal in every state (logs are captured after the end), for the current attempt only;
+    /// nothing but the attempt's clock changes.
+    Mark {
+        /// The attempt (the current one; never 0).
+        attempt: u32,
+        /// The phases and their times; a phase the attempt already has keeps its first time.
+        marks: Vec<Mark>,
+    },
 }
 
 /// The reason a person's retry records.
@@ -137,6 +148,7 @@ impl Event {
             Event::Cancel { .. } => "Cancel",
             Event::Retry { .. } => "Retry",
             Event::DeadLetter { .. } => "DeadLetter",
+            Event::Mark { .. } => "Mark",
         }
     }
 
@@ -161,7 +173,8 @@ impl Event {
             | Event::Succeeded { attempt, .. }
             | Event::AttemptFailed { attempt, .. }
             | Event::TimedOut { attempt, .. }
-            | Event::Retry { attempt } => Some(*attempt),
+            | Event::Retry { attempt }
+            | Event::Mark { attempt, .. } => Some(*attempt),
             Event::Cancel { .. } | Event::DeadLetter { .. } => None,
         }
     }
@@ -181,6 +194,7 @@ impl Event {
             Event::Cancel { .. } => !state.is_terminal(),
             Event::Retry { .. } => state.is_retryable(),
             Event::DeadLetter { .. } => matches!(state, Pending | Provisioning),
+            Event::Mark { .. } => true,
         }
     }
 }
@@ -243,11 +257,20 @@ impl Task {
                 });
             }
         }
-        if !event.allowed_from(self.state) {
+        // A mark for attempt 0 (no attempt yet) has no clock to go on.
+        let unattempted = matches!(event, Event::Mark { attempt: 0, .. });
+        if !event.allowed_from(self.state) || unattempted {
             return Err(LifecycleError::Illegal {
                 from: self.state,
                 event: event.name(),
             });
+        }
+        if let Event::Mark { attempt, marks } = event {
+            let mut t = self.clone();
+            for m in marks {
+                phases::record(&mut t.phases, *attempt, m.phase, m.at_ms);
+            }
+            return Ok(t);
         }
         let step = self.step(event);
         let mut t = self.clone();
@@ -258,6 +281,7 @@ impl Task {
             }
         }
         t.fill(event, now_ms);
+        t.stamp_phases(event, self.state, step.to, now_ms);
         t.enter(step, now_ms);
         Ok(t)
     }
@@ -282,6 +306,8 @@ impl Task {
             Event::Cancel { reason } => (Cancelled, Reason::Set(reason.clone())),
             Event::Retry { .. } => (Pending, Reason::Set(RETRY_REASON.into())),
             Event::DeadLetter { reason } => (DeadLettered, Reason::Set(reason.clone())),
+            // Never reached: `apply` records a mark's phases and returns before stepping.
+            Event::Mark { .. } => (self.state, Reason::Keep),
         };
         let ends = to.is_terminal() || to == Pending;
         Step {
@@ -349,7 +375,36 @@ impl Task {
             | Event::Started { .. }
             | Event::TimedOut { .. }
             | Event::Cancel { .. }
-            | Event::DeadLetter { .. } => {}
+            | Event::DeadLetter { .. }
+            | Event::Mark { .. } => {}
+        }
+    }
+
+    /// Stamps the phases a state change is (after [`Task::fill`], so `self.attempt` is the
+    /// attempt the event leaves current): the container asked for, the worker's first report,
+    /// an active attempt's end, and the queueing of the next attempt when the task is `Pending`
+    /// again.
+    fn stamp_phases(&mut self, event: &Event, from: TaskState, to: TaskState, now_ms: i64) {
+        let a = self.attempt;
+        let phase = match event {
+            Event::Provision { .. } | Event::Reprovision { .. } => Some(Phase::Asked),
+            Event::Started { .. } => Some(Phase::FirstReport),
+            Event::GiveBack { attempt, .. } => {
+                // No container was made: the attempt starts over, still queued since then.
+                phases::restart(&mut self.phases, *attempt);
+                None
+            }
+            _ if from.is_active() && (to.is_terminal() || to == TaskState::Pending) => {
+                Some(Phase::Finished)
+            }
+            _ => None,
+        };
+        if let Some(p) = phase {
+            phases::record(&mut self.phases, a, p, now_ms);
+        }
+        let requeued = matches!(event, Event::AttemptFailed { .. } | Event::Retry { .. });
+        if requeued && to == TaskState::Pending {
+            phases::record(&mut self.phases, a + 1, Phase::Queued, now_ms);
         }
     }
 

@@ -132,7 +132,22 @@ fn every_event(a: u32) -> Vec<(Event, &'static [TaskState])> {
             Event::DeadLetter { reason: reason() },
             &[Pending, Provisioning],
         ),
+        (mark(a, Phase::Removed, 4_500), &TaskState::ALL),
     ]
+}
+
+fn mark(attempt: u32, phase: Phase, at_ms: i64) -> Event {
+    Event::Mark {
+        attempt,
+        marks: vec![phases::Mark { phase, at_ms }],
+    }
+}
+
+/// The phases of `attempt` in `t`, in order, with their times.
+fn marks(t: &Task, attempt: u32) -> Vec<(Phase, i64)> {
+    t.clock(attempt)
+        .map(|c| c.marks.iter().map(|m| (m.phase, m.at_ms)).collect())
+        .unwrap_or_default()
 }
 
 #[test]
@@ -144,6 +159,10 @@ fn every_event_from_every_state_is_decided_by_the_table() {
         for (event, legal) in every_event(task.attempt) {
             let got = task.apply(&event, 5_000, &RATES);
             match (legal.contains(&from), got) {
+                (true, Ok(next)) if matches!(event, Event::Mark { .. }) => {
+                    assert_eq!((next.state, &next.transitions), (from, &task.transitions));
+                    assert_eq!(next.clock(1).unwrap().at(Phase::Removed), Some(4_500));
+                }
                 (true, Ok(next)) => {
                     let last = next.transitions.last().unwrap();
                     assert_eq!(
@@ -162,7 +181,7 @@ fn every_event_from_every_state_is_decided_by_the_table() {
             decided += 1;
         }
     }
-    assert_eq!(decided, TaskState::ALL.len() * 11);
+    assert_eq!(decided, TaskState::ALL.len() * 12);
 }
 
 #[test]
@@ -379,4 +398,118 @@ fn only_provisions_carry_a_token() {
         let has = matches!(e, Event::Provision { .. } | Event::Reprovision { .. });
         assert_eq!(e.token_hash().is_some(), has, "{}", e.name());
     }
+}
+
+#[test]
+fn a_mark_needs_an_attempt() {
+    let fresh = new_task(1);
+    let got = fresh.apply(&mark(0, Phase::Dequeued, 1_500), 1_500, &RATES);
+    assert_eq!(
+        got,
+        Err(LifecycleError::Illegal {
+            from: Pending,
+            event: "Mark"
+        })
+    );
+}
+
+#[test]
+fn state_changes_stamp_their_phases_and_marks_add_the_rest() {
+    use Phase::*;
+    let t = new_task(2);
+    assert_eq!(marks(&t, 1), [(Queued, 1_000)], "accepted = queued");
+    let t = ok(&t, &provision(1), 2_000);
+    let t = ok(&t, &mark(1, Dequeued, 1_900), 2_100);
+    let t = ok(&t, &mark(1, Started, 2_200), 2_200);
+    let t = ok(&t, &Event::Started { attempt: 1 }, 2_500);
+    let t = ok(&t, &failed(1, Some(1)), 3_000);
+    assert_eq!(
+        marks(&t, 1),
+        [
+            (Queued, 1_000),
+            (Dequeued, 1_900),
+            (Asked, 2_000),
+            (Started, 2_200),
+            (FirstReport, 2_500),
+            (Finished, 3_000)
+        ]
+    );
+    assert_eq!(marks(&t, 2), [(Queued, 3_000)], "the retry is queued");
+    // The old attempt's container is cleaned up while the task waits for its retry.
+    let t = ok(&t, &mark(1, Removed, 3_100), 3_100);
+    assert_eq!(t.clock(1).unwrap().at(Removed), Some(3_100));
+    let t = ok(&t, &provision(2), 4_000);
+    let t = ok(&t, &succeeded(2), 5_000);
+    assert_eq!(
+        marks(&t, 2),
+        [(Queued, 3_000), (Asked, 4_000), (Finished, 5_000)]
+    );
+    let stale = t.apply(&mark(1, LogsCaptured, 5_100), 5_100, &RATES);
+    assert!(matches!(stale, Err(LifecycleError::Stale { .. })));
+    let t = ok(&t, &mark(2, LogsCaptured, 5_100), 5_100);
+    assert_eq!(t.state, Done, "a mark after the end changes no state");
+}
+
+#[test]
+fn a_redelivery_keeps_the_first_ask_and_a_give_back_restarts_the_clock() {
+    use Phase::*;
+    let t = ok(&new_task(1), &provision(1), 2_000);
+    let again = Event::Reprovision {
+        attempt: 1,
+        container: "c".into(),
+        token_hash: "h".into(),
+    };
+    let t = ok(&t, &again, 2_500);
+    assert_eq!(marks(&t, 1), [(Queued, 1_000), (Asked, 2_000)]);
+    let back = Event::GiveBack {
+        attempt: 1,
+        retry_at_ms: 9_000,
+        reason: "no room".into(),
+    };
+    let t = ok(&t, &back, 3_000);
+    assert_eq!(
+        marks(&t, 1),
+        [(Queued, 1_000)],
+        "still queued since acceptance"
+    );
+    let t = ok(&t, &provision(1), 4_000);
+    assert_eq!(marks(&t, 1), [(Queued, 1_000), (Asked, 4_000)]);
+}
+
+#[test]
+fn ends_stamp_finished_only_for_an_active_attempt() {
+    use Phase::*;
+    let cancel = Event::Cancel { reason: "x".into() };
+    let t = ok(&new_task(1), &cancel, 1_500);
+    assert_eq!(marks(&t, 1), [(Queued, 1_000)], "nothing ran");
+    let p = ok(&new_task(1), &provision(1), 2_000);
+    let t = ok(&p, &cancel, 2_500);
+    assert_eq!(t.clock(1).unwrap().at(Finished), Some(2_500));
+    let dead = Event::DeadLetter { reason: "x".into() };
+    assert_eq!(
+        ok(&p, &dead, 2_600).clock(1).unwrap().at(Finished),
+        Some(2_600)
+    );
+    let timed = Event::TimedOut {
+        attempt: 1,
+        reason: "x".into(),
+    };
+    let t = ok(&p, &timed, 2_700);
+    assert_eq!(t.clock(1).unwrap().at(Finished), Some(2_700));
+    let t = ok(&t, &Event::Retry { attempt: 1 }, 2_800);
+    assert_eq!(
+        marks(&t, 2),
+        [(Queued, 2_800)],
+        "a person's retry is queued"
+    );
+}
+
+#[test]
+fn stored_tasks_without_a_clock_still_load() {
+    let mut json = serde_json::to_value(new_task(1)).unwrap();
+    json.as_object_mut().unwrap().remove("phases");
+    let t: Task = serde_json::from_value(json).unwrap();
+    assert!(t.phases.is_empty());
+    let t = ok(&t, &provision(1), 2_000);
+    assert_eq!(marks(&t, 1), [(Phase::Asked, 2_000)]);
 }

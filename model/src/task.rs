@@ -1,5 +1,6 @@
 //! A task as stored and served.
 
+use crate::phases::{self, AttemptClock, Phase};
 use crate::state::TaskState;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -136,6 +137,10 @@ pub struct Task {
     /// Every state entered, oldest first.
     #[serde(default)]
     pub transitions: Vec<Transition>,
+    /// When each phase of the newest attempts happened (at most `phases::MAX_CLOCKS`), oldest
+    /// attempt first; set only by `Task::apply`. Absent in tasks stored before it existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<AttemptClock>,
 }
 
 impl Task {
@@ -173,7 +178,18 @@ impl Task {
                 attempt: 0,
                 reason: None,
             }],
+            phases: {
+                // The first attempt is queued as the task is accepted.
+                let mut clocks = Vec::new();
+                phases::record(&mut clocks, 1, Phase::Queued, now_ms);
+                clocks
+            },
         }
+    }
+
+    /// The clock of attempt `attempt`, if it is kept.
+    pub fn clock(&self, attempt: u32) -> Option<&AttemptClock> {
+        self.phases.iter().find(|c| c.attempt == attempt)
     }
 }
 

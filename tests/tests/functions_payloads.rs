@@ -352,7 +352,24 @@ async fn the_http_api_answers_through_res_and_enqueues_through_message() {
         )
         .await;
     assert_eq!(status, 200);
-    assert_eq!(h.task(&task.id).await.state, TaskState::Provisioning);
+    let spawned = h.task(&task.id).await;
+    assert_eq!(spawned.state, TaskState::Provisioning);
+    // The invocation's receipt and the container's start are on the attempt's clock.
+    let clock = spawned.clock(1).expect("attempt 1's clock");
+    assert!(clock.at(model::Phase::Dequeued) <= clock.at(model::Phase::Asked));
+    assert!(clock.at(model::Phase::Started).is_some(), "{clock:?}");
+
+    // Prometheus reaches the series the way it reaches the API: HttpApi, behind the key.
+    let (res, _) = h.api("GET", "/api/metrics", key.clone(), None).await;
+    assert_eq!(res["statusCode"], 200, "{res}");
+    let text = res["body"].as_str().unwrap();
+    assert!(
+        text.contains("eda_tasks{state=\"Provisioning\"} 1\n"),
+        "{text}"
+    );
+    assert!(text.contains("eda_phase_duration_seconds_count{phase=\"started\"} 1\n"));
+    let (res, _) = h.api("GET", "/api/metrics", json!({}), None).await;
+    assert_eq!(res["statusCode"], 401, "the same key rules: {res}");
     h.running.stop().await;
 }
 

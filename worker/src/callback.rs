@@ -55,6 +55,13 @@ impl Iterator for Backoff {
     }
 }
 
+/// Now, in ms since the Unix epoch (the unit of the phase clock the reports carry).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// How one report ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -193,6 +200,8 @@ mod tests {
             container: None,
             exit_code: None,
             reason: None,
+            first_output_at_ms: None,
+            exited_at_ms: None,
         };
         assert_eq!(r.send(&report), Outcome::Skipped);
     }
@@ -226,6 +235,8 @@ mod tests {
             container: None,
             exit_code: Some(0),
             reason: None,
+            first_output_at_ms: Some(1),
+            exited_at_ms: Some(2),
         };
         assert!(matches!(r.send(&report), Outcome::GaveUp(_)));
     }

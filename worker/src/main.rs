@@ -65,6 +65,8 @@ fn run(args: &Args, env: Env) -> i32 {
         container: env.container.clone(),
         exit_code: None,
         reason: None,
+        first_output_at_ms: None,
+        exited_at_ms: None,
     });
     let finished = if args.command.is_empty() {
         work::demo(&env.message, env.demo_duration(args))
@@ -80,6 +82,8 @@ fn run(args: &Args, env: Env) -> i32 {
         container: env.container.clone(),
         exit_code: Some(i64::from(finished.exit_code)),
         reason: finished.reason,
+        first_output_at_ms: finished.first_output_at_ms,
+        exited_at_ms: finished.exited_at_ms,
     });
     finished.exit_code.clamp(0, 255)
 }

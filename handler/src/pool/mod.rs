@@ -231,8 +231,6 @@ impl Pool {
         let Some(name) = self.take_waiting(&task.id, &spec.name) else {
             return Ok(false);
         };
-        // metrics: the pool-size gauge drops by one here until the refill; with h4's
-        // `crate::metrics`, the keeper sets it: `app.metrics().set_pool_size(self.size_now())`.
         let result = self.hand_over(&name, task, spec).await;
         self.changed.notify_one();
         if result.is_err() {
@@ -365,7 +363,6 @@ impl Pool {
     async fn fill(&self) {
         let missing = self.settings.size.saturating_sub(self.size_now());
         futures::future::join_all((0..missing).map(|_| self.add())).await;
-        // metrics: set the pool-size gauge here (`Metrics::set_pool_size(self.size_now())`).
     }
 
     /// Warm containers creating or waiting (not claimed): what the pool-size gauge shows.

@@ -6,6 +6,7 @@
 //! [`fixture`] is the one place that builds an [`App`](crate::app::App) for them.
 
 mod fixture;
+mod phases;
 mod pool;
 mod reconcile;
 mod spawn;
