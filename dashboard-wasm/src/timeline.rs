@@ -21,8 +21,9 @@ use model::{Task, TaskId, TaskPage, TaskState};
 use std::time::Duration;
 use wasm_bindgen::JsCast;
 
-/// At most this many tasks of the window are drawn (the newest; one page of the list API).
-pub const TASKS: usize = model::limits::MAX_PAGE;
+/// At most this many tasks of the window are drawn, the newest (at 240 px of bars, half a pixel
+/// per row: more would paint over each other).
+pub const TASKS: usize = 500;
 /// How often the timeline refetches while the board changes, and moves "now".
 const EVERY: Duration = Duration::from_secs(1);
 /// Longest span drawn: the last five minutes.
