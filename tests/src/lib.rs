@@ -257,3 +257,27 @@ impl Api {
         .await
     }
 }
+
+/// Delivers one plain-text message (`body`, under a fresh queue message id made from `prefix`)
+/// twice to `running`'s spawn path, as Service Bus does after a crash between the container's
+/// create and the message's complete. Returns the task id the message derives and both outcomes.
+pub async fn deliver_twice(
+    running: &Running,
+    prefix: &str,
+    body: &str,
+) -> (TaskId, handler::spawn::Outcome, handler::spawn::Outcome) {
+    use handler::spawn::{self, Delivery};
+    let message_id = format!("external-{}", runtimes::unique(prefix));
+    let d = Delivery {
+        message_id: message_id.clone(),
+        body: body.into(),
+        delivery_count: 1,
+    };
+    let first = spawn::handle(&running.app, &d).await.unwrap();
+    let again = Delivery {
+        delivery_count: 2,
+        ..d
+    };
+    let second = spawn::handle(&running.app, &again).await.unwrap();
+    (spawn::derived_id(&message_id), first, second)
+}

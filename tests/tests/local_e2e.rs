@@ -4,7 +4,7 @@
 
 use e2e::{eventually, need, start_local, Api, TempDir};
 use handler::local::Running;
-use handler::spawn::{self, Delivery, Outcome};
+use handler::spawn::Outcome;
 use model::TaskState::*;
 use std::time::Duration;
 
@@ -202,19 +202,7 @@ async fn a_duplicate_delivery_makes_one_container() {
     // Deliver the same plain-text message twice, as Service Bus does after a crash between
     // container create and message complete.
     // A fresh queue message id per run: the task id (and so the container name) derives from it.
-    let message_id = format!("external-{}", e2e::runtimes::unique("dup"));
-    let d = Delivery {
-        message_id: message_id.clone(),
-        body: "sleep 2".into(),
-        delivery_count: 1,
-    };
-    let first = spawn::handle(&running.app, &d).await.unwrap();
-    let again = Delivery {
-        delivery_count: 2,
-        ..d.clone()
-    };
-    let second = spawn::handle(&running.app, &again).await.unwrap();
-    let id = spawn::derived_id(&message_id);
+    let (id, first, second) = e2e::deliver_twice(&running, "dup", "sleep 2").await;
     assert_eq!(first, Outcome::Started(id.clone()));
     assert_eq!(second, Outcome::AlreadyRunning(id.clone()));
     assert_eq!(docker_names(id.as_str()), vec![format!("eda-{id}-1")]);

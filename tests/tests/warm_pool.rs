@@ -10,7 +10,7 @@
 use e2e::{eventually, need, start_local, Api, TempDir};
 use handler::local::Running;
 use handler::runtime::docker::DockerRuntime;
-use handler::spawn::{self, Delivery, Outcome};
+use handler::spawn::Outcome;
 use model::TaskState::*;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -257,19 +257,7 @@ async fn redelivery_of_a_claimed_message_makes_no_second_container() {
     let api = Api::new(&running);
     let left = Leftovers::new(&running);
     let pool = ready(&api, &left, 1).await;
-    let message_id = format!("external-{}", e2e::runtimes::unique("warmdup"));
-    let d = Delivery {
-        message_id: message_id.clone(),
-        body: "sleep 2".into(),
-        delivery_count: 1,
-    };
-    let first = spawn::handle(&running.app, &d).await.unwrap();
-    let again = Delivery {
-        delivery_count: 2,
-        ..d.clone()
-    };
-    let second = spawn::handle(&running.app, &again).await.unwrap();
-    let id = spawn::derived_id(&message_id);
+    let (id, first, second) = e2e::deliver_twice(&running, "warmdup", "sleep 2").await;
     left.container(&format!("eda-{id}-1"));
     assert_eq!(first, Outcome::Started(id.clone()));
     assert_eq!(second, Outcome::AlreadyRunning(id.clone()));
