@@ -190,6 +190,10 @@ async fn a_failed_attempt_is_retried_then_succeeds() {
             .contains("attempt 1/3 failed"),
         "{retry:?}"
     );
+    // Both attempts' containers are gone before the handler stops (the test leaves nothing).
+    for n in 1..=2 {
+        e2e::until_removed(&running, &format!("eda-{}-{n}", t.id), LONG).await;
+    }
     running.stop().await;
 }
 
