@@ -273,11 +273,15 @@ pub async fn deliver_twice(
         body: body.into(),
         delivery_count: 1,
     };
-    let first = spawn::handle(&running.app, &d).await.unwrap();
+    let first = spawn::handle(&running.app, &d)
+        .await
+        .unwrap_or_else(|e| panic!("the first delivery failed: {e}"));
     let again = Delivery {
         delivery_count: 2,
         ..d
     };
-    let second = spawn::handle(&running.app, &again).await.unwrap();
+    let second = spawn::handle(&running.app, &again)
+        .await
+        .unwrap_or_else(|e| panic!("the second delivery failed: {e}"));
     (spawn::derived_id(&message_id), first, second)
 }
