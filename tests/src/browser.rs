@@ -1,12 +1,14 @@
 //! Driving a real headless Chromium through WebDriver (chromedriver + fantoccini).
 //!
 //! [`Browser::start`] runs chromedriver on a free port as a child process and opens one session
-//! with a fresh profile; dropping the [`Browser`] kills chromedriver (and with it Chromium).
+//! with a fresh profile; dropping the [`Browser`] kills chromedriver's process group (and with it
+//! Chromium), also after a test panicked.
 //! WebDriver is spoken over plain HTTP to 127.0.0.1, so no TLS stack is linked.
 
 use crate::TempDir;
 use fantoccini::{Client, ClientBuilder};
 use serde_json::{json, Value};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -71,7 +73,10 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium with a fresh profile, `width` x `height`.
     pub async fn start(width: u32, height: u32) -> Browser {
         let port = crate::free_port();
+        // Its own process group, so dropping the Browser kills Chromium with it even when a
+        // test panicked before closing the session.
         let driver = Command::new(CHROMEDRIVER)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -220,6 +225,13 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // The whole group: chromedriver and the Chromium processes it started.
+        let group = format!("-{}", self.driver.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
