@@ -285,3 +285,15 @@ pub async fn deliver_twice(
         .unwrap_or_else(|e| panic!("the second delivery failed: {e}"));
     (spawn::derived_id(&message_id), first, second)
 }
+
+/// Names of the containers (any state) matching a `docker ps` filter.
+pub fn docker_list(filter: &str) -> Vec<String> {
+    let out = std::process::Command::new("docker")
+        .args(["ps", "-a", "--format", "{{.Names}}", "--filter", filter])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}

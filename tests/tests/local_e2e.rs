@@ -34,19 +34,7 @@ async fn docker_local(dir: &TempDir, extra: &[&str]) -> Option<Running> {
 
 /// Names of the containers (any state) of one task.
 fn docker_names(task: &str) -> Vec<String> {
-    docker_list(&format!("name=eda-{task}-"))
-}
-
-/// Names of the containers (any state) matching a `docker ps` filter.
-fn docker_list(filter: &str) -> Vec<String> {
-    let out = std::process::Command::new("docker")
-        .args(["ps", "-a", "--format", "{{.Names}}", "--filter", filter])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
+    e2e::docker_list(&format!("name=eda-{task}-"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -364,7 +352,7 @@ async fn the_concurrency_cap_is_a_real_cap_on_containers() {
     loop {
         // One listing, so the count is a snapshot (per-id listings would add up containers
         // that never existed at the same time).
-        let all = docker_list("name=eda-");
+        let all = e2e::docker_list("name=eda-");
         let live = all
             .iter()
             .filter(|n| ids.iter().any(|id| n.contains(id.as_str())))

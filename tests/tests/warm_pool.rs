@@ -64,18 +64,6 @@ async fn warm_local(dir: &TempDir, warm: &str, extra: &[&str]) -> Option<Running
     Some(start_local(&dir.0, &flags).await)
 }
 
-/// Names of the containers (any state) matching a `docker ps` filter.
-fn docker_list(filter: &str) -> Vec<String> {
-    let out = std::process::Command::new("docker")
-        .args(["ps", "-a", "--format", "{{.Names}}", "--filter", filter])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
 /// The environment of container `name`, one `K=V` per line.
 fn docker_env(name: &str) -> String {
     let out = std::process::Command::new("docker")
@@ -148,7 +136,7 @@ impl Drop for Leftovers {
         };
         let mut names: Vec<String> = self.containers.lock().unwrap().iter().cloned().collect();
         for prefix in self.pools.lock().unwrap().iter() {
-            names.extend(docker_list(&format!("name=^/{prefix}")));
+            names.extend(e2e::docker_list(&format!("name=^/{prefix}")));
         }
         for name in &names {
             let _ = docker(&["rm", "-f", name]);
@@ -222,7 +210,7 @@ async fn a_message_claims_a_warm_container_and_the_pool_refills() {
     );
     assert!(env_value(&env, "TASK_TOKEN").is_none(), "{env}");
     assert!(
-        docker_list(&format!("name=^/{slot}$")).is_empty(),
+        e2e::docker_list(&format!("name=^/{slot}$")).is_empty(),
         "renamed"
     );
     let done = api.wait_state(&t.id, Done, LONG).await;
@@ -262,7 +250,10 @@ async fn redelivery_of_a_claimed_message_makes_no_second_container() {
     assert_eq!(first, Outcome::Started(id.clone()));
     assert_eq!(second, Outcome::AlreadyRunning(id.clone()));
     let name = format!("eda-{id}-1");
-    assert_eq!(docker_list(&format!("name=eda-{id}-")), vec![name.clone()]);
+    assert_eq!(
+        e2e::docker_list(&format!("name=eda-{id}-")),
+        vec![name.clone()]
+    );
     let slot = env_value(&docker_env(&name), "POOL_SLOT");
     assert!(slot.is_some_and(|s| pool.contains(&s)), "served warm");
     api.wait_state(&id, Done, LONG).await;
@@ -408,7 +399,7 @@ async fn the_pool_is_shown_a_dead_container_replaced_and_shutdown_removes_them_a
     })
     .await;
     eventually(LONG, "the dead warm container to be removed", || async {
-        docker_list(&format!("name=^/{victim}$"))
+        e2e::docker_list(&format!("name=^/{victim}$"))
             .is_empty()
             .then_some(())
     })
@@ -416,7 +407,7 @@ async fn the_pool_is_shown_a_dead_container_replaced_and_shutdown_removes_them_a
     running.stop().await;
     for name in before.iter().chain(&after) {
         assert!(
-            docker_list(&format!("name=^/{name}$")).is_empty(),
+            e2e::docker_list(&format!("name=^/{name}$")).is_empty(),
             "{name} outlived the shutdown"
         );
     }
