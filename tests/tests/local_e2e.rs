@@ -369,5 +369,9 @@ async fn the_concurrency_cap_is_a_real_cap_on_containers() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(most, 2, "the cap should be used fully while work waits");
+    // Every container is gone before the handler stops (the test leaves nothing behind).
+    for id in &ids {
+        e2e::until_removed(&running, &format!("eda-{id}-1"), LONG).await;
+    }
     running.stop().await;
 }
