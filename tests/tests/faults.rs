@@ -214,6 +214,8 @@ async fn oom_killed_work_fails_with_137_and_says_out_of_memory() {
         reason.contains("OOM killer"),
         "the reason should name the OOM killer: {t:#?}"
     );
+    // Its container is gone before the handler stops (the test leaves nothing behind).
+    e2e::until_removed(&running, &format!("eda-{}-1", t.id), LONG).await;
     running.stop().await;
 }
 
