@@ -28,3 +28,19 @@ pub const MAX_TIMEOUT_SECS: u32 = 24 * 3600;
 pub const MAX_METRIC_SAMPLES: usize = 3600;
 /// Deepest JSON nesting accepted in any body (serde_json's own recursion limit is 128).
 pub const MAX_JSON_DEPTH: usize = 32;
+/// Lowest priority a task may ask for.
+pub const MIN_PRIORITY: i32 = -1000;
+/// Highest priority a task may ask for.
+pub const MAX_PRIORITY: i32 = 1000;
+/// Furthest ahead a task may be scheduled (`not_before` or `delay_secs`), in seconds (7 days).
+pub const MAX_DELAY_SECS: u64 = 7 * 24 * 3600;
+/// Longest concurrency key, in bytes (characters from a-z, 0-9, '.', '_' and '-').
+pub const MAX_KEY_LEN: usize = 64;
+/// Most labels on one task.
+pub const MAX_LABELS: usize = 8;
+/// Longest label name (characters from a-z, 0-9 and '_').
+pub const MAX_LABEL_NAME: usize = 32;
+/// Longest label value, in bytes (printable text).
+pub const MAX_LABEL_VALUE: usize = 128;
+/// Longest image reference, in bytes.
+pub const MAX_IMAGE_LEN: usize = 255;
