@@ -350,9 +350,12 @@ async fn a_foreign_envelope_breaking_a_rule_is_dead_lettered() {
     let ok =
         serde_json::json!({"id": "f-2", "work": "true", "key": "k", "priority": 3}).to_string();
     running.queue.send_raw("f-2-msg", &ok).await.unwrap();
-    let done = api
-        .wait_state(&TaskId::parse("f-2").unwrap(), TaskState::Done, LONG)
-        .await;
+    let f2 = TaskId::parse("f-2").unwrap();
+    eventually(LONG, "the valid envelope's task to be stored", || async {
+        running.app.tasks().get(&f2).await.unwrap().map(drop)
+    })
+    .await;
+    let done = api.wait_state(&f2, TaskState::Done, LONG).await;
     assert_eq!((done.key.as_deref(), done.priority), (Some("k"), 3));
     eventually(LONG, "the refused message to leave the queue", || async {
         (running.queue.depth().await.unwrap() == 0).then_some(())
