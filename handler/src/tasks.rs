@@ -67,8 +67,8 @@ impl Tasks {
         self.store.list(filter).await
     }
 
-    /// The tasks of concurrency key `key` holding a container (or about to), oldest first
-    /// (Functions mode's per-key cap, `functions::admit`).
+    /// The tasks of concurrency key `key` holding a container (or about to) (Functions mode's
+    /// per-key cap, `functions::admit`).
     pub async fn active_with_key(&self, key: &str) -> Result<Vec<Task>, StoreError> {
         self.store.active_with_key(key).await
     }

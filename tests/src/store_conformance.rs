@@ -80,8 +80,8 @@ pub async fn run_all(store: Arc<dyn TaskStore>) {
     a_keys_active_tasks_are_listed_and_only_those(&*store).await;
 }
 
-/// `active_with_key`: the tasks of one concurrency key in `Provisioning` or `InProgress`,
-/// oldest first; not its pending or finished ones, not another key's, not unkeyed ones.
+/// `active_with_key`: the tasks of one concurrency key in `Provisioning` or `InProgress`; not
+/// its pending or finished ones, not another key's, not unkeyed ones.
 async fn a_keys_active_tasks_are_listed_and_only_those(s: &dyn TaskStore) {
     let key = id("key", 0).to_string();
     let other = format!("{key}-other");
@@ -106,10 +106,14 @@ async fn a_keys_active_tasks_are_listed_and_only_those(s: &dyn TaskStore) {
         .await
         .unwrap();
     up(s, &tasks[2].id, cancel(), 2_200).await.unwrap();
-    let ids = |v: Vec<Task>| v.into_iter().map(|t| t.id).collect::<Vec<_>>();
+    let ids = |v: Vec<Task>| {
+        let mut ids: Vec<TaskId> = v.into_iter().map(|t| t.id).collect();
+        ids.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        ids
+    };
     assert_eq!(
         ids(s.active_with_key(&key).await.unwrap()),
-        vec![tasks[0].id.clone(), tasks[1].id.clone()]
+        ids(vec![tasks[0].clone(), tasks[1].clone()])
     );
     assert_eq!(
         ids(s.active_with_key(&other).await.unwrap()),

@@ -188,7 +188,7 @@ pub trait TaskStore: Send + Sync {
     /// Every task that is not terminal (what the reconciler watches).
     async fn unfinished(&self) -> Result<Vec<Task>, StoreError>;
     /// The tasks with concurrency key `key` that hold a container or are about to (`Provisioning`
-    /// or `InProgress`: `TaskState::is_active`), oldest first. Functions mode counts a key's
+    /// or `InProgress`: `TaskState::is_active`), in no particular order. Functions mode counts a key's
     /// running tasks with it in the store every instance shares (`functions::admit`); there are
     /// at most the key's cap of them, plus claims racing for the last slot.
     async fn active_with_key(&self, key: &str) -> Result<Vec<Task>, StoreError>;
