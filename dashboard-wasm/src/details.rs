@@ -8,6 +8,7 @@ use crate::api;
 use crate::board::Board;
 use crate::chart::Chart;
 use crate::format::{bytes, clock, duration_ms};
+use crate::shape::ShapeFacts;
 use crate::ui::Errors;
 use crate::waterfall::Waterfall;
 use leptos::prelude::*;
@@ -163,6 +164,7 @@ fn Panel(
                 <dt>"Resources"</dt><dd>{t(|t| format!("{} CPU, {} MiB", t.resources.cpu, t.resources.memory_mb))}</dd>
                 <dt>"Reason"</dt><dd class="reason">{t(|t| t.reason.clone().unwrap_or_else(|| "-".into()))}</dd>
             </dl>
+            <ShapeFacts sig />
             <div class="actions">
                 <button on:click=move |_| act("cancel") disabled=move || !can_cancel()>"Cancel"</button>
                 <button on:click=move |_| act("retry") disabled=move || !can_retry()>"Retry"</button>

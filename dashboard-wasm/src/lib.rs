@@ -28,6 +28,7 @@ pub mod figures;
 pub mod format;
 pub mod live;
 pub mod pager;
+pub mod shape;
 pub mod timeline;
 pub mod ui;
 pub mod waterfall;

@@ -176,7 +176,26 @@ async fn submit(app: Data, payload: web::Payload) -> Result<HttpResponse> {
     })?;
     let tasks = new_tasks(&app, items)?;
     let tasks = app.intake().submit(tasks).await?;
+    prefetch_images(&app, &tasks);
     Ok(HttpResponse::Accepted().json(SubmitResponse { tasks }))
+}
+
+/// Pulls, in the background, the images of accepted tasks that asked for their own
+/// (`ContainerRuntime::prefetch`); a failure is logged, and the spawn says it again.
+fn prefetch_images(app: &Data, tasks: &[model::Task]) {
+    let images: std::collections::BTreeSet<String> =
+        tasks.iter().filter_map(|t| t.image.clone()).collect();
+    for image in images {
+        let runtime = app.runtime_shared();
+        tokio::spawn(async move {
+            match runtime.prefetch(&image).await {
+                Ok(()) => tracing::debug!(%image, "image present"),
+                Err(e) => {
+                    tracing::warn!(%image, error = %e, "could not pull the image ahead; its tasks will fail to start until it is present")
+                }
+            }
+        });
+    }
 }
 
 async fn list(app: Data, q: web::Query<ListQuery>) -> Result<HttpResponse> {

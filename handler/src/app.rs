@@ -103,6 +103,11 @@ impl App {
         self.runtime.as_ref()
     }
 
+    /// The runtime, shared (for work in the background, e.g. pulling an image ahead).
+    pub fn runtime_shared(&self) -> Arc<dyn ContainerRuntime> {
+        self.runtime.clone()
+    }
+
     /// Where new work and retries are queued.
     pub fn intake(&self) -> &dyn Intake {
         self.intake.as_ref()

@@ -33,6 +33,14 @@ pub async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
         .map(|w| WorkItem {
             work: w.clone(),
             count,
+            priority: args.priority,
+            not_before: args.not_before.clone(),
+            delay_secs: args.delay,
+            key: args.key.clone(),
+            image: args.image.clone(),
+            cpu: args.cpu,
+            memory_mb: args.memory_mb,
+            labels: args.labels.iter().cloned().collect(),
             ..WorkItem::default()
         })
         .collect();

@@ -6,9 +6,11 @@
 mod azure;
 mod backends;
 mod containment;
+mod shape;
 
 pub use azure::AzureArgs;
 pub use containment::{ContainmentArgs, TaskNetns, TaskNetwork};
+pub use shape::{KeyCaps, ShapeArgs, ShapeSettings};
 
 pub use crate::runtime::containment::{Containment, Hardening};
 pub use backends::{
@@ -130,6 +132,9 @@ pub struct TaskArgs {
     /// Seconds a container may stay missing after it was asked for before the attempt fails.
     #[arg(long, env = "EDA_PROVISION_GRACE_SECS", default_value_t = 60)]
     pub provision_grace_secs: u64,
+    /// Images, sizes, per-key caps and backpressure ([`ShapeArgs`]).
+    #[command(flatten)]
+    pub shape: ShapeArgs,
 }
 
 /// `handler local`.
@@ -220,12 +225,43 @@ pub struct SubmitArgs {
     /// Copies of each.
     #[arg(long, default_value_t = 1)]
     pub count: u32,
+    /// Priority (higher runs first; -1000..=1000).
+    #[arg(long, allow_hyphen_values = true)]
+    pub priority: Option<i32>,
+    /// Start no earlier than this many seconds from now.
+    #[arg(long, conflicts_with = "not_before")]
+    pub delay: Option<u64>,
+    /// Start no earlier than this time (RFC 3339, e.g. 2026-01-02T03:04:05Z).
+    #[arg(long)]
+    pub not_before: Option<String>,
+    /// Concurrency key (its tasks run at most the key's cap at once).
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Image to run (one of the handler's --allowed-image, or the worker image).
+    #[arg(long)]
+    pub image: Option<String>,
+    /// CPU cores of each container.
+    #[arg(long)]
+    pub cpu: Option<f64>,
+    /// Memory of each container in MiB.
+    #[arg(long)]
+    pub memory_mb: Option<u32>,
+    /// A label `name=value`; repeat for more.
+    #[arg(long = "label", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
     /// API of the running handler.
     #[arg(long, env = "EDA_API", default_value = "http://127.0.0.1:7071")]
     pub api: String,
     /// API key, if the handler needs one.
     #[arg(long, env = "EDA_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+}
+
+/// A `name=value` label of `handler submit --label` (the handler checks the rules).
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{s:?}: use name=value"))
 }
 
 /// `handler tasks`.
@@ -308,6 +344,8 @@ pub struct Settings {
     pub public_url: String,
     /// API key for /api routes, if any.
     pub api_key: Option<String>,
+    /// What a task may ask for, per-key caps and backpressure.
+    pub shape: ShapeSettings,
 }
 
 impl Settings {
@@ -338,7 +376,13 @@ impl Settings {
             t.cpu > 0.0 && t.memory_mb >= 16,
             "--cpu must be > 0 and --memory-mb >= 16",
         )?;
+        let resources = Resources {
+            cpu: t.cpu,
+            memory_mb: t.memory_mb,
+        };
+        let shape = t.shape.resolve(&t.image, resources)?;
         Ok(Settings {
+            shape,
             concurrency: t.concurrency,
             max_attempts: t.max_attempts,
             max_deliveries: t.max_deliveries,

@@ -8,6 +8,7 @@
 //! - [`api`]: the HTTP routes (thin: parse, check, delegate, map errors to statuses).
 //! - [`functions`]: Azure Functions custom-handler invocation payloads <-> the same domain calls.
 //! - [`spawn`]: THE one code path from a queue message to a running container; the slot cap.
+//! - [`run_env`]: the context a run gets in its environment (task, message, key, labels).
 //! - [`pool`]: the warm pool of local mode (`--warm N`): started containers whose workers wait
 //!   for a task; a message claims one instead of starting a cold container.
 //! - [`reconcile`]: watches containers, finishes tasks from exit codes, timeouts, retries,
@@ -47,6 +48,7 @@ pub mod policy;
 pub mod pool;
 pub mod queue;
 pub mod reconcile;
+pub mod run_env;
 pub mod runtime;
 pub mod sampler;
 pub mod spawn;

@@ -92,7 +92,9 @@ pub async fn start(args: LocalArgs) -> anyhow::Result<Running> {
     let backends = args.backends()?;
     let store = compose::sqlite(&args.data_dir.join("eda.db"))?.with_outbox(queue::enqueue_new);
     let tasks = compose::tasks(&settings, Arc::new(store.clone()), Events::default());
-    let queue = Arc::new(LocalQueue::new(store.db.clone(), tasks.clone()));
+    let queue = Arc::new(
+        LocalQueue::new(store.db.clone(), tasks.clone()).with_caps(settings.shape.queue_caps),
+    );
     let recovered = queue.recover().await?;
     let chosen = compose::runtime(&backends, &settings.image).await?;
     let workers = match chosen.gateway.filter(|_| args.public_url.is_none()) {
@@ -114,7 +116,7 @@ pub async fn start(args: LocalArgs) -> anyhow::Result<Running> {
         .into_iter()
         .filter(|t| t.state.is_active())
     {
-        app.slots().adopt(t.id);
+        app.slots().adopt(t.id, t.key);
     }
     let mut servers = vec![serve(listener, &args, app.clone())?];
     if let Some(workers) = workers {

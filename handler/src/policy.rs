@@ -12,7 +12,11 @@
 //!    counting the delivery, never dead-letter. The delay is the backoff for this delivery, or
 //!    what the runtime asked for (`RuntimeError::retry_after`, e.g. ARM's `Retry-After`) when
 //!    that is longer.
-//! 3. Any other error (invalid message, image missing, container rejected, store failure) is
+//! 3. A task scheduled later (`SpawnError::NotYet`: its `not_before_ms` is ahead): try again
+//!    when it is due, without counting the delivery.
+//! 4. A message that breaks a rule of the task's shape or a cap on waiting tasks
+//!    (`SpawnError::Refused`) will never pass: dead-letter it at once with the reason.
+//! 5. Any other error (invalid message, image missing, container rejected, store failure) is
 //!    the message's own delivery: retried after a backoff while deliveries are left, and
 //!    dead-lettered with the reason at the last one (`Settings::max_deliveries`).
 //!
@@ -80,6 +84,20 @@ pub fn decide(result: Result<&Outcome, &SpawnError>, delivery: u32, limits: &Lim
         Ok(_) | Err(SpawnError::NoRoom(_)) => return Verdict::Complete,
         Err(e) => e,
     };
+    match e {
+        SpawnError::NotYet(due) => {
+            return Verdict::RetryAfter {
+                delay: *due,
+                counts: false,
+            }
+        }
+        SpawnError::Refused(why) => {
+            return Verdict::DeadLetter {
+                reason: format!("refused: {why}"),
+            }
+        }
+        _ => {}
+    }
     let wait = backoff(delivery, limits.backoff);
     if let SpawnError::Runtime(r) = e {
         if r.is_transient() {
@@ -209,6 +227,15 @@ mod tests {
                 rt(RuntimeError::not_set_up("register")),
                 9,
                 retry(secs(60), false),
+            ),
+            // Scheduled later: not counted, retried when due, whatever the delivery.
+            (SpawnError::NotYet(secs(7)), 1, retry(secs(7), false)),
+            (SpawnError::NotYet(secs(7)), 9, retry(secs(7), false)),
+            // Refused by a rule or a cap: dead-lettered at once, with the reason.
+            (
+                SpawnError::Refused("image_not_allowed: x".into()),
+                1,
+                dead("refused: image_not_allowed: x"),
             ),
             // Permanent: counted, retried while deliveries are left, dead-lettered at the last.
             (SpawnError::Invalid("empty".into()), 1, retry(secs(1), true)),

@@ -1,11 +1,19 @@
 //! Local mode's durable queue, in the same SQLite file as the tasks, and its consumer loop.
 //!
-//! It behaves like a Service Bus queue with peek-lock: [`LocalQueue::receive`] leases the oldest
-//! visible message and counts a delivery; [`LocalQueue::complete`] deletes it; an abandoned
+//! It behaves like a Service Bus queue with peek-lock: [`LocalQueue::receive`] leases the next
+//! visible message (see "Order" below) and counts a delivery; [`LocalQueue::complete`] deletes it; an abandoned
 //! message becomes visible again after a delay; after too many deliveries it is dead-lettered.
 //! A handler killed mid-spawn leaves its leases behind; [`LocalQueue::recover`] releases them at
 //! the next start, so the message is delivered again and the spawn path's idempotency (one
 //! container per name) keeps it to one container.
+//!
+//! # Order
+//!
+//! A message carries its task's priority and concurrency key in columns of its own, and a
+//! delayed task's message becomes visible at its `not_before_ms`. A receive takes, among the
+//! visible messages whose key is under its cap (the keys at their cap are passed in, counted
+//! by `spawn::Slots`), the highest priority; within it the key served least recently (the
+//! `key_turns` table, so one busy key cannot starve the others); within the key the oldest.
 
 use crate::app::{App, Intake, IntakeError};
 use crate::clock::now_ms;
@@ -15,6 +23,7 @@ use crate::store::sqlite::{backend, Db};
 use crate::store::StoreError;
 use crate::tasks::Tasks;
 use async_trait::async_trait;
+use model::shape::QueueCaps;
 use model::{Envelope, Task};
 use rusqlite::{params, OptionalExtension};
 use std::sync::Arc;
@@ -26,14 +35,34 @@ use tokio_util::task::TaskTracker;
 const LEASE: Duration = Duration::from_secs(60);
 
 /// Adds a message; a message id already queued is kept (so a re-send is harmless).
-const SEND: &str = "INSERT INTO queue (message_id, body, visible_at_ms) VALUES (?1, ?2, ?3)
-                    ON CONFLICT(message_id) DO NOTHING";
+const SEND: &str =
+    "INSERT INTO queue (message_id, body, visible_at_ms, priority, key, enqueued_at_ms)
+                    VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(message_id) DO NOTHING";
+
+/// The next message to serve (module docs, "Order"): ?1 now, ?2 a JSON array of the keys at
+/// their cap.
+const PICK: &str = "
+WITH eligible AS (
+    SELECT seq, priority, key FROM queue
+    WHERE leased = 0 AND visible_at_ms <= ?1
+      AND (key IS NULL OR key NOT IN (SELECT value FROM json_each(?2)))
+)
+SELECT e.seq, e.key FROM eligible e LEFT JOIN key_turns t ON t.key = COALESCE(e.key, '')
+WHERE e.priority = (SELECT MAX(priority) FROM eligible)
+ORDER BY COALESCE(t.served, 0), e.seq LIMIT 1";
+
+/// Marks key ?1 (`''`: no key) as the one served last.
+const TURN: &str = "
+INSERT INTO key_turns (key, served) VALUES (?1, (SELECT COALESCE(MAX(served), 0) + 1 FROM key_turns))
+ON CONFLICT(key) DO UPDATE SET served = excluded.served";
 
 /// A message taken off the queue, leased to one consumer.
 #[derive(Debug, Clone)]
 pub struct Leased {
     /// Row id, for complete / abandon.
     pub seq: i64,
+    /// The message's concurrency key (its task's), counted against the key's cap while spawned.
+    pub key: Option<String>,
     /// What the spawner sees.
     pub delivery: Delivery,
 }
@@ -46,6 +75,8 @@ pub struct LocalQueue {
     tasks: Tasks,
     /// Wakes the consumer when a message is added.
     added: Notify,
+    /// Backpressure: the caps on waiting tasks a submission must stay within.
+    caps: QueueCaps,
 }
 
 fn envelope_of(task: &Task) -> Result<String, StoreError> {
@@ -61,8 +92,18 @@ pub fn enqueue_new(
 ) -> Result<(), StoreError> {
     let mut send = tx.prepare_cached(SEND).map_err(backend)?;
     for t in new {
-        send.execute(params![t.id.as_str(), envelope_of(t)?, now_ms])
-            .map_err(backend)?;
+        // A delayed task's message stays invisible until its time.
+        let visible = now_ms.max(t.not_before_ms.unwrap_or(now_ms));
+        let body = envelope_of(t)?;
+        send.execute(params![
+            t.id.as_str(),
+            body,
+            visible,
+            t.priority,
+            t.key,
+            now_ms
+        ])
+        .map_err(backend)?;
     }
     Ok(())
 }
@@ -75,7 +116,13 @@ impl LocalQueue {
             db,
             tasks,
             added: Notify::new(),
+            caps: QueueCaps::default(),
         }
+    }
+
+    /// This queue, refusing submissions over `caps` ([`crate::store::TaskStore::insert_capped`]).
+    pub fn with_caps(self, caps: QueueCaps) -> LocalQueue {
+        LocalQueue { caps, ..self }
     }
 
     /// Releases the leases a previous process held (it is gone; nobody else consumes this file).
@@ -99,12 +146,19 @@ impl LocalQueue {
             .await
     }
 
-    /// Adds a message that becomes visible at `at_ms`; a message id already queued is kept.
+    /// Adds a message that becomes visible at `at_ms` (or its envelope's `not_before_ms`, if
+    /// later), with its envelope's priority and key; a message id already queued is kept.
     async fn send_at(&self, id: String, body: String, at_ms: i64) -> Result<(), StoreError> {
+        let env = serde_json::from_str::<Envelope>(&body).ok();
+        let (priority, key) = env
+            .as_ref()
+            .map_or((0, None), |e| (e.priority, e.key.clone()));
+        let visible = at_ms.max(env.and_then(|e| e.not_before_ms).unwrap_or(at_ms));
+        let now = now_ms();
         self.db
             .write(move |tx| {
                 tx.prepare_cached(SEND)
-                    .and_then(|mut s| s.execute(params![id, body, at_ms]))
+                    .and_then(|mut s| s.execute(params![id, body, visible, priority, key, now]))
                     .map_err(backend)
             })
             .await?;
@@ -112,26 +166,43 @@ impl LocalQueue {
         Ok(())
     }
 
-    /// Leases the oldest visible message, counting one delivery.
-    pub async fn receive(&self) -> Result<Option<Leased>, StoreError> {
+    /// Leases the next visible message whose key is not in `at_cap` (module docs, "Order"),
+    /// counting one delivery and the key's turn.
+    pub async fn receive(&self, at_cap: &[String]) -> Result<Option<Leased>, StoreError> {
         let now = now_ms();
         let until = now + LEASE.as_millis() as i64;
+        let blocked = serde_json::to_string(at_cap).map_err(StoreError::codec)?;
         self.db
             .write(move |tx| {
+                let picked = tx
+                    .prepare_cached(PICK)
+                    .and_then(|mut s| {
+                        s.query_row(params![now, blocked], |r| {
+                            Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?))
+                        })
+                        .optional()
+                    })
+                    .map_err(backend)?;
+                let Some((seq, key)) = picked else {
+                    return Ok(None);
+                };
+                tx.prepare_cached(TURN)
+                    .and_then(|mut s| s.execute([key.unwrap_or_default()]))
+                    .map_err(backend)?;
                 tx.query_row(
                     "UPDATE queue SET deliveries = deliveries + 1, leased = 1, visible_at_ms = ?2
-                     WHERE seq = (SELECT seq FROM queue WHERE visible_at_ms <= ?1 AND leased = 0
-                                  ORDER BY visible_at_ms, seq LIMIT 1)
-                     RETURNING seq, message_id, body, deliveries",
-                    params![now, until],
+                     WHERE seq = ?1
+                     RETURNING seq, message_id, body, deliveries, key, enqueued_at_ms",
+                    params![seq, until],
                     |r| {
                         Ok(Leased {
                             seq: r.get(0)?,
+                            key: r.get(4)?,
                             delivery: Delivery {
                                 message_id: r.get(1)?,
                                 body: r.get(2)?,
                                 delivery_count: r.get(3)?,
-                                enqueued_at_ms: None,
+                                enqueued_at_ms: r.get(5)?,
                             },
                         })
                     },
@@ -142,13 +213,15 @@ impl LocalQueue {
             .await
     }
 
-    /// When the next message becomes visible, if any is waiting.
-    pub async fn next_visible_at(&self) -> Result<Option<i64>, StoreError> {
+    /// When the next message whose key is not in `at_cap` becomes visible, if any is waiting.
+    pub async fn next_visible_at(&self, at_cap: &[String]) -> Result<Option<i64>, StoreError> {
+        let blocked = serde_json::to_string(at_cap).map_err(StoreError::codec)?;
         self.db
-            .read(|c| {
+            .read(move |c| {
                 c.query_row(
-                    "SELECT MIN(visible_at_ms) FROM queue WHERE leased = 0",
-                    [],
+                    "SELECT MIN(visible_at_ms) FROM queue WHERE leased = 0
+                     AND (key IS NULL OR key NOT IN (SELECT value FROM json_each(?1)))",
+                    [blocked],
                     |r| r.get(0),
                 )
                 .map_err(backend)
@@ -220,10 +293,11 @@ impl LocalQueue {
     }
 
     /// Waits until a message may be visible: something was added, or the earliest delayed
-    /// message's time came (at most `cap` from now, so a clock jump cannot strand it).
-    async fn wait_for_work(&self, cap: Duration) {
+    /// message's time came (at most `cap` from now, so a clock jump cannot strand it). Keys in
+    /// `at_cap` are not waited for (a freed slot wakes the consumer instead).
+    async fn wait_for_work(&self, cap: Duration, at_cap: &[String]) {
         let now = now_ms();
-        let wait = match self.next_visible_at().await {
+        let wait = match self.next_visible_at(at_cap).await {
             Ok(Some(at)) => {
                 Duration::from_millis((at - now).clamp(0, cap.as_millis() as i64) as u64)
             }
@@ -239,7 +313,7 @@ impl LocalQueue {
 #[async_trait]
 impl Intake for LocalQueue {
     async fn submit(&self, tasks: Vec<Task>) -> Result<Vec<Task>, IntakeError> {
-        let stored = self.tasks.insert(&tasks).await?;
+        let stored = self.tasks.insert_capped(&tasks, self.caps).await?;
         self.added.notify_one();
         Ok(stored)
     }
@@ -261,17 +335,27 @@ pub async fn consume(app: Arc<App>, queue: Arc<LocalQueue>, tracker: TaskTracker
         };
         let leased = tokio::select! {
             _ = app.shutdown().cancelled() => return,
-            l = next_message(&queue) => l,
+            l = next_message(&app, &queue) => l,
         };
+        // Counted against its key's cap from now on, so the next receive sees it.
+        if let Some(key) = &leased.key {
+            app.slots().reserve(key);
+        }
         tracker.spawn(deliver(app.clone(), queue.clone(), leased, permit));
     }
 }
 
-async fn next_message(queue: &LocalQueue) -> Leased {
+async fn next_message(app: &App, queue: &LocalQueue) -> Leased {
     loop {
-        match queue.receive().await {
+        let at_cap = app.slots().at_cap(&app.settings().shape.key_caps);
+        match queue.receive(&at_cap).await {
             Ok(Some(l)) => return l,
-            Ok(None) => queue.wait_for_work(Duration::from_secs(5)).await,
+            Ok(None) => {
+                tokio::select! {
+                    _ = queue.wait_for_work(Duration::from_secs(5), &at_cap) => {}
+                    _ = app.slots().freed() => {}
+                }
+            }
             Err(e) => {
                 tracing::error!(error = %e, "queue receive failed");
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -295,7 +379,8 @@ async fn deliver(
         None => match spawn::handle(&app, d).await {
             Ok(outcome) => {
                 if let Outcome::Started(id) | Outcome::AlreadyRunning(id) = &outcome {
-                    app.slots().hold(id.clone(), permit);
+                    app.slots()
+                        .hold_keyed(id.clone(), leased.key.clone(), permit);
                 }
                 (
                     policy::decide(Ok(&outcome), d.delivery_count, &limits),
@@ -305,6 +390,9 @@ async fn deliver(
             Err(e) => (policy::decide(Err(&e), d.delivery_count, &limits), Some(e)),
         },
     };
+    if let Some(key) = &leased.key {
+        app.slots().unreserve(key);
+    }
     let why = error.map(|e| e.to_string()).unwrap_or_default();
     let done = match verdict {
         Verdict::Complete => queue.complete(leased.seq).await,

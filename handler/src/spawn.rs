@@ -59,6 +59,16 @@ pub enum SpawnError {
     /// `Pending` again and nothing was created. Not a failure of the message.
     #[error("no room: {0}")]
     NoRoom(String),
+    /// The message breaks a rule of the task's shape (image not allowed, size out of bounds,
+    /// bad key or labels) or would put more tasks in waiting than a cap allows: it is
+    /// dead-lettered at once with this reason, and no task is stored.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The task is scheduled later (`not_before_ms`): nothing was started; deliver the message
+    /// again after this long, without counting the delivery. A delayed task never starts early,
+    /// whatever delivered it.
+    #[error("scheduled: starts in {} ms", .0.as_millis())]
+    NotYet(std::time::Duration),
 }
 
 /// A check between recording an attempt and creating its container. Functions mode counts
@@ -104,7 +114,18 @@ pub async fn handle_checked(
     let task = ensure_task(app, d).await?;
     match task.state {
         s if s.is_terminal() => Ok(Outcome::Finished(task.id)),
-        TaskState::Pending => start_attempt(app, &task, task.attempt + 1, check, received).await,
+        TaskState::Pending => {
+            if let Some(wait) = not_yet(&task, received) {
+                return Err(SpawnError::NotYet(wait));
+            }
+            if let (Some(image), "process") = (&task.image, app.runtime().kind()) {
+                // It would run the worker binary and claim it ran the image.
+                return Err(SpawnError::Refused(format!(
+                    "image {image}: the process runtime runs only the worker binary (use Docker or ACI for other images)"
+                )));
+            }
+            start_attempt(app, &task, task.attempt + 1, check, received, d).await
+        }
         _ => {
             let name = container_name(&task.id, task.attempt);
             match app.runtime().status(&name).await? {
@@ -121,10 +142,16 @@ pub async fn handle_checked(
                     app.metrics().redelivery_found_container();
                     Ok(Outcome::AlreadyRunning(task.id))
                 }
-                None => start_attempt(app, &task, task.attempt, check, received).await,
+                None => start_attempt(app, &task, task.attempt, check, received, d).await,
             }
         }
     }
+}
+
+/// How long until `task` may start, if its `not_before_ms` is still ahead of `now_ms`.
+pub fn not_yet(task: &Task, now_ms: i64) -> Option<std::time::Duration> {
+    let at = task.not_before_ms?;
+    (at > now_ms).then(|| std::time::Duration::from_millis((at - now_ms) as u64))
 }
 
 /// Marks the message's task `DeadLettered` with `reason` (creating it for a plain message).
@@ -141,7 +168,7 @@ pub async fn dead_letter(app: &Arc<App>, d: &Delivery, reason: &str) {
                 .map_err(SpawnError::from)
         }
         Ok(_) => Ok(()),
-        Err(SpawnError::Invalid(why)) => {
+        Err(SpawnError::Invalid(why) | SpawnError::Refused(why)) => {
             // It can never be a task, so there is no task to mark; the queue keeps the message.
             tracing::warn!(message = %d.message_id, reason = %why, "dead-lettered a message that is not a task");
             Ok(())
@@ -221,6 +248,9 @@ pub async fn ensure_task(app: &Arc<App>, d: &Delivery) -> Result<Task, SpawnErro
         return Ok(t);
     }
     let s = app.settings();
+    // Another producer's envelope obeys the API's rules, and its caps on waiting tasks.
+    model::shape::check_envelope(&env, &s.shape.bounds, now_ms())
+        .map_err(|e| SpawnError::Refused(format!("{}: {}", e.code, e.message)))?;
     let resources = model::Resources {
         cpu: env.cpu.unwrap_or(s.resources.cpu),
         memory_mb: env.memory_mb.unwrap_or(s.resources.memory_mb),
@@ -238,7 +268,11 @@ pub async fn ensure_task(app: &Arc<App>, d: &Delivery) -> Result<Task, SpawnErro
     task.not_before_ms = env.not_before_ms;
     task.key = env.key;
     task.labels = env.labels;
-    Ok(app.tasks().insert(&[task]).await?.remove(0))
+    match app.tasks().insert_capped(&[task], s.shape.queue_caps).await {
+        Ok(mut stored) => Ok(stored.remove(0)),
+        Err(e @ StoreError::OverCap { .. }) => Err(SpawnError::Refused(e.to_string())),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Records the attempt (`Provisioning`, container name, token hash), then creates its
@@ -249,6 +283,7 @@ async fn start_attempt(
     attempt: u32,
     check: &dyn ClaimCheck,
     received_ms: i64,
+    d: &Delivery,
 ) -> Result<Outcome, SpawnError> {
     let name = container_name(&task.id, attempt);
     let secret = token::new_token();
@@ -268,7 +303,8 @@ async fn start_attempt(
     };
     let task = app.tasks().apply(&task.id, event).await?;
     check.after_claim(app, &task).await?;
-    let spec = container_spec(app, &task, name, secret);
+    let ctx = crate::run_env::RunContext::of(d, &task);
+    let spec = container_spec_in(app, &task, name, secret, &ctx);
     if warm(app, &task, &spec).await {
         let marks = [
             (PhaseMark::Dequeued, received_ms),
@@ -344,15 +380,30 @@ async fn note(app: &Arc<App>, task: &Task, e: &RuntimeError) {
     let _ = app.tasks().apply(&task.id, event).await;
 }
 
-/// The container of one task attempt (also what a claimed warm container's worker is handed).
+/// The container of one task attempt without its delivery at hand (see
+/// [`crate::run_env::RunContext::of_task`]).
 pub(crate) fn container_spec(
     app: &App,
     task: &Task,
     name: String,
     secret: String,
 ) -> ContainerSpec {
+    let ctx = crate::run_env::RunContext::of_task(task);
+    container_spec_in(app, task, name, secret, &ctx)
+}
+
+/// The container of one task attempt started by the message of `ctx` (also what a claimed
+/// warm container's worker is handed): its image, size and environment, the run's context
+/// included ([`crate::run_env`]).
+pub(crate) fn container_spec_in(
+    app: &App,
+    task: &Task,
+    name: String,
+    secret: String,
+    ctx: &crate::run_env::RunContext,
+) -> ContainerSpec {
     let s = app.settings();
-    let env = vec![
+    let mut env = vec![
         ("MESSAGE".to_string(), task.work.clone()),
         ("TASK_ID".to_string(), task.id.to_string()),
         (
@@ -362,6 +413,7 @@ pub(crate) fn container_spec(
         ("CONTAINER_NAME".to_string(), name.clone()),
         ("ATTEMPT".to_string(), task.attempt.to_string()),
     ];
+    env.extend(crate::run_env::context_env(task, ctx));
     ContainerSpec {
         name,
         image: task.image.clone().unwrap_or_else(|| s.image.clone()),
@@ -374,11 +426,21 @@ pub(crate) fn container_spec(
 
 /// The cap on running containers. A slot is taken before a message is received and held by
 /// the task's id from spawn until its container is gone, so at most `n` containers exist.
+///
+/// It also counts the running containers of each concurrency key (the per-key caps, local
+/// mode): a slot held for a task with a key counts for that key, and so does a message of
+/// that key received and not yet spawned ([`Slots::reserve`]), so the next receive already
+/// sees it. A restart rebuilds the counts from the unfinished tasks ([`Slots::adopt`]).
 pub struct Slots {
     /// The permits; `available_permits` is the free capacity.
     sem: Arc<Semaphore>,
-    /// Which task holds which permit. Touched by the consumer (hold) and the reconciler (release).
-    held: Mutex<HashMap<TaskId, OwnedSemaphorePermit>>,
+    /// Which task holds which permit, and its key. Touched by the consumer (hold) and the
+    /// reconciler (release).
+    held: Mutex<HashMap<TaskId, (OwnedSemaphorePermit, Option<String>)>>,
+    /// Messages received and being spawned, per key.
+    reserved: Mutex<HashMap<String, u32>>,
+    /// Notified when a slot or a reservation is given back: a key may be under its cap again.
+    freed: tokio::sync::Notify,
 }
 
 impl Slots {
@@ -387,7 +449,67 @@ impl Slots {
         Slots {
             sem: Arc::new(Semaphore::new(n)),
             held: Mutex::new(HashMap::new()),
+            reserved: Mutex::new(HashMap::new()),
+            freed: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Counts a received message of `key` until [`Slots::unreserve`].
+    pub fn reserve(&self, key: &str) {
+        *self
+            .reserved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.to_string())
+            .or_default() += 1;
+    }
+
+    /// Stops counting a received message of `key` (spawned and held, or given up).
+    pub fn unreserve(&self, key: &str) {
+        let mut r = self.reserved.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = r.get_mut(key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                r.remove(key);
+            }
+        }
+        drop(r);
+        self.freed.notify_one();
+    }
+
+    /// Running (or being spawned) containers of each key.
+    pub fn running_per_key(&self) -> HashMap<String, u32> {
+        let mut counts = self
+            .reserved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for (_, key) in self.held.lock().unwrap_or_else(|p| p.into_inner()).values() {
+            if let Some(k) = key {
+                *counts.entry(k.clone()).or_default() += 1;
+            }
+        }
+        counts
+    }
+
+    /// The keys at (or over) their cap: the queue does not serve them now.
+    pub fn at_cap(&self, caps: &crate::config::KeyCaps) -> Vec<String> {
+        if caps.none() {
+            return Vec::new();
+        }
+        let mut keys: Vec<String> = self
+            .running_per_key()
+            .into_iter()
+            .filter(|(k, n)| caps.cap(k).is_some_and(|cap| *n >= cap))
+            .map(|(k, _)| k)
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// Resolves once a slot or a reservation was given back since the last call.
+    pub async fn freed(&self) {
+        self.freed.notified().await
     }
 
     /// Waits for a free slot.
@@ -401,26 +523,35 @@ impl Slots {
 
     /// Gives the slot to task `id` (a second permit for the same task is returned at once).
     pub fn hold(&self, id: TaskId, permit: OwnedSemaphorePermit) {
+        self.hold_keyed(id, None, permit);
+    }
+
+    /// Gives the slot to task `id` of concurrency key `key`, counted for the key until released.
+    pub fn hold_keyed(&self, id: TaskId, key: Option<String>, permit: OwnedSemaphorePermit) {
         self.held
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .entry(id)
-            .or_insert(permit);
+            .or_insert((permit, key));
     }
 
-    /// Takes a slot for a task found running at start-up, if one is free.
-    pub fn adopt(&self, id: TaskId) {
+    /// Takes a slot for a task found running at start-up (counted for its key), if one is free.
+    pub fn adopt(&self, id: TaskId, key: Option<String>) {
         if let Ok(p) = self.sem.clone().try_acquire_owned() {
-            self.hold(id, p);
+            self.hold_keyed(id, key, p);
         }
     }
 
     /// Frees the slot of task `id`, if it holds one.
     pub fn release(&self, id: &TaskId) {
-        self.held
+        let gone = self
+            .held
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
+        if gone.is_some() {
+            self.freed.notify_one();
+        }
     }
 
     /// Ids of the tasks holding slots.

@@ -41,6 +41,25 @@ impl Tasks {
         Ok(stored)
     }
 
+    /// [`Tasks::insert`] within the caps on waiting tasks (backpressure): the whole batch or,
+    /// with [`StoreError::OverCap`], nothing.
+    pub async fn insert_capped(
+        &self,
+        tasks: &[Task],
+        caps: model::shape::QueueCaps,
+    ) -> Result<Vec<Task>, StoreError> {
+        let stored = self.store.insert_capped(tasks, caps).await?;
+        for t in &stored {
+            self.events.task(t);
+        }
+        Ok(stored)
+    }
+
+    /// Tasks waiting in all (`key` = None) or of one concurrency key.
+    pub async fn pending(&self, key: Option<&str>) -> Result<u64, StoreError> {
+        self.store.pending(key).await
+    }
+
     /// Applies `event` to task `id` now (atomically, in the store) and announces the result.
     /// A refused event ([`StoreError::Refused`]) changes nothing.
     pub async fn apply(&self, id: &TaskId, event: Event) -> Result<Task, StoreError> {

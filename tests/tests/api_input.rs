@@ -263,3 +263,139 @@ async fn cors_allows_only_the_configured_origins() {
     );
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_shape_rule_has_its_4xx_and_nothing_is_stored() {
+    let dir = TempDir::new("shape-input");
+    let running = start_local(
+        &dir.0,
+        &[
+            "--runtime",
+            "process",
+            "--allowed-image",
+            "mine:1",
+            "--min-cpu",
+            "0.25",
+            "--max-cpu",
+            "2",
+            "--min-memory-mb",
+            "64",
+            "--max-memory-mb",
+            "4096",
+        ],
+    )
+    .await;
+    let api = Api::new(&running);
+    let nine: serde_json::Map<_, _> = (0..=limits::MAX_LABELS)
+        .map(|i| (format!("l{i}"), serde_json::json!("v")))
+        .collect();
+    let cases = [
+        (
+            "priority",
+            serde_json::json!({"priority": 1001}),
+            "invalid_priority",
+            "MAX_PRIORITY",
+        ),
+        (
+            "both times",
+            serde_json::json!({"delay_secs": 5, "not_before": "2026-01-01T00:00:00Z"}),
+            "invalid_schedule",
+            "not both",
+        ),
+        (
+            "far delay",
+            serde_json::json!({"delay_secs": limits::MAX_DELAY_SECS + 1}),
+            "invalid_schedule",
+            "MAX_DELAY_SECS",
+        ),
+        (
+            "bad time",
+            serde_json::json!({"not_before": "next tuesday"}),
+            "invalid_schedule",
+            "RFC 3339",
+        ),
+        (
+            "far time",
+            serde_json::json!({"not_before": "2999-01-01T00:00:00Z"}),
+            "invalid_schedule",
+            "MAX_DELAY_SECS",
+        ),
+        (
+            "key",
+            serde_json::json!({"key": "Not Valid"}),
+            "invalid_key",
+            "MAX_KEY_LEN",
+        ),
+        (
+            "long key",
+            serde_json::json!({"key": "k".repeat(limits::MAX_KEY_LEN + 1)}),
+            "invalid_key",
+            "MAX_KEY_LEN",
+        ),
+        (
+            "many labels",
+            serde_json::json!({"labels": nine}),
+            "invalid_labels",
+            "MAX_LABELS",
+        ),
+        (
+            "label name",
+            serde_json::json!({"labels": {"Team": "x"}}),
+            "invalid_labels",
+            "MAX_LABEL_NAME",
+        ),
+        (
+            "label value",
+            serde_json::json!({"labels": {"team": "a\nb"}}),
+            "invalid_labels",
+            "MAX_LABEL_VALUE",
+        ),
+        (
+            "image",
+            serde_json::json!({"image": "evil:latest"}),
+            "image_not_allowed",
+            "--allowed-image",
+        ),
+        (
+            "cpu",
+            serde_json::json!({"cpu": 8.0}),
+            "invalid_cpu",
+            "--max-cpu",
+        ),
+        (
+            "memory",
+            serde_json::json!({"memory_mb": 16}),
+            "invalid_memory",
+            "--min-memory-mb",
+        ),
+    ];
+    for (name, mut item, code, words) in cases {
+        item["work"] = "true".into();
+        // Alone, and spoiling a batch whose first item is fine: nothing of it is stored.
+        let batch = serde_json::json!([{"work": "fine"}, item.clone()]);
+        for body in [item.clone(), batch] {
+            let (got, v) = api.post_raw("/api/work", body.to_string()).await;
+            assert_eq!((got, v["code"].as_str()), (400, Some(code)), "{name}: {v}");
+            let msg = v["message"].as_str().unwrap();
+            assert!(
+                msg.contains(words),
+                "{name}: {msg:?} should mention {words:?}"
+            );
+        }
+    }
+    assert_eq!(count(&api).await, 0, "nothing may be stored from bad input");
+    // The same fields, valid, are kept with the task.
+    let t = api
+        .submit(
+            serde_json::json!({"work": "true", "priority": -3, "delay_secs": 600,
+            "key": "a.b_c-1", "image": "mine:1", "cpu": 0.5, "memory_mb": 256,
+            "labels": {"team": "blue"}}),
+        )
+        .await;
+    assert_eq!((t.priority, t.key.as_deref()), (-3, Some("a.b_c-1")));
+    assert_eq!(t.image.as_deref(), Some("mine:1"));
+    assert_eq!((t.resources.cpu, t.resources.memory_mb), (0.5, 256));
+    assert_eq!(t.labels["team"], "blue");
+    assert!(t.not_before_ms.unwrap() >= t.created_at_ms + 600_000);
+    running.stop().await;
+}

@@ -8,6 +8,10 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use model::LifecycleError;
 
+/// The `Retry-After` of a refusal by backpressure: the waiting tasks drain at the pace of the
+/// running ones, so a client polls a few seconds later rather than at once.
+pub const RETRY_AFTER_SECS: u64 = 5;
+
 /// Every error the API answers with: a status, a stable code and a message for people.
 #[derive(Debug)]
 pub struct ApiError {
@@ -17,6 +21,8 @@ pub struct ApiError {
     pub code: &'static str,
     /// What went wrong; for a limit, which limit.
     pub message: String,
+    /// Seconds to wait before trying again, sent as `Retry-After` (backpressure's 429).
+    pub retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -26,6 +32,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after_secs: None,
         }
     }
 
@@ -54,7 +61,11 @@ impl ResponseError for ApiError {
         self.status
     }
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(model::ApiError {
+        let mut answer = HttpResponse::build(self.status);
+        if let Some(secs) = self.retry_after_secs {
+            answer.insert_header((actix_web::http::header::RETRY_AFTER, secs.to_string()));
+        }
+        answer.json(model::ApiError {
             code: self.code.into(),
             message: self.message.clone(),
         })
@@ -80,6 +91,17 @@ impl From<StoreError> for ApiError {
                 ApiError::bad("bad_cursor", "the cursor is not one this API returned")
             }
             e @ StoreError::Storage { .. } => ApiError::storage(&e),
+            e @ StoreError::OverCap { .. } => ApiError {
+                retry_after_secs: Some(RETRY_AFTER_SECS),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    match &e {
+                        StoreError::OverCap { key: Some(_), .. } => "key_queue_full",
+                        _ => "queue_full",
+                    },
+                    format!("{e}; nothing of the request was stored (retry later)"),
+                )
+            },
             e @ (StoreError::Sqlite(_)
             | StoreError::Mongo(_)
             | StoreError::Incompatible { .. }

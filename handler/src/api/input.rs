@@ -85,17 +85,25 @@ pub fn new_tasks(app: &App, items: Vec<WorkItem>) -> Result<Vec<Task>> {
     for (n, item) in items.into_iter().enumerate() {
         check_item(&item)
             .map_err(|(status, code, m)| ApiError::new(status, code, format!("item {n}: {m}")))?;
+        let shape = model::shape::of_item(&item, &s.shape.bounds, s.resources, now)
+            .map_err(|e| ApiError::bad(e.code, format!("item {n}: {}", e.message)))?;
         for _ in 0..item.count.unwrap_or(1) {
             let attempts = item.max_attempts.unwrap_or(s.max_attempts);
             let timeout = item.timeout_secs.unwrap_or(s.timeout_secs);
-            tasks.push(Task::new(
+            let mut task = Task::new(
                 new_id(now),
                 item.work.clone(),
-                s.resources,
+                shape.resources,
                 attempts,
                 timeout,
                 now,
-            ));
+            );
+            task.priority = shape.priority;
+            task.not_before_ms = shape.not_before_ms;
+            task.key = shape.key.clone();
+            task.image = shape.image.clone();
+            task.labels = shape.labels.clone();
+            tasks.push(task);
         }
     }
     Ok(tasks)

@@ -116,6 +116,16 @@ impl TaskStore for LazyStore {
     async fn insert(&self, tasks: &[Task]) -> Result<Vec<Task>, StoreError> {
         self.get()?.insert(tasks).await
     }
+    async fn pending(&self, key: Option<&str>) -> Result<u64, StoreError> {
+        self.get()?.pending(key).await
+    }
+    async fn insert_capped(
+        &self,
+        tasks: &[Task],
+        caps: model::shape::QueueCaps,
+    ) -> Result<Vec<Task>, StoreError> {
+        self.get()?.insert_capped(tasks, caps).await
+    }
     async fn get(&self, id: &TaskId) -> Result<Option<Task>, StoreError> {
         LazyStore::get(self)?.get(id).await
     }

@@ -17,9 +17,9 @@ use async_trait::async_trait;
 use bollard::errors::Error as DockerError;
 use bollard::models::{ContainerCreateBody, ContainerState, ContainerStateStatusEnum, HostConfig};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder,
-    StatsOptionsBuilder,
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, KillContainerOptionsBuilder,
+    ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    RenameContainerOptionsBuilder, StatsOptionsBuilder,
 };
 use bollard::Docker;
 use futures::stream::{BoxStream, StreamExt};
@@ -393,6 +393,21 @@ impl ContainerRuntime for DockerRuntime {
             cpu_percent,
             memory_bytes,
         }))
+    }
+
+    /// Pulls `image` unless it is present (an allowed image a task asked for).
+    async fn prefetch(&self, image: &str) -> Result<(), RuntimeError> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => return Ok(()),
+            Err(e) if status_of(&e) == Some(404) => {}
+            Err(e) => return Err(map_err(e)),
+        }
+        let options = CreateImageOptionsBuilder::new().from_image(image).build();
+        let mut pull = Box::pin(self.docker.create_image(Some(options), None, None));
+        while let Some(step) = pull.next().await {
+            step.map_err(map_err)?;
+        }
+        Ok(())
     }
 
     async fn list(&self) -> Result<Vec<String>, RuntimeError> {

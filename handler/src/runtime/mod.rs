@@ -115,6 +115,15 @@ pub trait ContainerRuntime: Send + Sync {
             self.kind()
         )))
     }
+    /// Makes `image` present ahead of its first task where the runtime can (Docker pulls a
+    /// missing image); the default does nothing (the process runtime runs the worker binary,
+    /// ACI pulls the image itself when it creates the container group). Called in the
+    /// background when a task asking for its own image is accepted; a failure is only logged:
+    /// the spawn then fails with the runtime's own reason (image not found).
+    async fn prefetch(&self, image: &str) -> Result<(), RuntimeError> {
+        let _ = image;
+        Ok(())
+    }
     /// A stream of names of containers that just stopped, when the runtime can push them
     /// (Docker events, child exits). `None`: the reconciler's periodic sweep is all there is.
     fn exits(&self) -> Option<BoxStream<'static, String>> {

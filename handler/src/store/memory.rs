@@ -88,6 +88,17 @@ impl TaskStore for MemoryStore {
         Ok(self.lock().task(id).cloned())
     }
 
+    async fn pending(&self, key: Option<&str>) -> Result<u64, StoreError> {
+        let m = self.lock();
+        let n = m
+            .board
+            .values()
+            .filter(|t| t.state == TaskState::Pending)
+            .filter(|t| key.is_none() || t.key.as_deref() == key)
+            .count();
+        Ok(n as u64)
+    }
+
     async fn list(&self, f: &ListFilter) -> Result<TaskPage, StoreError> {
         let before = match &f.cursor {
             Some(c) => c.parse::<i64>().map_err(|_| StoreError::BadCursor)?,

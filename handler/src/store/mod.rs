@@ -21,9 +21,11 @@ pub mod mongo_wire;
 pub mod sqlite;
 pub mod sqlite_board;
 pub mod sqlite_db;
+pub mod sqlite_shape;
 pub mod sqlite_storage;
 
 use async_trait::async_trait;
+use model::shape::QueueCaps;
 use model::{Event, LifecycleError, Logs, MetricSample, Rates, Task, TaskId, TaskPage, TaskState};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -93,6 +95,19 @@ pub enum StoreError {
     /// The store cannot serve now (not connected yet, its writer thread is gone); says why.
     #[error("the task store is unavailable: {0}")]
     Unavailable(String),
+    /// Storing the batch would put more tasks in waiting than a cap allows (backpressure,
+    /// [`TaskStore::insert_capped`]): nothing of it was stored.
+    #[error("{queued} tasks are waiting{}; the cap is {limit} ({cap})", .key.as_ref().map(|k| format!(" with key {k}")).unwrap_or_default())]
+    OverCap {
+        /// Which cap: `max_queued` or `max_queued_per_key`.
+        cap: &'static str,
+        /// Its value.
+        limit: u64,
+        /// How many were waiting already.
+        queued: u64,
+        /// The key, for the per-key cap.
+        key: Option<String>,
+    },
 }
 
 impl StoreError {
@@ -203,6 +218,49 @@ pub trait TaskStore: Send + Sync {
     async fn metrics(&self, id: &TaskId) -> Result<Vec<MetricSample>, StoreError>;
     /// Removes every terminal task with its logs and metrics; returns the removed tasks.
     async fn remove_finished(&self) -> Result<Vec<Task>, StoreError>;
+    /// Tasks waiting (`Pending`): in all when `key` is `None`, else those of that concurrency
+    /// key. Read from an index or a kept count, never by loading the tasks.
+    async fn pending(&self, key: Option<&str>) -> Result<u64, StoreError>;
+    /// [`TaskStore::insert`], refusing the whole batch with [`StoreError::OverCap`] when it
+    /// would put more tasks in waiting than `caps` allow, in all or for one key. This default
+    /// counts, then inserts: two steps, so concurrent batches may overshoot a cap by one
+    /// batch (the MongoDB store: no multi-document transaction). SQLite overrides it with the
+    /// count inside the insert's transaction.
+    async fn insert_capped(
+        &self,
+        tasks: &[Task],
+        caps: QueueCaps,
+    ) -> Result<Vec<Task>, StoreError> {
+        if caps.max_queued > 0 {
+            let queued = self.pending(None).await?;
+            if queued + tasks.len() as u64 > caps.max_queued {
+                return Err(StoreError::OverCap {
+                    cap: "max_queued",
+                    limit: caps.max_queued,
+                    queued,
+                    key: None,
+                });
+            }
+        }
+        if caps.max_queued_per_key > 0 {
+            let mut per_key = std::collections::BTreeMap::<&str, u64>::new();
+            for k in tasks.iter().filter_map(|t| t.key.as_deref()) {
+                *per_key.entry(k).or_default() += 1;
+            }
+            for (key, n) in per_key {
+                let queued = self.pending(Some(key)).await?;
+                if queued + n > caps.max_queued_per_key {
+                    return Err(StoreError::OverCap {
+                        cap: "max_queued_per_key",
+                        limit: caps.max_queued_per_key,
+                        queued,
+                        key: Some(key.to_string()),
+                    });
+                }
+            }
+        }
+        self.insert(tasks).await
+    }
     /// Whether writes are accepted now (for `GET /api/health`). A backend that saw its storage
     /// fail re-checks it here, so readiness returns by itself once the cause is gone.
     async fn ready(&self) -> Result<(), StoreError> {

@@ -161,7 +161,8 @@ impl MongoStore {
     }
 
     /// `{seq: -1}` for the board, `{state: 1, seq: -1}` for filtered pages and the reconciler,
-    /// `{finished_at_ms: 1}` for a timeline's window.
+    /// `{finished_at_ms: 1}` for a timeline's window, `{key: 1, state: 1}` for the per-key count
+    /// of waiting tasks (backpressure).
     async fn create_indexes(&self) -> Result<(), StoreError> {
         // The first command: an incompatible server fails here, with words from connect_error.
         let named = |keys: Document, name: &str| {
@@ -174,6 +175,7 @@ impl MongoStore {
             named(doc! { "seq": -1 }, "seq_desc"),
             named(doc! { "state": 1, "seq": -1 }, "state_seq"),
             named(doc! { "finished_at_ms": 1 }, "finished"),
+            named(doc! { "key": 1, "state": 1 }, "key_state"),
         ];
         with_retry(|| self.tasks.create_indexes(models.clone()))
             .await
@@ -280,6 +282,19 @@ impl TaskStore for MongoStore {
                     .ok_or_else(|| StoreError::NotFound(t.id.clone()))
             })
             .collect()
+    }
+
+    /// In all: the kept counts; per key: a count on the `key_state` index. Not atomic with
+    /// the insert (no multi-document transaction): see [`TaskStore::insert_capped`].
+    async fn pending(&self, key: Option<&str>) -> Result<u64, StoreError> {
+        let Some(key) = key else {
+            let counts = self.counts().await?;
+            return Ok(counts.get(&TaskState::Pending).copied().unwrap_or(0));
+        };
+        let filter = doc! { "key": key, "state": TaskState::Pending.as_str() };
+        with_retry(|| self.tasks.count_documents(filter.clone()))
+            .await
+            .map_err(backend)
     }
 
     async fn get(&self, id: &TaskId) -> Result<Option<Task>, StoreError> {

@@ -141,6 +141,28 @@ impl TaskStore for SqliteStore {
         self.db.read(move |c| get_in(c, &id)).await
     }
 
+    async fn pending(&self, key: Option<&str>) -> Result<u64, StoreError> {
+        let key = key.map(str::to_string);
+        self.db
+            .read(move |c| super::sqlite_shape::pending(c, key.as_deref()))
+            .await
+    }
+
+    /// The count and the insert in one transaction: a cap is never overshot.
+    async fn insert_capped(
+        &self,
+        tasks: &[Task],
+        caps: model::shape::QueueCaps,
+    ) -> Result<Vec<Task>, StoreError> {
+        let (tasks, outbox) = (tasks.to_vec(), self.outbox);
+        self.db
+            .write(move |tx| {
+                super::sqlite_shape::check_caps(tx, &tasks, caps)?;
+                insert_in(tx, &tasks, outbox)
+            })
+            .await
+    }
+
     async fn list(&self, filter: &ListFilter) -> Result<TaskPage, StoreError> {
         let filter = filter.clone();
         self.db

@@ -249,6 +249,7 @@ impl Db {
             .map_err(backend)
             .map_err(opened)?;
         super::sqlite_board::migrate(&mut writer).map_err(opened)?;
+        super::sqlite_shape::migrate(&mut writer).map_err(opened)?;
         writer
             .pragma_update(None, "wal_autocheckpoint", 0)
             .and_then(|_| writer.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT))
