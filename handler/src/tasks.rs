@@ -86,6 +86,12 @@ impl Tasks {
         self.store.list(filter).await
     }
 
+    /// The tasks of concurrency key `key` holding a container (or about to) (Functions mode's
+    /// per-key cap, `functions::admit`).
+    pub async fn active_with_key(&self, key: &str) -> Result<Vec<Task>, StoreError> {
+        self.store.active_with_key(key).await
+    }
+
     /// Every task that is not terminal (what the reconciler watches).
     pub async fn unfinished(&self) -> Result<Vec<Task>, StoreError> {
         self.store.unfinished().await

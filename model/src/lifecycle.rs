@@ -70,6 +70,18 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// A `Pending` task whose message arrived but may not start now (Functions mode: its
+    /// concurrency key is at its cap, the global cap is reached, or a higher-priority task
+    /// waits for the room) stays `Pending`, due again at `retry_at_ms`, with the reason shown;
+    /// the `ReconcileTimer` sends it when there is room (`functions::admit`).
+    Hold {
+        /// The task's current attempt (a hold decided on a stale read is refused).
+        attempt: u32,
+        /// When the task may be sent again.
+        retry_at_ms: i64,
+        /// Why it waits.
+        reason: String,
+    },
     /// The worker reported that it started.
     Started {
         /// The reporting attempt.
@@ -141,6 +153,7 @@ impl Event {
             Event::Reprovision { .. } => "Reprovision",
             Event::Note { .. } => "Note",
             Event::GiveBack { .. } => "GiveBack",
+            Event::Hold { .. } => "Hold",
             Event::Started { .. } => "Started",
             Event::Succeeded { .. } => "Succeeded",
             Event::AttemptFailed { .. } => "AttemptFailed",
@@ -169,6 +182,7 @@ impl Event {
             Event::Reprovision { attempt, .. }
             | Event::Note { attempt, .. }
             | Event::GiveBack { attempt, .. }
+            | Event::Hold { attempt, .. }
             | Event::Started { attempt }
             | Event::Succeeded { attempt, .. }
             | Event::AttemptFailed { attempt, .. }
@@ -183,7 +197,7 @@ impl Event {
     fn allowed_from(&self, state: TaskState) -> bool {
         use TaskState::*;
         match self {
-            Event::Provision { .. } => state == Pending,
+            Event::Provision { .. } | Event::Hold { .. } => state == Pending,
             Event::Reprovision { .. } | Event::Note { .. } | Event::GiveBack { .. } => {
                 state == Provisioning
             }
@@ -292,7 +306,9 @@ impl Task {
         let (to, reason) = match event {
             Event::Provision { .. } | Event::Reprovision { .. } => (Provisioning, Reason::Clear),
             Event::Note { reason, .. } => (Provisioning, Reason::Set(reason.clone())),
-            Event::GiveBack { reason, .. } => (Pending, Reason::Set(reason.clone())),
+            Event::GiveBack { reason, .. } | Event::Hold { reason, .. } => {
+                (Pending, Reason::Set(reason.clone()))
+            }
             Event::Started { .. } => (InProgress, Reason::Keep),
             Event::Succeeded { reason, .. } => {
                 (Done, reason.clone().map_or(Reason::Keep, Reason::Set))
@@ -353,6 +369,7 @@ impl Task {
                 self.retry_at_ms = Some(*retry_at_ms);
                 self.exit_code = None;
             }
+            Event::Hold { retry_at_ms, .. } => self.retry_at_ms = Some(*retry_at_ms),
             Event::Succeeded { exit_code, .. } => self.exit_code = Some(*exit_code),
             Event::AttemptFailed {
                 exit_code,

@@ -110,6 +110,14 @@ fn every_event(a: u32) -> Vec<(Event, &'static [TaskState])> {
             },
             &[Provisioning],
         ),
+        (
+            Event::Hold {
+                attempt: a,
+                retry_at_ms: 9_000,
+                reason: reason(),
+            },
+            &[Pending],
+        ),
         (Event::Started { attempt: a }, &[Provisioning]),
         (succeeded(a), &[Provisioning, InProgress]),
         (failed(a, Some(1)), &[Provisioning, InProgress]),
@@ -181,7 +189,7 @@ fn every_event_from_every_state_is_decided_by_the_table() {
             decided += 1;
         }
     }
-    assert_eq!(decided, TaskState::ALL.len() * 12);
+    assert_eq!(decided, TaskState::ALL.len() * 13);
 }
 
 #[test]
@@ -512,4 +520,31 @@ fn stored_tasks_without_a_clock_still_load() {
     assert!(t.phases.is_empty());
     let t = ok(&t, &provision(1), 2_000);
     assert_eq!(marks(&t, 1), [(Phase::Asked, 2_000)]);
+}
+
+#[test]
+fn a_hold_keeps_a_pending_task_pending_due_later_with_its_reason() {
+    let pending = in_state(Pending);
+    let held = ok(
+        &pending,
+        &Event::Hold {
+            attempt: 1,
+            retry_at_ms: 7_000,
+            reason: "key k is at its cap".into(),
+        },
+        6_000,
+    );
+    assert_eq!(
+        (held.state, held.attempt, held.retry_at_ms),
+        (Pending, 1, Some(7_000))
+    );
+    assert_eq!(held.reason.as_deref(), Some("key k is at its cap"));
+    assert_eq!(
+        (held.billed_seconds, held.cost),
+        (pending.billed_seconds, pending.cost),
+        "a hold bills nothing"
+    );
+    // The next provision clears the schedule as it does after a retry.
+    let next = ok(&held, &provision(2), 8_000);
+    assert_eq!((next.state, next.retry_at_ms), (Provisioning, None));
 }

@@ -78,7 +78,51 @@ pub async fn run_all(store: Arc<dyn TaskStore>) {
     counts_stay_exact_through_every_change(&*store).await;
     a_time_window_lists_the_unfinished_and_the_recently_finished(&*store).await;
     waiting_tasks_are_counted_and_capped(&*store).await;
+    a_keys_active_tasks_are_listed_and_only_those(&*store).await;
 }
+
+/// `active_with_key`: the tasks of one concurrency key in `Provisioning` or `InProgress`; not
+/// its pending or finished ones, not another key's, not unkeyed ones.
+async fn a_keys_active_tasks_are_listed_and_only_those(s: &dyn TaskStore) {
+    let key = id("key", 0).to_string();
+    let other = format!("{key}-other");
+    let mut tasks: Vec<Task> = (0..6).map(|n| task("keyed", n)).collect();
+    for (n, t) in tasks.iter_mut().enumerate() {
+        t.key = match n {
+            4 => Some(other.clone()),
+            5 => None,
+            _ => Some(key.clone()),
+        };
+    }
+    s.insert(&tasks).await.unwrap();
+    assert!(
+        s.active_with_key(&key).await.unwrap().is_empty(),
+        "all pending"
+    );
+    // 0: provisioning, 1: in progress, 2: finished, 3: still pending, 4 and 5 running.
+    for n in [0, 1, 2, 4, 5] {
+        up(s, &tasks[n].id, provision(1), 2_000).await.unwrap();
+    }
+    up(s, &tasks[1].id, Event::Started { attempt: 1 }, 2_100)
+        .await
+        .unwrap();
+    up(s, &tasks[2].id, cancel(), 2_200).await.unwrap();
+    let ids = |v: Vec<Task>| {
+        let mut ids: Vec<TaskId> = v.into_iter().map(|t| t.id).collect();
+        ids.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        ids
+    };
+    assert_eq!(
+        ids(s.active_with_key(&key).await.unwrap()),
+        ids(vec![tasks[0].clone(), tasks[1].clone()])
+    );
+    assert_eq!(
+        ids(s.active_with_key(&other).await.unwrap()),
+        vec![tasks[4].id.clone()]
+    );
+    assert!(s.active_with_key("no-such-key").await.unwrap().is_empty());
+}
+
 
 /// `pending` counts waiting tasks in all and per key; `insert_capped` refuses a whole batch over
 /// a cap (nothing of it stored) and takes one within; the shape fields round-trip.

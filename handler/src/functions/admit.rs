@@ -23,6 +23,25 @@
 //! both: both may give way, never both go on). The cap holds, unless the instances' clocks
 //! disagree by more than the time between two claims.
 //!
+//! # Keys, priority and delay
+//!
+//! Service Bus has no priority and cannot take a custom handler's scheduled message (see
+//! `outbox`), so the trigger decides, from the store every instance shares, whether a
+//! delivered task may start now ([`admit`]), in this order:
+//!
+//! 1. not due yet (`not_before_ms` in the future): left `Pending`; the timer sends it when due;
+//! 2. the global cap reached (above);
+//! 3. its concurrency key at the key's cap (`--key-cap`, `--key-caps`): the key's active tasks
+//!    are counted in the store ([`TaskStore::active_with_key`](crate::store::TaskStore::active_with_key));
+//! 4. higher-priority tasks that are due, `Pending`, and whose keys have room would need every
+//!    free slot: a freed slot goes to the higher priority, so this one waits.
+//!
+//! A task that waits for room is held ([`Event::Hold`]: `Pending`, due now, the reason shown)
+//! and its message completed; the `ReconcileTimer` sends the held tasks, highest priority
+//! first, keys round-robin, never more than the room under the global cap and each key's cap
+//! ([`super::outbox::Resender`]). The key's cap is also claimed-then-checked, as the global cap
+//! is ([`GlobalCap`]).
+//!
 //! # Transient errors are not poison
 //!
 //! An unavailable runtime (transport errors, ARM 429 throttling and 5xx, ACI quota errors when
@@ -36,22 +55,56 @@ use crate::app::App;
 use crate::clock::now_ms;
 use crate::spawn::{self, Delivery, SpawnError};
 use crate::store::{ListFilter, StoreError};
-use model::{Event, Task, TaskState};
+use model::{Envelope, Event, Task, TaskId, TaskState};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Whether a delivery may start a container now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admission {
-    /// Go ahead (room under the cap, or the message starts nothing new).
+    /// Go ahead (room under the caps, or the message starts nothing new).
     Go,
-    /// At the cap: the task is stored `Pending` and the message can be completed.
-    Full {
-        /// Tasks in `Provisioning` or `InProgress`, across all instances.
-        active: u64,
-        /// The cap (`EDA_CONCURRENCY`).
-        cap: usize,
+    /// Not due before `at_ms` (`not_before`): the task is stored `Pending`, the message can be
+    /// completed, and the timer sends it when it is due.
+    NotYet {
+        /// When it is due (ms since the epoch).
+        at_ms: i64,
     },
+    /// No room for it now (module docs): the task is held `Pending`, the message can be
+    /// completed, and the timer sends it when there is room.
+    Wait {
+        /// Why, e.g. "4 container groups active, the global cap is 4".
+        reason: String,
+    },
+}
+
+/// What decides a delivery's admission: the stored task's fields when it is stored (an API
+/// task, or a redelivery), else its envelope's (a producer's message seen for the first time).
+struct Shape {
+    id: TaskId,
+    priority: i32,
+    not_before_ms: Option<i64>,
+    key: Option<String>,
+}
+
+impl Shape {
+    fn of(stored: Option<&Task>, env: Envelope) -> Shape {
+        match stored {
+            Some(t) => Shape {
+                id: t.id.clone(),
+                priority: t.priority,
+                not_before_ms: t.not_before_ms,
+                key: t.key.clone(),
+            },
+            None => Shape {
+                id: env.id,
+                priority: env.priority,
+                not_before_ms: env.not_before_ms,
+                key: env.key,
+            },
+        }
+    }
 }
 
 /// Decides whether `d` may start a container now (module docs).
@@ -59,22 +112,123 @@ pub async fn admit(app: &Arc<App>, d: &Delivery) -> Result<Admission, SpawnError
     let Ok(env) = spawn::envelope(d) else {
         return Ok(Admission::Go); // invalid: the spawn path says why
     };
-    let task = app.tasks().get(&env.id).await?;
-    if task.is_some_and(|t| t.state != TaskState::Pending) {
+    let stored = app.tasks().get(&env.id).await?;
+    if stored
+        .as_ref()
+        .is_some_and(|t| t.state != TaskState::Pending)
+    {
         return Ok(Admission::Go); // a redelivery, or finished: nothing new starts
     }
-    let active = active(app).await?;
-    let cap = app.settings().concurrency;
-    if active < cap as u64 {
-        return Ok(Admission::Go);
+    let shape = Shape::of(stored.as_ref(), env);
+    let now = now_ms();
+    if let Some(at_ms) = shape.not_before_ms.filter(|at| *at > now) {
+        // Stored, so the timer knows it (a plain message from another producer is new here).
+        spawn::ensure_task(app, d).await?;
+        return Ok(Admission::NotYet { at_ms });
     }
-    // Stored, so the timer knows it (a plain message from another producer is new here).
-    spawn::ensure_task(app, d).await?;
-    Ok(Admission::Full { active, cap })
+    let Some(reason) = why_wait(app, &shape, stored.is_some(), now).await? else {
+        return Ok(Admission::Go);
+    };
+    let task = spawn::ensure_task(app, d).await?;
+    hold(app, &task, now, &reason).await;
+    Ok(Admission::Wait { reason })
 }
 
-/// Tasks that hold a container group (or are about to), across all instances.
-pub async fn active(app: &Arc<App>) -> Result<u64, StoreError> {
+/// Why a due task may not start now, if it may not (module docs, rules 2 to 4).
+async fn why_wait(
+    app: &Arc<App>,
+    shape: &Shape,
+    stored: bool,
+    now: i64,
+) -> Result<Option<String>, StoreError> {
+    let counts = counts(app).await?;
+    let n = |s| counts.get(&s).copied().unwrap_or(0);
+    let active = n(TaskState::Provisioning) + n(TaskState::InProgress);
+    let cap = app.settings().concurrency;
+    if active >= cap as u64 {
+        return Ok(Some(format!(
+            "{active} container groups active, the global cap is {cap}"
+        )));
+    }
+    if let Some((key, kcap)) = shape
+        .key
+        .as_deref()
+        .and_then(|k| Some((k, key_cap(app, k)?)))
+    {
+        let running = app.tasks().active_with_key(key).await?.len();
+        if running >= kcap {
+            return Ok(Some(format!(
+                "{running} tasks of key {key} hold container groups, the key's cap is {kcap}"
+            )));
+        }
+    }
+    let room = cap as u64 - active;
+    // Only when the other waiting tasks could fill the room can any of them be ahead; reading
+    // them is skipped otherwise (the common case).
+    let others = n(TaskState::Pending).saturating_sub(u64::from(stored));
+    if others < room {
+        return Ok(None);
+    }
+    let unfinished = app.tasks().unfinished().await?;
+    let ahead = ahead_of(app, shape, &unfinished, now);
+    Ok((ahead >= room).then(|| {
+        format!("{ahead} tasks of higher priority wait for the {room} free container groups")
+    }))
+}
+
+/// The `Pending` tasks that are due, of higher priority than `shape`, and whose key has room:
+/// the ones that would take a freed slot before it.
+fn ahead_of(app: &App, shape: &Shape, unfinished: &[Task], now: i64) -> u64 {
+    let running = running_per_key(unfinished);
+    let has_room = |t: &Task| match t.key.as_deref() {
+        None => true,
+        Some(k) => key_cap(app, k).is_none_or(|c| running.get(k).copied().unwrap_or(0) < c),
+    };
+    unfinished
+        .iter()
+        .filter(|t| t.state == TaskState::Pending && t.id != shape.id)
+        .filter(|t| t.priority > shape.priority && is_due(t, now) && has_room(t))
+        .count() as u64
+}
+
+/// Whether a `Pending` task may be sent now: its start time and its retry backoff are past.
+pub fn is_due(t: &Task, now: i64) -> bool {
+    t.not_before_ms.is_none_or(|at| at <= now) && t.retry_at_ms.is_none_or(|at| at <= now)
+}
+
+/// The active tasks of each concurrency key among `tasks`.
+pub fn running_per_key(tasks: &[Task]) -> BTreeMap<&str, usize> {
+    let mut m = BTreeMap::new();
+    for t in tasks.iter().filter(|t| t.state.is_active()) {
+        if let Some(k) = t.key.as_deref() {
+            *m.entry(k).or_default() += 1;
+        }
+    }
+    m
+}
+
+/// The cap on running containers of key `key` (`--key-cap`, `--key-caps`), if it has one.
+pub fn key_cap(app: &App, key: &str) -> Option<usize> {
+    // PENDING-MERGE: app.settings().shape.key_caps.cap(key) once h8-shape has the flags.
+    let _ = (app, key);
+    None
+}
+
+/// Holds `task` ([`Event::Hold`]): `Pending`, due now, with why it waits. Best effort: should
+/// the write fail, the task is still `Pending` and the timer's grace period sends it later.
+async fn hold(app: &Arc<App>, task: &Task, now: i64, why: &str) {
+    let event = Event::Hold {
+        attempt: task.attempt,
+        retry_at_ms: now,
+        reason: format!("waiting for room: {why}; the ReconcileTimer sends it when there is room"),
+    };
+    if let Err(e) = app.tasks().apply(&task.id, event).await {
+        tracing::debug!(task = %task.id, error = %e, "could not record the hold");
+    }
+}
+
+/// The counts per state over the whole board (kept by the store: one cheap read).
+async fn counts(app: &Arc<App>) -> Result<BTreeMap<TaskState, u64>, StoreError> {
     let filter = ListFilter {
         states: vec![TaskState::Provisioning],
         limit: 1,
@@ -82,9 +236,23 @@ pub async fn active(app: &Arc<App>) -> Result<u64, StoreError> {
         offset: 0,
         active_since_ms: None,
     };
-    let counts = app.tasks().list(&filter).await?.counts;
+    Ok(app.tasks().list(&filter).await?.counts)
+}
+
+/// Tasks that hold a container group (or are about to), across all instances.
+pub async fn active(app: &Arc<App>) -> Result<u64, StoreError> {
+    let counts = counts(app).await?;
     let n = |s| counts.get(&s).copied().unwrap_or(0);
     Ok(n(TaskState::Provisioning) + n(TaskState::InProgress))
+}
+
+/// When `t` claimed its current attempt (its last `Provisioning` entry), or when it was made.
+fn claimed_at(t: &Task) -> i64 {
+    t.transitions
+        .iter()
+        .rev()
+        .find(|tr| tr.state == TaskState::Provisioning && tr.attempt == t.attempt)
+        .map_or(t.created_at_ms, |tr| tr.at_ms)
 }
 
 /// The claim-then-check half of the cap (module docs).
@@ -94,35 +262,51 @@ pub struct GlobalCap;
 impl spawn::ClaimCheck for GlobalCap {
     async fn after_claim(&self, app: &Arc<App>, task: &Task) -> Result<(), SpawnError> {
         let cap = app.settings().concurrency;
-        let active = active(app).await?;
-        if active <= cap as u64 {
-            return Ok(());
+        if active(app).await? > cap as u64 {
+            let unfinished = app.tasks().unfinished().await?;
+            let claims = unfinished.iter().filter(|t| t.state.is_active());
+            let ahead = ahead_in(claims, task);
+            if ahead >= cap {
+                let why =
+                    format!("{ahead} container groups were claimed first; the global cap is {cap}");
+                return refuse(app, task, why).await;
+            }
         }
-        let claimed_at = |t: &Task| {
-            t.transitions
-                .iter()
-                .rev()
-                .find(|tr| tr.state == TaskState::Provisioning && tr.attempt == t.attempt)
-                .map_or(t.created_at_ms, |tr| tr.at_ms)
+        let Some((key, kcap)) = task
+            .key
+            .as_deref()
+            .and_then(|k| Some((k, key_cap(app, k)?)))
+        else {
+            return Ok(());
         };
-        let ours = claimed_at(task);
-        // A claim in the same millisecond counts as ahead for both: both may give way, never
-        // both go on.
-        let ahead = app
-            .tasks()
-            .unfinished()
-            .await?
-            .iter()
-            .filter(|t| t.state.is_active() && t.id != task.id && claimed_at(t) <= ours)
-            .count();
-        if ahead < cap {
+        let running = app.tasks().active_with_key(key).await?;
+        if running.len() <= kcap {
             return Ok(());
         }
-        let why = format!("{ahead} container groups were claimed first; the global cap is {cap}");
-        let reason = format!("waiting for room under the global cap ({why})");
-        give_back(app, task, now_ms(), &reason).await?;
-        Err(SpawnError::NoRoom(why))
+        let ahead = ahead_in(running.iter(), task);
+        if ahead < kcap {
+            return Ok(());
+        }
+        let why = format!("{ahead} tasks of key {key} were claimed first; the key's cap is {kcap}");
+        refuse(app, task, why).await
     }
+}
+
+/// How many of `claims` (active tasks) other than `task` claimed at the same millisecond or
+/// earlier. A tie counts as ahead for both: both may give way, never both go on.
+fn ahead_in<'a>(claims: impl Iterator<Item = &'a Task>, task: &Task) -> usize {
+    let ours = claimed_at(task);
+    claims
+        .filter(|t| t.id != task.id && claimed_at(t) <= ours)
+        .count()
+}
+
+/// Gives the claimed attempt of `task` back (due at once: the timer sends it when there is
+/// room) and answers [`SpawnError::NoRoom`].
+async fn refuse(app: &Arc<App>, task: &Task, why: String) -> Result<(), SpawnError> {
+    let reason = format!("waiting for room ({why})");
+    give_back(app, task, now_ms(), &reason).await?;
+    Err(SpawnError::NoRoom(why))
 }
 
 /// Puts `task` (just claimed, no container) back to `Pending`: its attempt number restored, due

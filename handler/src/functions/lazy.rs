@@ -147,6 +147,9 @@ impl TaskStore for LazyStore {
     async fn unfinished(&self) -> Result<Vec<Task>, StoreError> {
         self.get()?.unfinished().await
     }
+    async fn active_with_key(&self, key: &str) -> Result<Vec<Task>, StoreError> {
+        self.get()?.active_with_key(key).await
+    }
     async fn put_logs(&self, id: &TaskId, logs: &Logs) -> Result<(), StoreError> {
         self.get()?.put_logs(id, logs).await
     }

@@ -5,8 +5,9 @@
 //! The Functions host starts `handler functions` and POSTs each invocation to
 //! `http://127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT/{FunctionName}`:
 //!
-//! - `ServiceBusTrigger`: the message and its `MessageId`/`DeliveryCount` become a
-//!   [`Delivery`] for [`spawn::handle_checked`], within the global cap ([`admit`]); the delivery
+//! - `ServiceBusTrigger`: the message and its `MessageId`/`DeliveryCount`/`EnqueuedTimeUtc`
+//!   become a [`Delivery`] for [`spawn::handle_checked`], when it is due and there is room under
+//!   the global cap and its key's cap, and no higher priority waits for it ([`admit`]); the delivery
 //!   policy ([`crate::policy`], the same as local mode's) says what the answer is ([`deliver`]):
 //!   complete, redeliver (500), dead-letter, or, for a transient runtime error, defer the task
 //!   to the timer and complete the message.
@@ -15,9 +16,10 @@
 //!   ([`http`]); the answer becomes `Outputs.res`, and the envelopes the API queued become
 //!   `Outputs.message` ([`outbox`]).
 //! - `ReconcileTimer`: one [`reconcile::sweep`], the waiting tasks that are due
-//!   ([`outbox::Resender`]: retries, deferred spawns, lost first deliveries; never more than the
-//!   room under the global cap) sent through `Outputs.message`, and one Azure Monitor sample
-//!   per running container.
+//!   ([`outbox::Resender`]: retries, delayed and held tasks, deferred spawns, lost first
+//!   deliveries; highest priority first, keys in turn, never more than the room under the
+//!   global cap and each key's cap) sent through `Outputs.message`, and one Azure Monitor
+//!   sample per running container.
 //! - `Dashboard` (`{*path}`, HTTP only): forwarded by the host as the original request
 //!   (`enableForwardingHttpRequest`), so the static files, binary WASM included, are served as
 //!   they are by [`dashboard::configure`].
@@ -34,6 +36,7 @@ pub mod http;
 pub mod lazy;
 pub mod outbox;
 pub mod payload;
+pub mod turns;
 
 use crate::app::App;
 use crate::clock::now_ms;
@@ -292,14 +295,24 @@ async fn service_bus(app: Data, gate: web::Data<Gate>, body: web::Bytes) -> Http
 async fn deliver(app: &Arc<App>, d: &Delivery) -> (StatusCode, String) {
     let id = &d.message_id;
     let result = match admit::admit(app, d).await {
-        Ok(admit::Admission::Full { active, cap }) => {
+        Ok(admit::Admission::Wait { reason }) => {
             return (
                 StatusCode::OK,
                 format!(
-                    "message {id}: {active} container groups active, the global cap is {cap}; \
-                 the task stays Pending and the ReconcileTimer sends it again when there is room"
+                    "message {id}: {reason}; the task stays Pending and the ReconcileTimer \
+                     sends it again when there is room"
                 ),
             )
+        }
+        Ok(admit::Admission::NotYet { at_ms }) => {
+            let secs = (at_ms - now_ms()).max(0) / 1000;
+            return (
+                StatusCode::OK,
+                format!(
+                    "message {id}: not due for {secs} s (not_before {at_ms} ms); the task stays \
+                     Pending and the ReconcileTimer sends it when it is due"
+                ),
+            );
         }
         Ok(admit::Admission::Go) => spawn::handle_checked(app, d, &admit::GlobalCap).await,
         Err(e) => Err(e),
@@ -311,6 +324,8 @@ async fn deliver(app: &Arc<App>, d: &Delivery) -> (StatusCode, String) {
         (Err(SpawnError::NoRoom(why)), _) => return (StatusCode::OK, format!(
             "message {id}: {why}; the task stays Pending and the ReconcileTimer sends it again when there is room"
         )),
+        // PENDING-MERGE-ARMS
+
         (Err(e), Verdict::RetryAfter { delay, counts: false }) => {
             return deferred(app, d, &e, delay).await
         }
@@ -459,7 +474,7 @@ async fn reconcile_once(
     let unfinished = app.tasks().unfinished().await?;
     let active = unfinished.iter().filter(|t| t.state.is_active()).count();
     let room = app.settings().concurrency.saturating_sub(active);
-    let due = resender.due(&unfinished, now_ms(), room);
+    let due = resender.due(&unfinished, now_ms(), room, |k| admit::key_cap(app, k));
     outbox.send(&due)?;
     let sampled = sampler.sample(app, &unfinished).await;
     Ok(format!(

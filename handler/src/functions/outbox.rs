@@ -8,11 +8,29 @@
 //! functions mode starts with has no outbox at all ([`Unbound`]): work is queued only inside an
 //! invocation, which is the only place the host would send it from.
 //!
-//! Service Bus output bindings cannot schedule a message for later, so a retry whose backoff is
-//! not over yet is not sent now: the `ReconcileTimer` sends it once it is due ([`Resender`]).
-//! The same goes for a task left `Pending` because the global cap on running container groups
-//! was reached, or because the container runtime was unavailable (`functions::admit`): the
-//! timer sends it again, never more at once than there is room under the cap.
+//! A custom handler's Service Bus output binding cannot schedule a message for later: the host
+//! hands each item of `Outputs.<binding>` to the extension as a string (or a JSON object), and
+//! the Service Bus extension makes a message of it with the item as the body and nothing else
+//! (azure-sdk-for-net `sdk/servicebus/Microsoft.Azure.WebJobs.Extensions.ServiceBus/src/Bindings/StringToMessageConverter.cs`
+//! and `UserTypeToMessageConverter.cs`). The one converter that reads message properties such
+//! as `ScheduledEnqueueTime` from the item (`ServiceBusMessageConverter`) is used only when the
+//! binding's `ServiceBusAttribute.IncludeMetadata` is set, and that property is `internal`
+//! (`src/ServiceBusAttribute.cs`: "Internal properties cannot be set on attributes outside of
+//! the constructor"); the host builds the attribute from function.json through public
+//! constructors and public settable properties only (azure-webjobs-sdk
+//! `src/Microsoft.Azure.WebJobs.Host/Bindings/AttributeCloner.cs`, `CreateDirect`), so no
+//! function.json setting reaches it. The feature request for out-of-process languages
+//! (Azure/azure-sdk-for-net#21884) was closed in 2024-11 as not actionable ("injecting your own
+//! `ServiceBusSender` is the recommended approach", which needs the SDK and a connection this
+//! handler does not hold).
+//!
+//! So nothing is sent before it may start. A retry whose backoff is not over, a task whose
+//! `not_before` is in the future (the intake leaves it out of the outbox), and a task held
+//! `Pending` because there is no room (the global cap, its key's cap, higher priorities
+//! waiting, or the container runtime unavailable: `functions::admit`) are sent by the
+//! `ReconcileTimer` when they are due and there is room ([`Resender`]): highest priority first,
+//! keys taking turns ([`super::turns`]), never more than the room under the global cap and each
+//! key's cap.
 //!
 //! # Nothing lost between the store write and Service Bus
 //!
@@ -25,6 +43,7 @@
 //! needs none of this: its intake writes the task and its queue message in one SQLite
 //! transaction.
 
+use super::turns::Turns;
 use crate::app::{Intake, IntakeError};
 use crate::clock::now_ms;
 use crate::tasks::Tasks;
@@ -85,16 +104,25 @@ impl ServiceBusIntake {
 
 #[async_trait]
 impl Intake for ServiceBusIntake {
+    /// Sends the new tasks that are due now; a task with a later `not_before` is sent by the
+    /// timer when it is due (module docs).
     async fn submit(&self, tasks: Vec<Task>) -> Result<Vec<Task>, IntakeError> {
         let stored = self.tasks.insert(&tasks).await?;
-        for t in stored.iter().filter(|t| t.state == TaskState::Pending) {
+        let now = now_ms();
+        let due = |t: &&Task| t.not_before_ms.is_none_or(|at| at <= now);
+        for t in stored
+            .iter()
+            .filter(|t| t.state == TaskState::Pending)
+            .filter(due)
+        {
             self.outbox.push(t)?;
         }
         Ok(stored)
     }
 
     async fn requeue(&self, task: &Task, at_ms: i64) -> Result<(), IntakeError> {
-        if at_ms <= now_ms() {
+        let at = task.not_before_ms.map_or(at_ms, |nb| nb.max(at_ms));
+        if at <= now_ms() {
             self.outbox.push(task)?;
         }
         Ok(())
@@ -126,14 +154,19 @@ fn unbound() -> IntakeError {
 /// Decides which `Pending` tasks the `ReconcileTimer` sends, and remembers what it sent, so each
 /// is sent once, not on every tick (a backlog would otherwise flood the queue):
 ///
-/// - a task with `retry_at_ms` (a retry after its backoff, or a spawn deferred by the cap or an
-///   unavailable runtime) is due at that time;
+/// - a task with `retry_at_ms` (a retry after its backoff, a task held for room, or a spawn
+///   deferred by the cap or an unavailable runtime) is due at that time, and never before its
+///   `not_before_ms`;
+/// - a task with a `not_before_ms` later than its creation (never sent: the intake left it
+///   out) is due at that time;
 /// - a task without (a first delivery) is due once it is older than the grace period: its
 ///   message may have been lost between the store write and Service Bus (module docs);
 /// - a task sent by this resender is not sent again until the grace period has passed since,
 ///   and only if it is still `Pending` then (its message was deferred by the cap, or lost),
 ///   unless it was rescheduled after the send (a new `retry_at_ms`: a deferred spawn);
-/// - at most `room` tasks per tick (the free capacity under the global cap), oldest due first.
+/// - at most `room` tasks per tick (the free capacity under the global cap), and of each key at
+///   most the room under its cap, in the order [`Turns`] makes (priority, then keys in turn,
+///   then oldest due first).
 pub struct Resender {
     /// The grace period; `None` turns off re-sending first deliveries and sending anything twice.
     grace_ms: Option<i64>,
@@ -143,6 +176,8 @@ pub struct Resender {
     /// another instance, which costs at most one extra message per task (the spawn path is
     /// idempotent per task id).
     sent: Mutex<HashMap<TaskId, i64>>,
+    /// The keys' turns, kept across ticks (only the timer touches it; the lock is for `Sync`).
+    turns: Mutex<Turns>,
 }
 
 impl Resender {
@@ -152,6 +187,7 @@ impl Resender {
         Resender {
             grace_ms: (ms > 0).then_some(ms),
             sent: Mutex::new(HashMap::new()),
+            turns: Mutex::new(Turns::default()),
         }
     }
 
@@ -160,15 +196,23 @@ impl Resender {
         if t.state != TaskState::Pending {
             return None;
         }
+        let start = t.not_before_ms.unwrap_or(i64::MIN);
         match t.retry_at_ms {
-            Some(at) => Some(at),
+            Some(at) => Some(at.max(start)),
+            None if start > t.created_at_ms => Some(start),
             None => self.grace_ms.map(|g| t.created_at_ms.saturating_add(g)),
         }
     }
 
-    /// The tasks among `unfinished` to send now (struct docs), at most `room`; they are
-    /// recorded as sent at `now_ms`.
-    pub fn due<'a>(&self, unfinished: &'a [Task], now_ms: i64, room: usize) -> Vec<&'a Task> {
+    /// The tasks among `unfinished` to send now (struct docs), at most `room`, and of a key at
+    /// most its cap (`key_cap`) less its active tasks; they are recorded as sent at `now_ms`.
+    pub fn due<'a>(
+        &self,
+        unfinished: &'a [Task],
+        now_ms: i64,
+        room: usize,
+        key_cap: impl Fn(&str) -> Option<usize>,
+    ) -> Vec<&'a Task> {
         let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
         let waiting: HashSet<&TaskId> = unfinished
             .iter()
@@ -183,11 +227,16 @@ impl Resender {
             .filter(|(at, t)| *at <= now_ms && sent.get(&t.id).is_none_or(|s| *s < *at || again(s)))
             .collect();
         due.sort_by_key(|(at, t)| (*at, t.id.to_string()));
-        due.truncate(room);
-        for (_, t) in &due {
+        let due: Vec<&Task> = due.into_iter().map(|(_, t)| t).collect();
+        let running = super::admit::running_per_key(unfinished);
+        let key_room =
+            |k: &str| key_cap(k).map(|c| c.saturating_sub(running.get(k).copied().unwrap_or(0)));
+        let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
+        let picked = turns.pick(&due, room, key_room);
+        for t in &picked {
             sent.insert(t.id.clone(), now_ms);
         }
-        due.into_iter().map(|(_, t)| t).collect()
+        picked
     }
 }
 
@@ -230,11 +279,17 @@ mod tests {
         let all = [old, fresh, scheduled];
         let r = Resender::new(Duration::from_secs(60));
         let ids = |v: Vec<&Task>| v.iter().map(|t| t.id.to_string()).collect::<Vec<_>>();
-        assert_eq!(ids(r.due(&all, 120_000, 10)), vec!["old"]);
-        assert!(r.due(&all, 150_000, 10).is_empty(), "sent within the grace");
-        assert_eq!(ids(r.due(&all, 180_000, 10)), vec!["old", "fresh"]);
+        assert_eq!(ids(r.due(&all, 120_000, 10, |_| None)), vec!["old"]);
+        assert!(
+            r.due(&all, 150_000, 10, |_| None).is_empty(),
+            "sent within the grace"
+        );
+        assert_eq!(
+            ids(r.due(&all, 180_000, 10, |_| None)),
+            vec!["old", "fresh"]
+        );
         assert!(Resender::new(Duration::ZERO)
-            .due(&all, 400_000, 10)
+            .due(&all, 400_000, 10, |_| None)
             .is_empty());
     }
 
@@ -257,16 +312,92 @@ mod tests {
         ];
         let r = Resender::new(Duration::from_secs(60));
         let ids = |v: Vec<&Task>| v.iter().map(|t| t.id.to_string()).collect::<Vec<_>>();
-        assert_eq!(ids(r.due(&all, 5_000, 2)), vec!["a", "c"], "room for two");
-        assert_eq!(ids(r.due(&all, 6_000, 10)), vec!["b"], "a and c were sent");
-        assert!(r.due(&all, 7_000, 10).is_empty(), "each is sent once");
         assert_eq!(
-            ids(r.due(&all, 70_000, 10)),
+            ids(r.due(&all, 5_000, 2, |_| None)),
+            vec!["a", "c"],
+            "room for two"
+        );
+        assert_eq!(
+            ids(r.due(&all, 6_000, 10, |_| None)),
+            vec!["b"],
+            "a and c were sent"
+        );
+        assert!(
+            r.due(&all, 7_000, 10, |_| None).is_empty(),
+            "each is sent once"
+        );
+        assert_eq!(
+            ids(r.due(&all, 70_000, 10, |_| None)),
             vec!["a", "c", "b", "later"],
             "still Pending after the grace: the message was deferred or lost, so again"
         );
         let off = Resender::new(Duration::ZERO);
-        assert_eq!(off.due(&all, 5_000, 10).len(), 3);
-        assert!(off.due(&all, 900_000, 10).len() == 1, "only `later`, once");
+        assert_eq!(off.due(&all, 5_000, 10, |_| None).len(), 3);
+        assert!(
+            off.due(&all, 900_000, 10, |_| None).len() == 1,
+            "only `later`, once"
+        );
+    }
+
+    #[test]
+    fn a_delayed_task_is_sent_when_due_once_and_never_before() {
+        let mut delayed = task("delayed");
+        delayed.created_at_ms = 1_000;
+        delayed.not_before_ms = Some(50_000);
+        let mut due_at_once = task("due-at-once");
+        due_at_once.created_at_ms = 1_000;
+        due_at_once.not_before_ms = Some(500); // already due when accepted: sent by the intake
+        let all = [delayed, due_at_once];
+        for grace in [Duration::ZERO, Duration::from_secs(600)] {
+            let r = Resender::new(grace);
+            let ids = |v: Vec<&Task>| v.iter().map(|t| t.id.to_string()).collect::<Vec<_>>();
+            assert!(
+                r.due(&all, 49_999, 10, |_| None).is_empty(),
+                "not before its time"
+            );
+            assert_eq!(ids(r.due(&all, 50_000, 10, |_| None)), vec!["delayed"]);
+            assert!(r.due(&all, 51_000, 10, |_| None).is_empty(), "once");
+        }
+        // A retry of a delayed task is not sent before its start either.
+        let mut retried = task("retried");
+        retried.not_before_ms = Some(90_000);
+        retried.retry_at_ms = Some(10_000);
+        let r = Resender::new(Duration::ZERO);
+        assert!(r
+            .due(std::slice::from_ref(&retried), 60_000, 10, |_| None)
+            .is_empty());
+        assert_eq!(
+            r.due(std::slice::from_ref(&retried), 90_000, 10, |_| None)
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn held_tasks_go_highest_priority_first_within_each_keys_room() {
+        let held = |id: &str, key: &str, priority: i32| {
+            let mut t = task(id);
+            t.key = Some(key.into());
+            t.priority = priority;
+            t.retry_at_ms = Some(1_000);
+            t
+        };
+        let mut running = held("running", "k", 0);
+        running.state = TaskState::InProgress;
+        let all = [
+            held("low", "other", 0),
+            held("k-high", "k", 5),
+            held("k-next", "k", 5),
+            held("top", "other", 9),
+            running,
+        ];
+        let r = Resender::new(Duration::ZERO);
+        let ids = |v: Vec<&Task>| v.iter().map(|t| t.id.to_string()).collect::<Vec<_>>();
+        // Key k's cap is 2 and one of its tasks runs: one more of k; room for three in all.
+        let cap = |k: &str| (k == "k").then_some(2);
+        assert_eq!(
+            ids(r.due(&all, 2_000, 3, cap)),
+            vec!["top", "k-high", "low"]
+        );
     }
 }

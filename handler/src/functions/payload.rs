@@ -163,8 +163,73 @@ pub fn delivery(inv: &InvocationRequest, binding: &str) -> Result<Delivery, Payl
         message_id,
         body,
         delivery_count: u32::try_from(delivery_count).unwrap_or(u32::MAX),
-        enqueued_at_ms: None,
+        enqueued_at_ms: enqueued_at_ms(&inv.metadata),
     })
+}
+
+/// When Service Bus enqueued the message (ms since the epoch), from the trigger metadata; `None`
+/// when the host sent neither name or an unreadable value (the run then gets no `ENQUEUED_AT`;
+/// a missing time is no reason to refuse work).
+///
+/// The Service Bus extension (azure-sdk-for-net
+/// `sdk/servicebus/Microsoft.Azure.WebJobs.Extensions.ServiceBus/src/Triggers/ServiceBusTriggerBindingStrategy.cs`,
+/// `AddBindingData`) puts two names in the binding data: `EnqueuedTimeUtc`
+/// (`value.EnqueuedTime.DateTime`, "for backcompat": a `DateTime` holding the UTC clock time,
+/// kind unspecified) and `EnqueuedTime` (the `DateTimeOffset`). The host turns a `DateTime` into
+/// `DateTime.Parse(value.ToString())` and a `DateTimeOffset` likewise
+/// (`ScriptInvocationContextExtensions.GetHttpScriptInvocationContextValue`), then writes the
+/// invocation with `JsonMediaTypeFormatter` (Json.NET, ISO 8601 dates): so `EnqueuedTimeUtc`
+/// arrives as `"2026-11-30T10:00:00"` (no zone: it is UTC by the extension's own name, and
+/// `ToString()` dropped the fraction) and `EnqueuedTime` as `"2026-11-30T10:00:00+00:00"`.
+/// Both are read; a time without a zone is UTC.
+fn enqueued_at_ms(m: &Map<String, Value>) -> Option<i64> {
+    ["EnqueuedTimeUtc", "EnqueuedTime"]
+        .iter()
+        .filter_map(|k| meta(m, k))
+        .find_map(|v| host_time_ms(&decode(v).into_text()))
+}
+
+/// An ISO 8601 date-time as Json.NET writes one (`2026-11-30T10:00:00`, with an optional
+/// fraction and an optional `Z` or `+hh:mm`/`-hh:mm`; no zone means UTC) as ms since the epoch.
+pub fn host_time_ms(s: &str) -> Option<i64> {
+    let (date, time) = s.trim().split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    // The zone: `Z`, `+hh:mm`, `-hh:mm`, or none (UTC).
+    let (clock, offset_min) = if let Some(c) = time.strip_suffix('Z') {
+        (c, 0)
+    } else if let Some(i) = time.rfind(['+', '-']) {
+        let (c, z) = time.split_at(i);
+        let sign = if z.starts_with('-') { -1 } else { 1 };
+        let (hh, mm) = z[1..].split_once(':')?;
+        (
+            c,
+            sign * (hh.parse::<i64>().ok()? * 60 + mm.parse::<i64>().ok()?),
+        )
+    } else {
+        (time, 0)
+    };
+    let (hms, frac) = clock.split_once('.').unwrap_or((clock, ""));
+    let mut t = hms.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (hh, mi, ss) = (t.next()??, t.next()??, t.next()??);
+    let valid = (1..=12).contains(&m)
+        && (1..=31).contains(&day)
+        && hh < 24
+        && mi < 60
+        && ss < 61
+        && frac.bytes().all(|b| b.is_ascii_digit());
+    if !valid {
+        return None;
+    }
+    let ms: i64 = format!("{frac:0<3}").get(..3)?.parse().ok()?;
+    // Days from the civil date (Howard Hinnant's algorithm, as in `tests/src/host/wire.rs`).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    let secs = days * 86_400 + hh * 3600 + mi * 60 + ss - offset_min * 60;
+    Some(secs * 1000 + ms)
 }
 
 /// The HTTP request in an `httpTrigger` invocation (binding `req`), when it is not forwarded.
@@ -320,6 +385,56 @@ mod tests {
             ),
             Err(PayloadError::Metadata("DeliveryCount"))
         ));
+    }
+
+    #[test]
+    fn the_enqueued_time_is_read_as_the_host_writes_it() {
+        // 2026-11-30T10:00:00Z.
+        const AT: i64 = 1_796_032_800_000;
+        // `EnqueuedTimeUtc`: a DateTime of kind unspecified after `DateTime.Parse(ToString())`,
+        // written by Json.NET without a zone (module docs of `enqueued_at_ms`).
+        assert_eq!(host_time_ms("2026-11-30T10:00:00"), Some(AT));
+        assert_eq!(host_time_ms("2026-11-30T10:00:00Z"), Some(AT));
+        // `EnqueuedTime`: the DateTimeOffset, with its (zero) offset.
+        assert_eq!(host_time_ms("2026-11-30T10:00:00+00:00"), Some(AT));
+        assert_eq!(host_time_ms("2026-11-30T11:30:00+01:30"), Some(AT));
+        assert_eq!(host_time_ms("2026-11-30T08:00:00-02:00"), Some(AT));
+        assert_eq!(host_time_ms("2026-11-30T10:00:00.25Z"), Some(AT + 250));
+        assert_eq!(host_time_ms("1970-01-01T00:00:00"), Some(0));
+        for bad in [
+            "",
+            "yesterday",
+            "2026-13-01T00:00:00",
+            "2026-11-30T25:00:00",
+            "2026-11-30",
+        ] {
+            assert_eq!(host_time_ms(bad), None, "{bad}");
+        }
+        let with = |meta: Value| {
+            let i = inv(json!({"Data": {"message": serialize_object("x")},
+                "Metadata": meta}));
+            delivery(&i, "message").unwrap().enqueued_at_ms
+        };
+        let base = json!({"MessageId": serialize_object("m"), "DeliveryCount": "1"});
+        let mut both = base.clone();
+        both["EnqueuedTimeUtc"] = json!("2026-11-30T10:00:00");
+        both["EnqueuedTime"] = json!("2026-11-30T10:00:00+00:00");
+        assert_eq!(with(both), Some(AT));
+        let mut only_offset = base.clone();
+        only_offset["enqueuedTime"] = json!("2026-11-30T10:00:00+00:00");
+        assert_eq!(
+            with(only_offset),
+            Some(AT),
+            "names are matched ignoring case"
+        );
+        let mut unreadable = base.clone();
+        unreadable["EnqueuedTimeUtc"] = json!("soon");
+        assert_eq!(
+            with(unreadable),
+            None,
+            "no time, but the message is still delivered"
+        );
+        assert_eq!(with(base), None);
     }
 
     #[test]

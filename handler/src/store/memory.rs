@@ -173,6 +173,15 @@ impl TaskStore for MemoryStore {
             .collect())
     }
 
+    async fn active_with_key(&self, key: &str) -> Result<Vec<Task>, StoreError> {
+        let m = self.lock();
+        Ok(m.board
+            .values()
+            .filter(|t| t.state.is_active() && t.key.as_deref() == Some(key))
+            .cloned()
+            .collect())
+    }
+
     async fn put_logs(&self, id: &TaskId, logs: &Logs) -> Result<(), StoreError> {
         self.lock().logs.insert(id.clone(), logs.clone().capped());
         Ok(())

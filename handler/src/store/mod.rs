@@ -202,6 +202,11 @@ pub trait TaskStore: Send + Sync {
     async fn token_hash(&self, id: &TaskId) -> Result<Option<String>, StoreError>;
     /// Every task that is not terminal (what the reconciler watches).
     async fn unfinished(&self) -> Result<Vec<Task>, StoreError>;
+    /// The tasks with concurrency key `key` that hold a container or are about to (`Provisioning`
+    /// or `InProgress`: `TaskState::is_active`), in no particular order. Functions mode counts a key's
+    /// running tasks with it in the store every instance shares (`functions::admit`); there are
+    /// at most the key's cap of them, plus claims racing for the last slot.
+    async fn active_with_key(&self, key: &str) -> Result<Vec<Task>, StoreError>;
     /// Stores the captured output of a task (replacing what was there), keeping at most
     /// `MAX_LOG_BYTES` of its tail ([`model::Logs::capped`]).
     async fn put_logs(&self, id: &TaskId, logs: &Logs) -> Result<(), StoreError>;

@@ -393,6 +393,16 @@ impl TaskStore for MongoStore {
         Ok(rows.into_iter().map(|(_, t)| t).collect())
     }
 
+    /// Through the `key_state` index (created at start).
+    async fn active_with_key(&self, key: &str) -> Result<Vec<Task>, StoreError> {
+        let active = TaskState::matching(TaskState::is_active);
+        let filter = doc! { "key": key, "state": { "$in": state_names(active) } };
+        let rows = self
+            .find_tasks(filter, doc! { "seq": 1 }, None, true)
+            .await?;
+        Ok(rows.into_iter().map(|(_, t)| t).collect())
+    }
+
     async fn put_logs(&self, id: &TaskId, logs: &Logs) -> Result<(), StoreError> {
         let logs = logs.clone().capped();
         let d = doc! {

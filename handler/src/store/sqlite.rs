@@ -216,6 +216,34 @@ impl TaskStore for SqliteStore {
             .await
     }
 
+    /// Through the `tasks_by_state` index: the active tasks are few (at most the global cap,
+    /// plus racing claims), so reading them and keeping the key's is cheaper than another
+    /// column and index kept on every write.
+    async fn active_with_key(&self, key: &str) -> Result<Vec<Task>, StoreError> {
+        let key = key.to_string();
+        self.db
+            .read(move |c| {
+                let (active, names) = states_where(TaskState::is_active);
+                let mut stmt = c
+                    .prepare_cached(&format!(
+                        "SELECT doc FROM tasks WHERE state {active} ORDER BY seq"
+                    ))
+                    .map_err(backend)?;
+                let docs = stmt
+                    .query_map(rusqlite::params_from_iter(names), |r| r.get::<_, String>(0))
+                    .map_err(backend)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(backend)?;
+                let tasks = docs.iter().map(|d| from_json(d));
+                let mine = |t: &Result<Task, StoreError>| {
+                    t.as_ref()
+                        .map_or(true, |t| t.key.as_deref() == Some(key.as_str()))
+                };
+                tasks.filter(mine).collect()
+            })
+            .await
+    }
+
     async fn put_logs(&self, id: &TaskId, logs: &Logs) -> Result<(), StoreError> {
         let (id, logs) = (id.clone(), logs.clone().capped());
         self.db

@@ -270,7 +270,9 @@ async fn dispatch(ctx: Arc<Ctx>, f: app::Function) {
                 HostValue::Text(String::from_utf8_lossy(&m.body).into_owned())
             };
             // Binding data the Service Bus extension provides (message metadata,
-            // https://learn.microsoft.com/azure/azure-functions/functions-bindings-service-bus-trigger#message-metadata).
+            // https://learn.microsoft.com/azure/azure-functions/functions-bindings-service-bus-trigger#message-metadata;
+            // the enqueue time under both names `AddBindingData` uses, azure-sdk-for-net
+            // `sdk/servicebus/Microsoft.Azure.WebJobs.Extensions.ServiceBus/src/Triggers/ServiceBusTriggerBindingStrategy.cs`).
             let inv = Invocation::default()
                 .input(&trigger.name, &body)
                 .binding_data("MessageId", &HostValue::Text(m.id.clone()))
@@ -279,7 +281,8 @@ async fn dispatch(ctx: Arc<Ctx>, f: app::Function) {
                     &HostValue::Number(i64::from(m.delivery_count)),
                 )
                 .binding_data("SequenceNumber", &HostValue::Number(m.sequence))
-                .binding_data("EnqueuedTimeUtc", &HostValue::Date(m.enqueued.clone()))
+                .binding_data("EnqueuedTimeUtc", &wire::host_datetime(&m.enqueued))
+                .binding_data("EnqueuedTime", &wire::host_datetime_offset(&m.enqueued))
                 .binding_data(
                     "ApplicationProperties",
                     &HostValue::Object(serde_json::json!({})),

@@ -447,6 +447,24 @@ pub fn iso_now() -> String {
     )
 }
 
+/// A `DateTime` binding value as the host sends it: `GetHttpScriptInvocationContextValue` makes
+/// it `DateTime.Parse(value.ToString())` (the zone and the fraction are lost: the Service Bus
+/// extension's `EnqueuedTimeUtc` is a UTC clock time of kind unspecified) and Json.NET writes
+/// that without an offset. `iso` is a UTC time as [`iso_now`] writes it.
+pub fn host_datetime(iso: &str) -> HostValue {
+    let plain = iso.trim_end_matches('Z');
+    HostValue::Date(plain.split('.').next().unwrap_or(plain).to_string())
+}
+
+/// A `DateTimeOffset` binding value as the host sends it (the extension's `EnqueuedTime`):
+/// re-parsed the same way, written by Json.NET with its offset (`+00:00` for Service Bus).
+pub fn host_datetime_offset(iso: &str) -> HostValue {
+    let HostValue::Date(plain) = host_datetime(iso) else {
+        unreachable!("host_datetime gives a date")
+    };
+    HostValue::Date(format!("{plain}+00:00"))
+}
+
 /// A random 128-bit number (message ids, lock tokens, `RandGuid`).
 pub fn rand_u128() -> u128 {
     let mut b = [0u8; 16];
