@@ -6,9 +6,11 @@
 mod azure;
 mod backends;
 mod containment;
+mod webhooks;
 
 pub use azure::AzureArgs;
 pub use containment::{ContainmentArgs, TaskNetns, TaskNetwork};
+pub use webhooks::{WebhookArgs, WebhookEvents, WebhookSettings};
 
 pub use crate::runtime::containment::{Containment, Hardening};
 pub use backends::{
@@ -130,6 +132,9 @@ pub struct TaskArgs {
     /// Seconds a container may stay missing after it was asked for before the attempt fails.
     #[arg(long, env = "EDA_PROVISION_GRACE_SECS", default_value_t = 60)]
     pub provision_grace_secs: u64,
+    /// Completion webhooks (`crate::webhooks`).
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
 }
 
 /// `handler local`.
@@ -308,6 +313,8 @@ pub struct Settings {
     pub public_url: String,
     /// API key for /api routes, if any.
     pub api_key: Option<String>,
+    /// Completion webhooks (none when no URL is configured).
+    pub webhooks: WebhookSettings,
 }
 
 impl Settings {
@@ -360,6 +367,7 @@ impl Settings {
             provision_grace: Duration::from_secs(t.provision_grace_secs),
             public_url: public_url.trim_end_matches('/').to_string(),
             api_key: api_key.filter(|k| !k.is_empty()),
+            webhooks: t.webhooks.resolve()?,
         })
     }
 }

@@ -15,6 +15,8 @@
 //! - [`phases`]: the phase clock of each attempt (queued, taken, asked for, started, first
 //!   report, first output, exit, final report, logs, removed), set through the lifecycle.
 //! - [`output`]: the tail of a container's output and how its exit reads ("killed by signal 9").
+//! - [`result`]: what a task's work hands back through `RESULT_PATH` ([`TaskResult`]), bounded.
+//! - [`webhook`]: completion webhook deliveries and their attempts, as the API shows them.
 //! - [`pool`]: what a warm pool container's worker receives when a task claims it.
 //! - [`standby`]: the hand-over of a task to a container started before it (ACI standby pools).
 //!
@@ -27,14 +29,17 @@ pub mod naming;
 pub mod output;
 pub mod phases;
 pub mod pool;
+pub mod result;
 pub mod standby;
 pub mod state;
 pub mod summary;
 pub mod task;
+pub mod webhook;
 
 pub use api::*;
 pub use lifecycle::{Event, LifecycleError, Rates};
 pub use phases::{AttemptClock, Mark, Phase};
+pub use result::TaskResult;
 pub use state::{StateFacts, TaskState};
 pub use summary::{Percentiles, Summary};
 pub use task::{Resources, Task, TaskId, TaskIdError, Transition};

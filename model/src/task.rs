@@ -1,6 +1,7 @@
 //! A task as stored and served.
 
 use crate::phases::{self, AttemptClock, Phase};
+use crate::result::TaskResult;
 use crate::state::TaskState;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -134,6 +135,10 @@ pub struct Task {
     /// Image of its containers when not the handler's worker image (see `Envelope::image`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// What the last attempt that ended wrote to `RESULT_PATH` (bounded, see
+    /// `model::result`); absent when it wrote nothing or the task has not ended an attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<TaskResult>,
     /// Every state entered, oldest first.
     #[serde(default)]
     pub transitions: Vec<Transition>,
@@ -172,6 +177,7 @@ impl Task {
             cost: 0.0,
             resources,
             image: None,
+            result: None,
             transitions: vec![Transition {
                 state: TaskState::Pending,
                 at_ms: now_ms,
