@@ -419,3 +419,73 @@ async fn an_undelivered_event_is_sent_after_a_restart() {
     second.stop().await;
     rx.stop().await;
 }
+
+/// Functions mode's `ReconcileTimer` runs one dispatch pass (`Webhooks::drive`), so deliveries
+/// progress even when nothing runs between invocations: here no background dispatcher runs at
+/// all, and recording a change sends nothing by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_timer_pass_delivers_without_a_background_dispatcher() {
+    use handler::config::{WebhookEvents, WebhookSettings};
+    use handler::webhooks::{outbox::MemoryOutbox, Webhooks};
+    use model::{Event, Rates, Resources, Task};
+    let rx = Receiver::start(0);
+    let settings = WebhookSettings {
+        urls: vec![rx.url("/ok")],
+        secret: Some(SECRET.into()),
+        events: WebhookEvents::Terminal,
+        timeout: Duration::from_secs(5),
+        max_attempts: 3,
+        backoff: Duration::from_millis(50),
+    };
+    let source = "https://app.example/api/tasks".to_string();
+    let w = Webhooks::new(settings, source, Arc::new(MemoryOutbox::default())).unwrap();
+    let now = handler::clock::now_ms();
+    let r = Resources {
+        cpu: 1.0,
+        memory_mb: 64,
+    };
+    let id = TaskId::parse("timer-pass").unwrap();
+    let mut task = Task::new(id.clone(), "w".into(), r, 1, 60, now);
+    let result = model::TaskResult {
+        text: "from the timer".into(),
+        truncated: false,
+        bytes: 14,
+    };
+    let events = [
+        Event::Provision {
+            attempt: 1,
+            container: "c".into(),
+            token_hash: "h".into(),
+        },
+        Event::Started { attempt: 1 },
+        Event::Succeeded {
+            attempt: 1,
+            exit_code: 0,
+            reason: None,
+            result: Some(result),
+        },
+    ];
+    for e in &events {
+        task = task.apply(e, now, &Rates::default()).unwrap();
+        w.applied(e, &task, now).await;
+    }
+    assert!(rx.seen("/ok").is_empty(), "recording sends nothing");
+    assert_eq!(
+        w.drive(Duration::from_secs(10)).await,
+        1,
+        "one delivery tried"
+    );
+    let seen = rx.seen("/ok");
+    assert_eq!(seen.len(), 1);
+    let v = check_cloudevent(&seen[0], "done", &id);
+    assert_eq!(v["source"], "https://app.example/api/tasks");
+    assert_eq!(v["data"]["result"]["text"], "from the timer");
+    let d = w.deliveries(&id).await.unwrap();
+    assert_eq!(d[0].status, DeliveryStatus::Delivered);
+    assert_eq!(
+        w.drive(Duration::from_secs(1)).await,
+        0,
+        "nothing left to send"
+    );
+    rx.stop().await;
+}

@@ -66,10 +66,10 @@ impl MongoOutbox {
     }
 }
 
+/// The fields of a new row (its `_id` comes from the upsert's filter).
 fn to_doc(seq: i64, r: &Row) -> Result<Document, StoreError> {
     let d = &r.delivery;
     Ok(doc! {
-        "_id": &d.id,
         "seq": seq,
         "task_id": d.task_id.as_str(),
         "url": &d.url,
