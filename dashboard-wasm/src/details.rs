@@ -1,5 +1,5 @@
-//! The details panel of the selected task: charts, output, the attempt's phases (a waterfall),
-//! timeline, cost, cancel and retry.
+//! The details panel of the selected task: charts, output, its result and webhook deliveries
+//! (`crate::outcome`), the attempt's phases (a waterfall), timeline, cost, cancel and retry.
 //!
 //! While the task is not finished, its record, logs and metrics are fetched again every
 //! [`REFRESH`]; once it is finished they are fetched one last time and then left alone.
@@ -9,9 +9,11 @@ use crate::board::Board;
 use crate::chart::Chart;
 use crate::format::{bytes, clock, duration_ms};
 use crate::shape::ShapeFacts;
+use crate::outcome::{ResultView, WebhooksView};
 use crate::ui::Errors;
 use crate::waterfall::Waterfall;
 use leptos::prelude::*;
+use model::webhook::Deliveries;
 use model::{Logs, Metrics, Task, TaskId, TaskState};
 use std::time::Duration;
 
@@ -30,6 +32,8 @@ struct Loaded {
     logs: Option<Logs>,
     /// CPU and memory samples.
     metrics: Option<Metrics>,
+    /// Webhook deliveries and their attempts.
+    webhooks: Option<Deliveries>,
     /// `(id, state)` the data was loaded for: a finished task is not reloaded for the same state.
     for_state: Option<(TaskId, TaskState)>,
 }
@@ -73,11 +77,12 @@ pub fn Details(
                 return;
             }
             match got {
-                Ok((task, logs, metrics)) => loaded.set(Loaded {
+                Ok((task, logs, metrics, webhooks)) => loaded.set(Loaded {
                     for_state: Some((id, task.state)),
                     task: Some(task),
                     logs: Some(logs),
                     metrics: Some(metrics),
+                    webhooks: Some(webhooks),
                 }),
                 Err(e) => errors.push(e),
             }
@@ -102,12 +107,13 @@ pub fn Details(
     }
 }
 
-async fn load(id: &TaskId) -> Result<(Task, Logs, Metrics), api::ApiError> {
+async fn load(id: &TaskId) -> Result<(Task, Logs, Metrics, Deliveries), api::ApiError> {
     let base = format!("/api/tasks/{id}");
     let task = api::get::<Task>(&base).await?;
     let logs = api::get::<Logs>(&format!("{base}/logs")).await?;
     let metrics = api::get::<Metrics>(&format!("{base}/metrics")).await?;
-    Ok((task, logs, metrics))
+    let webhooks = api::get::<Deliveries>(&format!("{base}/webhooks")).await?;
+    Ok((task, logs, metrics, webhooks))
 }
 
 #[component]
@@ -182,6 +188,10 @@ fn Panel(
                 Some(l) if l.truncated => format!("…\n{}", l.text),
                 Some(l) => l.text.clone(),
             })}</pre>
+            <h3>"Result"</h3>
+            <ResultView result=Signal::derive(move || loaded.with(|l| l.task.as_ref()?.result.clone())) />
+            <h3>"Webhooks"</h3>
+            <WebhooksView deliveries=Signal::derive(move || loaded.with(|l| l.webhooks.clone())) />
             <h3>"Phases"</h3>
             {move || loaded.with(|l| {
                 let t = l.task.as_ref()?;

@@ -9,6 +9,7 @@
 //! - [`ui`]: the page: add-work form, counts and filters, error banner, virtualised grid.
 //! - [`timeline`]: one bar per task over the last minutes, on a canvas.
 //! - [`details`]: the selected task's panel: charts, output, timeline, cost, cancel, retry.
+//! - [`outcome`]: the details panel's result (`RESULT_PATH`) and webhook deliveries.
 //! - [`chart`]: line charts drawn as inline SVG; [`waterfall`]: an attempt's phases as SVG bars.
 //! - [`figures`]: the header's p50/p95, throughput and cost (from `GET /api/summary`).
 //! - [`board`]: the loaded window of the board, one signal per task, and the counts.
@@ -27,6 +28,7 @@ pub mod details;
 pub mod figures;
 pub mod format;
 pub mod live;
+pub mod outcome;
 pub mod pager;
 pub mod shape;
 pub mod timeline;

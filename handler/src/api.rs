@@ -22,6 +22,7 @@ use std::time::Duration;
 
 mod error;
 mod input;
+mod webhooks;
 pub use error::ApiError;
 use input::read_json;
 pub use input::{new_id, new_tasks, parse_states};
@@ -54,6 +55,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/tasks/{id}", web::get().to(get))
             .route("/tasks/{id}/logs", web::get().to(logs))
             .route("/tasks/{id}/metrics", web::get().to(metrics))
+            .route("/tasks/{id}/webhooks", web::get().to(webhooks::deliveries))
             .route("/tasks/{id}/cancel", web::post().to(cancel))
             .route("/tasks/{id}/retry", web::post().to(retry))
             .route("/tasks/{id}/state", web::post().to(report))
@@ -230,9 +232,11 @@ async fn list(app: Data, q: web::Query<ListQuery>) -> Result<HttpResponse> {
             active_since_ms: q.active_since,
         })
         .await?;
-    // Rows are slim, like their timelines: the phase clock is on `GET /api/tasks/{id}`.
+    // Rows are slim, like their timelines: the phase clock and the result (up to
+    // MAX_RESULT_BYTES each, a page could carry 64 MB) are on `GET /api/tasks/{id}`.
     for t in &mut page.tasks {
         t.phases.clear();
+        t.result = None;
     }
     Ok(HttpResponse::Ok().json(page))
 }
@@ -332,6 +336,8 @@ async fn report(
     }
     let r: StateReport = read_json(payload, limits::MAX_REPORT_BYTES).await?;
     let marks = worker_marks(&r, now_ms())?;
+    // No stored result is larger than MAX_RESULT_BYTES, whichever worker sent it.
+    let result = r.result.map(model::TaskResult::capped);
     let task = load(&app, &id).await?;
     if !marks.is_empty() && task.attempt > 0 {
         // The worker's own times (first output, exit) go on before the end it reports.
@@ -347,7 +353,7 @@ async fn report(
             let reason = r
                 .reason
                 .unwrap_or_else(|| format!("work failed with exit code {code}"));
-            reconcile::attempt_failed(&app, &task, Some(code), &reason).await?;
+            reconcile::attempt_failed_with(&app, &task, Some(code), &reason, result).await?;
         }
         ReportedState::InProgress => {
             let started = Event::Started {
@@ -360,6 +366,7 @@ async fn report(
                 attempt: task.attempt,
                 exit_code: r.exit_code.unwrap_or(0),
                 reason: None,
+                result,
             };
             app.tasks().apply(&id, done).await?;
         }
@@ -503,6 +510,7 @@ mod tests {
             reason: None,
             first_output_at_ms: out,
             exited_at_ms: exit,
+            result: None,
         };
         let now = 1_000_000_000;
         assert!(worker_marks(&report(None, None), now).unwrap().is_empty());

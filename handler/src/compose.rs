@@ -23,9 +23,13 @@ use crate::runtime::image;
 use crate::runtime::process::ProcessRuntime;
 use crate::runtime::ContainerRuntime;
 use crate::store::mongo::MongoStore;
-use crate::store::sqlite::SqliteStore;
+use crate::store::sqlite::{Db, SqliteStore};
 use crate::store::TaskStore;
 use crate::tasks::{Rates, Tasks};
+use crate::webhooks::mongo::MongoOutbox;
+use crate::webhooks::outbox::{MemoryOutbox, Outbox};
+use crate::webhooks::sqlite::SqliteOutbox;
+use crate::webhooks::Webhooks;
 use anyhow::Context;
 use std::net::IpAddr;
 use std::path::Path;
@@ -161,15 +165,37 @@ pub fn sqlite(path: &Path) -> anyhow::Result<SqliteStore> {
     SqliteStore::open(path).with_context(|| format!("opening {}", path.display()))
 }
 
+/// The webhooks of `settings` (none when no URL is configured), keeping their deliveries in
+/// `outbox`; every event names the API's tasks URL as its CloudEvent `source`.
+pub fn webhooks(settings: &Settings, outbox: Arc<dyn Outbox>) -> anyhow::Result<Arc<Webhooks>> {
+    let source = format!("{}/api/tasks", settings.public_url);
+    Webhooks::new(settings.webhooks.clone(), source, outbox).context("setting up the webhooks")
+}
+
+/// The webhook outbox of functions mode, beside its task store: a table in the same SQLite
+/// file (`db`, the store's), or the collection `<tasks>_webhooks` beside the task collection.
+pub async fn functions_outbox(b: &Backends, db: Option<Db>) -> anyhow::Result<Arc<dyn Outbox>> {
+    Ok(match (&b.store, db) {
+        (StoreTarget::Mongo(m), _) => Arc::new(MongoOutbox::new(&m.uri, &m.db, &m.collection)),
+        (StoreTarget::Sqlite(_), Some(db)) => Arc::new(SqliteOutbox::open(db).await?),
+        (StoreTarget::Sqlite(_), None) => Arc::new(MemoryOutbox::default()),
+    })
+}
+
 /// The store of functions mode, and its connection state ([`Gate`]) when it connects in the background
 /// (MongoDB: the handler must listen within the host's 30 s, `functions::lazy`). Connecting
-/// stops when `stop` is cancelled.
+/// stops when `stop` is cancelled. A SQLite store's database comes back too, for the tables
+/// that live beside the tasks (the webhook outbox).
 pub fn functions_store(
     b: &Backends,
     stop: CancellationToken,
-) -> anyhow::Result<(Arc<dyn TaskStore>, Gate)> {
+) -> anyhow::Result<(Arc<dyn TaskStore>, Gate, Option<Db>)> {
     match &b.store {
-        StoreTarget::Sqlite(path) => Ok((Arc::new(sqlite(path)?), Gate::default())),
+        StoreTarget::Sqlite(path) => {
+            let store = sqlite(path)?;
+            let db = store.db.clone();
+            Ok((Arc::new(store), Gate::default(), Some(db)))
+        }
         StoreTarget::Mongo(m) => {
             let m = m.clone();
             let connect: lazy::Connect = Box::new(move || {
@@ -183,7 +209,7 @@ pub fn functions_store(
                 })
             });
             let store = LazyStore::spawn(connect, stop);
-            Ok((store.clone(), Gate(Some(store))))
+            Ok((store.clone(), Gate(Some(store)), None))
         }
     }
 }

@@ -7,10 +7,12 @@ mod azure;
 mod backends;
 mod containment;
 mod shape;
+mod webhooks;
 
 pub use azure::AzureArgs;
 pub use containment::{ContainmentArgs, TaskNetns, TaskNetwork};
 pub use shape::{KeyCaps, ShapeArgs, ShapeSettings};
+pub use webhooks::{WebhookArgs, WebhookEvents, WebhookSettings};
 
 pub use crate::runtime::containment::{Containment, Hardening};
 pub use backends::{
@@ -135,6 +137,9 @@ pub struct TaskArgs {
     /// Images, sizes, per-key caps and backpressure ([`ShapeArgs`]).
     #[command(flatten)]
     pub shape: ShapeArgs,
+    /// Completion webhooks (`crate::webhooks`).
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
 }
 
 /// `handler local`.
@@ -346,6 +351,8 @@ pub struct Settings {
     pub api_key: Option<String>,
     /// What a task may ask for, per-key caps and backpressure.
     pub shape: ShapeSettings,
+    /// Completion webhooks (none when no URL is configured).
+    pub webhooks: WebhookSettings,
 }
 
 impl Settings {
@@ -404,6 +411,7 @@ impl Settings {
             provision_grace: Duration::from_secs(t.provision_grace_secs),
             public_url: public_url.trim_end_matches('/').to_string(),
             api_key: api_key.filter(|k| !k.is_empty()),
+            webhooks: t.webhooks.resolve()?,
         })
     }
 }

@@ -46,8 +46,8 @@ impl Events {
         &self.metrics
     }
 
-    /// Publishes a task's new state (without its timeline and phase clock, to keep frames
-    /// small).
+    /// Publishes a task's new state (without its timeline, phase clock and result, to keep
+    /// frames small; `GET /api/tasks/{id}` has them).
     pub fn task(&self, task: &Task) {
         if self.tx.receiver_count() == 0 {
             return;
@@ -55,6 +55,7 @@ impl Events {
         let mut slim = task.clone();
         slim.transitions.clear();
         slim.phases.clear();
+        slim.result = None;
         self.send("task", &TaskEvent { task: slim });
     }
 

@@ -23,6 +23,8 @@
 //! - [`runtime`]: the [`runtime::ContainerRuntime`] trait; Docker, process and ACI backends.
 //! - [`events`]: the broadcast bus behind the SSE stream; it feeds [`metrics`], the Prometheus
 //!   series behind `GET /metrics`.
+//! - [`webhooks`]: completion webhooks: CloudEvents recorded in a durable outbox when a task
+//!   changes, POSTed, signed and retried by a background dispatcher.
 //! - [`dashboard`]: serves the embedded Leptos dashboard.
 //! - [`compose`]: the one composition root: builds the [`app::App`] and picks its store and
 //!   runtime from configuration, for both modes.
@@ -55,6 +57,7 @@ pub mod spawn;
 pub mod store;
 pub mod tasks;
 pub mod token;
+pub mod webhooks;
 
 #[cfg(test)]
 mod tests;

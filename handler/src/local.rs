@@ -91,7 +91,10 @@ pub async fn start(args: LocalArgs) -> anyhow::Result<Running> {
     }
     let backends = args.backends()?;
     let store = compose::sqlite(&args.data_dir.join("eda.db"))?.with_outbox(queue::enqueue_new);
-    let tasks = compose::tasks(&settings, Arc::new(store.clone()), Events::default());
+    let outbox = crate::webhooks::sqlite::SqliteOutbox::open(store.db.clone()).await?;
+    let webhooks = compose::webhooks(&settings, Arc::new(outbox))?;
+    let tasks = compose::tasks(&settings, Arc::new(store.clone()), Events::default())
+        .with_webhooks(webhooks.clone());
     let queue = Arc::new(
         LocalQueue::new(store.db.clone(), tasks.clone()).with_caps(settings.shape.queue_caps),
     );
@@ -126,6 +129,7 @@ pub async fn start(args: LocalArgs) -> anyhow::Result<Running> {
     tracker.spawn(queue::consume(app.clone(), queue.clone(), tracker.clone()));
     tracker.spawn(reconcile::run(app.clone()));
     tracker.spawn(sampler::run(app.clone()));
+    tracker.spawn(webhooks.run(app.shutdown().clone()));
     if let Some(pool) = pool {
         tracker.spawn(pool.keep(app.shutdown().clone()));
     }

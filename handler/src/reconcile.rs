@@ -156,6 +156,7 @@ async fn exited(app: &Arc<App>, task: &Task, st: &ContainerStatus) -> Result<(),
             attempt: task.attempt,
             exit_code: 0,
             reason: Some("container exited 0 without reporting Done".into()),
+            result: None,
         };
         return settle(app.tasks().apply(&task.id, event).await);
     }
@@ -175,11 +176,24 @@ pub async fn attempt_failed(
     exit_code: Option<i64>,
     reason: &str,
 ) -> Result<(), ReconcileError> {
+    attempt_failed_with(app, task, exit_code, reason, None).await
+}
+
+/// [`attempt_failed`] with what the work wrote to `RESULT_PATH` (the worker's `Failed`
+/// report carries it).
+pub async fn attempt_failed_with(
+    app: &Arc<App>,
+    task: &Task,
+    exit_code: Option<i64>,
+    reason: &str,
+    result: Option<model::TaskResult>,
+) -> Result<(), ReconcileError> {
     let event = Event::AttemptFailed {
         attempt: task.attempt,
         exit_code,
         reason: reason.to_string(),
         retry_after: crate::policy::backoff(task.attempt, app.settings().retry_backoff),
+        result,
     };
     let Some(updated) = settle_task(app.tasks().apply(&task.id, event).await)? else {
         return Ok(());

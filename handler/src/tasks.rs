@@ -6,6 +6,7 @@
 use crate::clock::now_ms;
 use crate::events::Events;
 use crate::store::{ListFilter, StoreError, TaskStore};
+use crate::webhooks::Webhooks;
 use model::{Event, Logs, MetricSample, Task, TaskId, TaskPage};
 use std::sync::Arc;
 
@@ -20,6 +21,9 @@ pub struct Tasks {
     pub events: Events,
     /// How container time is priced (passed to every update, which bills in `Task::apply`).
     rates: Rates,
+    /// Completion webhooks, told of every applied change (they only record it in their
+    /// outbox; the POSTs happen in the background). `None`: no webhooks configured.
+    webhooks: Option<Arc<Webhooks>>,
 }
 
 impl Tasks {
@@ -29,7 +33,21 @@ impl Tasks {
             store,
             events,
             rates,
+            webhooks: None,
         }
+    }
+
+    /// This service, recording webhook deliveries for the changes `webhooks` wants.
+    pub fn with_webhooks(self, webhooks: Arc<Webhooks>) -> Tasks {
+        Tasks {
+            webhooks: webhooks.enabled().then_some(webhooks),
+            ..self
+        }
+    }
+
+    /// The webhooks, if any are configured.
+    pub fn webhooks(&self) -> Option<&Arc<Webhooks>> {
+        self.webhooks.as_ref()
     }
 
     /// Inserts new tasks (existing ids are returned as stored) and announces them.
@@ -66,6 +84,9 @@ impl Tasks {
         let now = now_ms();
         let task = self.store.update(id, &event, now, &self.rates).await?;
         self.events.applied(&event, &task, now);
+        if let Some(w) = &self.webhooks {
+            w.applied(&event, &task, now).await;
+        }
         Ok(task)
     }
 
@@ -201,6 +222,7 @@ mod tests {
             exit_code: Some(1),
             reason: "boom".into(),
             retry_after: std::time::Duration::from_secs(1),
+            result: None,
         };
         let end = tasks.apply(&t.id, failed).await.unwrap();
         assert_eq!(end.state, TaskState::Failed, "one attempt allowed");

@@ -182,6 +182,10 @@ pub struct StateReport {
     /// or `Failed`; absent from older workers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exited_at_ms: Option<i64>,
+    /// What the work wrote to `RESULT_PATH`, with `Done` or `Failed`; absent when it wrote no
+    /// file (and from older workers). The handler caps it ([`crate::TaskResult::capped`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<crate::result::TaskResult>,
 }
 
 /// Query of `GET /api/tasks`.

@@ -15,6 +15,8 @@
 //! - [`phases`]: the phase clock of each attempt (queued, taken, asked for, started, first
 //!   report, first output, exit, final report, logs, removed), set through the lifecycle.
 //! - [`output`]: the tail of a container's output and how its exit reads ("killed by signal 9").
+//! - [`result`]: what a task's work hands back through `RESULT_PATH` ([`TaskResult`]), bounded.
+//! - [`webhook`]: completion webhook deliveries and their attempts, as the API shows them.
 //! - [`pool`]: what a warm pool container's worker receives when a task claims it.
 //! - [`shape`]: the checks of a task's priority, schedule, key, image, size and labels, shared
 //!   by the API and the queue envelope path.
@@ -30,14 +32,17 @@ pub mod output;
 pub mod phases;
 pub mod pool;
 pub mod shape;
+pub mod result;
 pub mod standby;
 pub mod state;
 pub mod summary;
 pub mod task;
+pub mod webhook;
 
 pub use api::*;
 pub use lifecycle::{Event, LifecycleError, Rates};
 pub use phases::{AttemptClock, Mark, Phase};
+pub use result::TaskResult;
 pub use state::{StateFacts, TaskState};
 pub use summary::{Percentiles, Summary};
 pub use task::{Resources, Task, TaskId, TaskIdError, Transition};

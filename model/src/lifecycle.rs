@@ -8,6 +8,7 @@
 
 use crate::limits::MAX_REASON_BYTES;
 use crate::phases::{self, Mark, Phase};
+use crate::result::TaskResult;
 use crate::state::TaskState;
 use crate::task::{Task, Transition};
 use std::time::Duration;
@@ -95,6 +96,8 @@ pub enum Event {
         exit_code: i64,
         /// Something to add (e.g. it exited without reporting); `None` leaves the reason.
         reason: Option<String>,
+        /// What the work wrote to `RESULT_PATH` (the worker's report); becomes `Task::result`.
+        result: Option<TaskResult>,
     },
     /// The attempt failed: `Pending` again after `retry_after` if attempts are left, else
     /// `Failed`.
@@ -107,6 +110,8 @@ pub enum Event {
         reason: String,
         /// The backoff before the next attempt (if there is one).
         retry_after: Duration,
+        /// What the work wrote to `RESULT_PATH` before it failed; becomes `Task::result`.
+        result: Option<TaskResult>,
     },
     /// The attempt ran longer than the task's timeout; its container is being killed.
     TimedOut {
@@ -370,12 +375,20 @@ impl Task {
                 self.exit_code = None;
             }
             Event::Hold { retry_at_ms, .. } => self.retry_at_ms = Some(*retry_at_ms),
-            Event::Succeeded { exit_code, .. } => self.exit_code = Some(*exit_code),
+            Event::Succeeded {
+                exit_code, result, ..
+            } => {
+                self.exit_code = Some(*exit_code);
+                self.result = result.clone();
+            }
             Event::AttemptFailed {
                 exit_code,
                 retry_after,
+                result,
                 ..
             } => {
+                // The result of the attempt that ended last, whichever way it ended.
+                self.result = result.clone();
                 if self.attempt < self.max_attempts {
                     let delay = i64::try_from(retry_after.as_millis()).unwrap_or(i64::MAX);
                     self.retry_at_ms = Some(now_ms.saturating_add(delay));

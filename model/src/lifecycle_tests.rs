@@ -41,6 +41,7 @@ fn failed(attempt: u32, code: Option<i64>) -> Event {
         exit_code: code,
         reason: "boom".into(),
         retry_after: Duration::from_millis(1_500),
+        result: None,
     }
 }
 
@@ -78,6 +79,7 @@ fn succeeded(attempt: u32) -> Event {
         attempt,
         exit_code: 0,
         reason: None,
+        result: None,
     }
 }
 
@@ -390,6 +392,7 @@ fn reasons_are_cut_and_kept_when_not_given() {
         attempt: 1,
         exit_code: 0,
         reason: Some("exited 0 without reporting".into()),
+        result: None,
     };
     let d = ok(&in_state(Provisioning), &done, 3_000);
     assert_eq!(
@@ -547,4 +550,66 @@ fn a_hold_keeps_a_pending_task_pending_due_later_with_its_reason() {
     // The next provision clears the schedule as it does after a retry.
     let next = ok(&held, &provision(2), 8_000);
     assert_eq!((next.state, next.retry_at_ms), (Provisioning, None));
+}
+
+#[test]
+fn the_result_of_the_attempt_that_ended_last_is_kept() {
+    let result = |text: &str| {
+        Some(crate::TaskResult {
+            text: text.into(),
+            truncated: false,
+            bytes: text.len() as u64,
+        })
+    };
+    let mut t = in_state(InProgress);
+    t.max_attempts = 2;
+    let failed = Event::AttemptFailed {
+        attempt: 1,
+        exit_code: Some(3),
+        reason: "boom".into(),
+        retry_after: Duration::from_millis(10),
+        result: result("partial"),
+    };
+    let retried = ok(&t, &failed, 2_000);
+    assert_eq!(retried.state, Pending);
+    assert_eq!(
+        retried.result,
+        result("partial"),
+        "kept while the next waits"
+    );
+    let mut second = ok(
+        &retried,
+        &Event::Provision {
+            attempt: 2,
+            container: "c".into(),
+            token_hash: "h".into(),
+        },
+        3_000,
+    );
+    second = ok(&second, &Event::Started { attempt: 2 }, 3_100);
+    let done = Event::Succeeded {
+        attempt: 2,
+        exit_code: 0,
+        reason: None,
+        result: result("42"),
+    };
+    let d = ok(&second, &done, 4_000);
+    assert_eq!(d.state, Done);
+    assert_eq!(d.result, result("42"));
+    let json = serde_json::to_value(&d).unwrap();
+    assert_eq!(json["result"]["text"], "42");
+    let none = Event::Succeeded {
+        attempt: 2,
+        exit_code: 0,
+        reason: None,
+        result: None,
+    };
+    let plain = ok(&second, &none, 4_000);
+    assert!(
+        serde_json::to_value(&plain)
+            .unwrap()
+            .get("result")
+            .is_none(),
+        "no result, no field"
+    );
 }

@@ -8,8 +8,13 @@ pub const MAX_WORK_BYTES: usize = 64 * 1024;
 pub const MAX_BATCH: usize = 1000;
 /// Largest request body the API reads, in bytes (4 MiB).
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
-/// Largest worker state report body, in bytes (16 KiB).
-pub const MAX_REPORT_BYTES: usize = 16 * 1024;
+/// Largest result a task keeps (`RESULT_PATH`), in bytes (64 KiB); a larger file keeps its
+/// first bytes and is marked truncated (`model::result`).
+pub const MAX_RESULT_BYTES: usize = 64 * 1024;
+/// Largest worker state report body, in bytes: 16 KiB plus room for a result of
+/// [`MAX_RESULT_BYTES`] even if every byte is a control character JSON escapes as `\u00XX`
+/// (six bytes each): 400 KiB.
+pub const MAX_REPORT_BYTES: usize = 16 * 1024 + 6 * MAX_RESULT_BYTES;
 /// Longest failure reason kept, in bytes; longer ones are cut.
 pub const MAX_REASON_BYTES: usize = 1024;
 /// Most log bytes kept per task (the tail is kept).

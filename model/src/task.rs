@@ -1,6 +1,7 @@
 //! A task as stored and served.
 
 use crate::phases::{self, AttemptClock, Phase};
+use crate::result::TaskResult;
 use crate::state::TaskState;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -147,6 +148,10 @@ pub struct Task {
     /// A few name=value pairs, searchable (names: [a-z0-9_], values: short printable text).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// What the last attempt that ended wrote to `RESULT_PATH` (bounded, see
+    /// `model::result`); absent when it wrote nothing or the task has not ended an attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<TaskResult>,
     /// Every state entered, oldest first.
     #[serde(default)]
     pub transitions: Vec<Transition>,
@@ -189,6 +194,7 @@ impl Task {
             not_before_ms: None,
             key: None,
             labels: BTreeMap::new(),
+            result: None,
             transitions: vec![Transition {
                 state: TaskState::Pending,
                 at_ms: now_ms,

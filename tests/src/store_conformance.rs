@@ -272,12 +272,20 @@ async fn lifecycle_and_timeline(s: &dyn TaskStore) {
         Some("hash-1"),
         "an event without a token keeps the stored one"
     );
+    // The work's result is part of the task document: every store keeps it as it is.
+    let result = model::TaskResult {
+        text: "answer: 42 \u{e9}\n".into(),
+        truncated: true,
+        bytes: 70_000,
+    };
     let done = Event::Succeeded {
         attempt: 1,
         exit_code: 0,
         reason: None,
+        result: Some(result.clone()),
     };
     let got = up(s, &t.id, done, 4_000).await.unwrap();
+    assert_eq!(got.result.as_ref(), Some(&result), "the result is applied");
     assert_eq!(
         got,
         s.get(&t.id).await.unwrap().unwrap(),
@@ -598,6 +606,7 @@ async fn counts_stay_exact_through_every_change(s: &dyn TaskStore) {
                 attempt: 1,
                 exit_code: 0,
                 reason: None,
+                result: None,
             },
             Event::TimedOut {
                 attempt: 1,
@@ -608,12 +617,14 @@ async fn counts_stay_exact_through_every_change(s: &dyn TaskStore) {
                 exit_code: Some(2),
                 reason: reason(),
                 retry_after: std::time::Duration::from_secs(1),
+                result: None,
             },
             cancel(),
             Event::Succeeded {
                 attempt: 1,
                 exit_code: 0,
                 reason: Some("exited 0".into()),
+                result: None,
             },
         ][n]
             .clone();

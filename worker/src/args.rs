@@ -9,6 +9,7 @@ pub const DEFAULT_SECONDS: u64 = 5;
 /// Usage text for `--help` and argument errors.
 pub const USAGE: &str = "usage: worker [--seconds N] [-- CMD ARGS...]\n\
   env: MESSAGE, TASK_ID, CALLBACK_URL, TASK_TOKEN, CONTAINER_NAME, WORK_SECONDS\n\
+  the command gets RESULT_PATH: a file whose first 64 KiB are reported as the task's result\n\
   warm pool: POOL_URL, POOL_TOKEN (wait for the task there, then the same as above)";
 
 /// What the command line asks for.

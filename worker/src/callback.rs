@@ -202,6 +202,7 @@ mod tests {
             reason: None,
             first_output_at_ms: None,
             exited_at_ms: None,
+            result: None,
         };
         assert_eq!(r.send(&report), Outcome::Skipped);
     }
@@ -237,6 +238,7 @@ mod tests {
             reason: None,
             first_output_at_ms: Some(1),
             exited_at_ms: Some(2),
+            result: None,
         };
         assert!(matches!(r.send(&report), Outcome::GaveUp(_)));
     }

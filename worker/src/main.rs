@@ -9,12 +9,14 @@
 //! - `args`: the command line and the environment, read in one place.
 //! - `callback`: state reports with retries and backoff.
 //! - `work`: the demo and the user's command.
+//! - `result`: the `RESULT_PATH` file the work may write, read after it exits.
 //! - `pool`: warm pool mode, where the task arrives over HTTP instead of in the environment.
 //! - `standby`: a worker started ahead of its task (ACI standby pool) waits for its assignment.
 
 mod args;
 mod callback;
 mod pool;
+mod result;
 mod standby;
 mod work;
 
@@ -67,11 +69,13 @@ fn run(args: &Args, env: Env) -> i32 {
         reason: None,
         first_output_at_ms: None,
         exited_at_ms: None,
+        result: None,
     });
     let finished = if args.command.is_empty() {
         work::demo(&env.message, env.demo_duration(args))
     } else {
-        work::run(&args.command, &env.assigned)
+        let result = result::ResultFile::create(env.task_id.as_deref());
+        work::run(&args.command, &env.assigned, result.as_ref())
     };
     let state = match finished.exit_code {
         0 => ReportedState::Done,
@@ -84,6 +88,7 @@ fn run(args: &Args, env: Env) -> i32 {
         reason: finished.reason,
         first_output_at_ms: finished.first_output_at_ms,
         exited_at_ms: finished.exited_at_ms,
+        result: finished.result,
     });
     finished.exit_code.clamp(0, 255)
 }

@@ -4,6 +4,7 @@
 //! stderr, so the worker knows when the work first wrote (the phase clock's "first output").
 
 use crate::callback::now_ms;
+use crate::result::{ResultFile, RESULT_PATH};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
@@ -28,6 +29,8 @@ pub struct Finished {
     pub first_output_at_ms: Option<i64>,
     /// When the work's process exited (ms since the epoch), if it ran.
     pub exited_at_ms: Option<i64>,
+    /// What the work wrote to `RESULT_PATH`, if it wrote the file.
+    pub result: Option<model::TaskResult>,
 }
 
 /// The first time any relay saw output; shared by the stdout and stderr relays.
@@ -83,23 +86,44 @@ pub fn demo(message: &str, duration: Duration) -> Finished {
         reason: None,
         first_output_at_ms: Some(first_output),
         exited_at_ms: Some(now_ms()),
+        result: None,
     }
 }
 
 /// Runs `command` with the worker's environment minus `TASK_TOKEN` and `POOL_TOKEN` (the
-/// message is already in `MESSAGE`), plus `assigned` (a warm container's task environment),
-/// relaying its stdout and stderr to the worker's own.
-pub fn run(command: &[String], assigned: &[(String, String)]) -> Finished {
+/// message is already in `MESSAGE`), plus `assigned` (a warm container's task environment) and
+/// `RESULT_PATH` (a fresh file name, when `result` could be made), relaying its stdout and
+/// stderr to the worker's own; then reads what it wrote there.
+pub fn run(
+    command: &[String],
+    assigned: &[(String, String)],
+    result: Option<&ResultFile>,
+) -> Finished {
+    let mut finished = run_command(command, assigned, result);
+    finished.result = result.and_then(ResultFile::read);
+    finished
+}
+
+fn run_command(
+    command: &[String],
+    assigned: &[(String, String)],
+    result: Option<&ResultFile>,
+) -> Finished {
     let Some((program, args)) = command.split_first() else {
         return failed(2, "empty command".into());
     };
     let ooms = oom_kills();
     let first = FirstOutput::default();
-    let status = Command::new(program)
-        .args(args)
+    let mut cmd = Command::new(program);
+    cmd.args(args)
         .env_remove("TASK_TOKEN")
         .env_remove("POOL_TOKEN")
-        .envs(assigned.iter().map(|(k, v)| (k, v)))
+        .env_remove(RESULT_PATH)
+        .envs(assigned.iter().map(|(k, v)| (k, v)));
+    if let Some(r) = result {
+        cmd.env(RESULT_PATH, r.path());
+    }
+    let status = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -113,6 +137,7 @@ pub fn run(command: &[String], assigned: &[(String, String)]) -> Finished {
                 reason: None,
                 first_output_at_ms: None,
                 exited_at_ms: None,
+                result: None,
             },
             (Some(code), _) => failed(code, format!("exit code {code}")),
             (None, Some(sig)) => failed(128 + sig, model::output::killed_by_signal(sig.into())),
@@ -198,6 +223,7 @@ fn failed(exit_code: i32, reason: String) -> Finished {
         reason: Some(reason),
         first_output_at_ms: None,
         exited_at_ms: None,
+        result: None,
     }
 }
 
@@ -216,7 +242,7 @@ mod tests {
 
     #[test]
     fn exit_codes_and_signals_pass_through() {
-        let sh = |s: &str| run(&["sh".into(), "-c".into(), s.into()], &[]);
+        let sh = |s: &str| run(&["sh".into(), "-c".into(), s.into()], &[], None);
         assert_eq!(sh("exit 0").exit_code, 0);
         let three = sh("exit 3");
         assert_eq!(three.exit_code, 3);
@@ -228,7 +254,7 @@ mod tests {
 
     #[test]
     fn first_output_and_exit_are_timed() {
-        let sh = |s: &str| run(&["sh".into(), "-c".into(), s.into()], &[]);
+        let sh = |s: &str| run(&["sh".into(), "-c".into(), s.into()], &[], None);
         let before = now_ms();
         let quiet = sh("exit 0");
         assert_eq!(quiet.first_output_at_ms, None, "nothing was written");
@@ -240,12 +266,46 @@ mod tests {
             "output came after the sleep: {first} vs {before}"
         );
         assert!(exit >= first, "exit {exit} after output {first}");
-        assert_eq!(run(&["/no/such/program".into()], &[]).exited_at_ms, None);
+        assert_eq!(
+            run(&["/no/such/program".into()], &[], None).exited_at_ms,
+            None
+        );
+    }
+
+    #[test]
+    fn the_work_writes_its_result_to_result_path() {
+        let file = ResultFile::create(Some("t-work")).unwrap();
+        let sh = |s: &str| {
+            let cmd = ["sh".into(), "-c".into(), s.into()];
+            run(&cmd, &[], Some(&file))
+        };
+        let done = sh(r#"printf 'sum=%s' 42 > "$RESULT_PATH""#);
+        assert_eq!(done.exit_code, 0);
+        assert_eq!(done.result.unwrap().text, "sum=42");
+        let failed = sh(r#"echo partial > "$RESULT_PATH"; exit 4"#);
+        assert_eq!(failed.exit_code, 4);
+        assert_eq!(
+            failed.result.unwrap().text,
+            "partial\n",
+            "kept with a failure too"
+        );
+        std::fs::remove_file(file.path()).unwrap();
+        assert_eq!(sh("exit 0").result, None, "no file, no result");
+        assert_eq!(
+            run(
+                &["sh".into(), "-c".into(), "test -z \"$RESULT_PATH\"".into()],
+                &[],
+                None
+            )
+            .exit_code,
+            0,
+            "no RESULT_PATH when no file could be made"
+        );
     }
 
     #[test]
     fn a_missing_program_is_127() {
-        assert_eq!(run(&["/no/such/program".into()], &[]).exit_code, 127);
+        assert_eq!(run(&["/no/such/program".into()], &[], None).exit_code, 127);
     }
 
     #[test]

@@ -233,3 +233,45 @@ fn an_https_callback_speaks_tls_and_never_sends_the_token_in_clear() {
     let clear = String::from_utf8_lossy(&body);
     assert!(!clear.contains(TOKEN));
 }
+
+#[test]
+fn the_result_file_goes_with_the_final_report_and_is_cleaned_up() {
+    let tmp = std::env::temp_dir().join(format!("eda-worker-cb-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let run = |script: &str| {
+        let server = Server::start(&[204]);
+        let out = Command::new(env!("CARGO_BIN_EXE_worker"))
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("TMPDIR", &tmp)
+            .env("TASK_ID", "t1")
+            .env("TASK_TOKEN", TOKEN)
+            .env("CALLBACK_URL", &server.url)
+            .args(["--", "sh", "-c", script])
+            .output()
+            .unwrap();
+        (out, server.seen())
+    };
+    let (out, seen) = run(
+        r#"case "$RESULT_PATH" in "$TMPDIR"/eda-result-t1-*/result) printf 'r=%s' 7 > "$RESULT_PATH";; esac"#,
+    );
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    assert_eq!(seen.len(), 2);
+    assert!(seen[0].body.get("result").is_none(), "not with InProgress");
+    assert_eq!(
+        seen[1].body["result"],
+        serde_json::json!({"text": "r=7", "truncated": false, "bytes": 3})
+    );
+    let (_, seen) = run("exit 0");
+    assert!(
+        seen[1].body.get("result").is_none(),
+        "no file, no result: {:?}",
+        seen[1]
+    );
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
+    assert!(
+        left.is_empty(),
+        "the result directories are removed: {left:?}"
+    );
+    std::fs::remove_dir_all(&tmp).unwrap();
+}

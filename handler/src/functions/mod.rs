@@ -129,8 +129,11 @@ pub async fn build_app(args: &FunctionsArgs) -> anyhow::Result<(Arc<App>, Gate)>
     let backends = args.backends()?;
     let chosen = compose::runtime(&backends, &settings.image).await?;
     let stop = CancellationToken::new();
-    let (store, gate) = compose::functions_store(&backends, stop.clone())?;
-    let app = assemble(settings, store, chosen.runtime);
+    let (store, gate, db) = compose::functions_store(&backends, stop.clone())?;
+    let webhooks = compose::webhooks(&settings, compose::functions_outbox(&backends, db).await?)?;
+    let tasks = compose::tasks(&settings, store, Events::default()).with_webhooks(webhooks.clone());
+    let app = compose::app(settings, tasks, chosen.runtime, Arc::new(outbox::Unbound));
+    tokio::spawn(webhooks.run(app.shutdown().clone()));
     let shutdown = app.shutdown().clone();
     tokio::spawn(async move {
         shutdown.cancelled().await;
@@ -429,6 +432,10 @@ async fn http_api(
     answer(StatusCode::OK, &r)
 }
 
+/// Longest the `ReconcileTimer` waits for the webhook deliveries it starts (they go on in the
+/// background after that).
+const WEBHOOK_PASS: Duration = Duration::from_secs(5);
+
 /// `ReconcileTimer`: one sweep, the waiting tasks that are due (within the room under the cap),
 /// one metrics sample per running container.
 async fn timer(
@@ -471,6 +478,11 @@ async fn reconcile_once(
     outbox: &Outbox,
 ) -> anyhow::Result<String> {
     reconcile::sweep(app).await?;
+    // Deliveries progress even if background work is frozen between invocations.
+    let sent = match app.tasks().webhooks() {
+        Some(w) => w.drive(WEBHOOK_PASS).await,
+        None => 0,
+    };
     let unfinished = app.tasks().unfinished().await?;
     let active = unfinished.iter().filter(|t| t.state.is_active()).count();
     let room = app.settings().concurrency.saturating_sub(active);
@@ -478,7 +490,7 @@ async fn reconcile_once(
     outbox.send(&due)?;
     let sampled = sampler.sample(app, &unfinished).await;
     Ok(format!(
-        "reconciled {} unfinished tasks; {active} active, room for {room}; {} waiting tasks sent; {sampled} sampled",
+        "reconciled {} unfinished tasks; {active} active, room for {room}; {} waiting tasks sent; {sampled} sampled; {sent} webhook deliveries tried",
         unfinished.len(),
         due.len(),
     ))
