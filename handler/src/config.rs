@@ -130,6 +130,10 @@ pub struct TaskArgs {
     /// Seconds a container may stay missing after it was asked for before the attempt fails.
     #[arg(long, env = "EDA_PROVISION_GRACE_SECS", default_value_t = 60)]
     pub provision_grace_secs: u64,
+    /// Seconds a finished task is kept (with its logs and metrics) before retention removes
+    /// it; 0 keeps finished tasks forever. Default 7 days.
+    #[arg(long, env = "EDA_RETENTION_SECS", default_value_t = 7 * 86_400)]
+    pub retention_secs: u64,
 }
 
 /// `handler local`.
@@ -308,6 +312,8 @@ pub struct Settings {
     pub public_url: String,
     /// API key for /api routes, if any.
     pub api_key: Option<String>,
+    /// How long finished tasks are kept; `None` keeps them forever (`--retention-secs 0`).
+    pub retention: Option<Duration>,
 }
 
 impl Settings {
@@ -360,6 +366,7 @@ impl Settings {
             provision_grace: Duration::from_secs(t.provision_grace_secs),
             public_url: public_url.trim_end_matches('/').to_string(),
             api_key: api_key.filter(|k| !k.is_empty()),
+            retention: (t.retention_secs > 0).then(|| Duration::from_secs(t.retention_secs)),
         })
     }
 }

@@ -81,6 +81,7 @@ pub async fn active(app: &Arc<App>) -> Result<u64, StoreError> {
         cursor: None,
         offset: 0,
         active_since_ms: None,
+        search: Default::default(),
     };
     let counts = app.tasks().list(&filter).await?.counts;
     let n = |s| counts.get(&s).copied().unwrap_or(0);

@@ -14,7 +14,8 @@
 //!   `req` data is answered by the very same actix routes as local mode, in-process
 //!   ([`http`]); the answer becomes `Outputs.res`, and the envelopes the API queued become
 //!   `Outputs.message` ([`outbox`]).
-//! - `ReconcileTimer`: one [`reconcile::sweep`], the waiting tasks that are due
+//! - `ReconcileTimer`: one [`reconcile::sweep`], retention ([`crate::retention::purge`]), the
+//!   waiting tasks that are due
 //!   ([`outbox::Resender`]: retries, deferred spawns, lost first deliveries; never more than the
 //!   room under the global cap) sent through `Outputs.message`, and one Azure Monitor sample
 //!   per running container.
@@ -462,8 +463,9 @@ async fn reconcile_once(
     let due = resender.due(&unfinished, now_ms(), room);
     outbox.send(&due)?;
     let sampled = sampler.sample(app, &unfinished).await;
+    let purged = crate::retention::purge(app).await?;
     Ok(format!(
-        "reconciled {} unfinished tasks; {active} active, room for {room}; {} waiting tasks sent; {sampled} sampled",
+        "reconciled {} unfinished tasks; {active} active, room for {room}; {} waiting tasks sent; {sampled} sampled; {purged} old finished tasks removed",
         unfinished.len(),
         due.len(),
     ))
