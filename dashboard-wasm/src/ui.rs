@@ -226,8 +226,7 @@ fn items(text: &str, multi: bool, count: &str) -> Option<Vec<WorkItem>> {
         .map(|w| WorkItem {
             work: w.to_string(),
             count: (count > 1).then_some(count),
-            max_attempts: None,
-            timeout_secs: None,
+            ..WorkItem::default()
         })
         .collect();
     (!items.is_empty()).then_some(items)

@@ -33,8 +33,7 @@ pub async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
         .map(|w| WorkItem {
             work: w.clone(),
             count,
-            max_attempts: None,
-            timeout_secs: None,
+            ..WorkItem::default()
         })
         .collect();
     let url = format!("{}/api/work", args.api.trim_end_matches('/'));

@@ -131,6 +131,7 @@ impl LocalQueue {
                                 message_id: r.get(1)?,
                                 body: r.get(2)?,
                                 delivery_count: r.get(3)?,
+                                enqueued_at_ms: None,
                             },
                         })
                     },

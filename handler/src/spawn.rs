@@ -26,6 +26,10 @@ pub struct Delivery {
     pub body: String,
     /// 1 on the first delivery.
     pub delivery_count: u32,
+    /// When the message was first put on the queue (ms since the epoch), when the queue says:
+    /// the local queue's `enqueued_at_ms` column, Service Bus's `EnqueuedTimeUtc`. The run sees
+    /// it as `ENQUEUED_AT`.
+    pub enqueued_at_ms: Option<i64>,
 }
 
 /// What [`handle`] did; every variant means "complete the message".
@@ -167,6 +171,12 @@ pub fn envelope(d: &Delivery) -> Result<Envelope, SpawnError> {
         max_attempts: None,
         timeout_secs: None,
         image: None,
+        priority: 0,
+        not_before_ms: None,
+        key: None,
+        labels: Default::default(),
+        cpu: None,
+        memory_mb: None,
     })
 }
 
@@ -211,15 +221,23 @@ pub async fn ensure_task(app: &Arc<App>, d: &Delivery) -> Result<Task, SpawnErro
         return Ok(t);
     }
     let s = app.settings();
+    let resources = model::Resources {
+        cpu: env.cpu.unwrap_or(s.resources.cpu),
+        memory_mb: env.memory_mb.unwrap_or(s.resources.memory_mb),
+    };
     let mut task = Task::new(
         env.id,
         env.work,
-        s.resources,
+        resources,
         env.max_attempts.unwrap_or(s.max_attempts),
         env.timeout_secs.unwrap_or(s.timeout_secs),
         now_ms(),
     );
     task.image = env.image;
+    task.priority = env.priority;
+    task.not_before_ms = env.not_before_ms;
+    task.key = env.key;
+    task.labels = env.labels;
     Ok(app.tasks().insert(&[task]).await?.remove(0))
 }
 
@@ -434,6 +452,7 @@ mod tests {
             message_id: "q1".into(),
             body: body.into(),
             delivery_count: 1,
+            enqueued_at_ms: None,
         };
         let env = envelope(&d(r#"{"id":"abc","work":"x"}"#)).unwrap();
         assert_eq!(env.id.as_str(), "abc");

@@ -6,8 +6,9 @@ use crate::task::{Task, TaskId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// One item of work as a client submits it (`POST /api/work`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One item of work as a client submits it (`POST /api/work`). The shaping fields (priority,
+/// schedule, key, image, size, labels) are checked by the handler before anything is stored.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkItem {
     /// The message: any non-blank UTF-8 text up to [`crate::limits::MAX_WORK_BYTES`].
@@ -21,6 +22,31 @@ pub struct WorkItem {
     /// Timeout in seconds (default from the handler's config).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_secs: Option<u32>,
+    /// Higher runs first (0 when absent); see [`crate::limits::MIN_PRIORITY`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
+    /// Start no earlier than this time (RFC 3339, e.g. `2026-01-02T03:04:05Z`). Not with
+    /// `delay_secs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<String>,
+    /// Start no earlier than this many seconds after acceptance. Not with `not_before`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_secs: Option<u64>,
+    /// Concurrency key: at most the key's cap of its tasks run at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Image to run instead of the worker image (only from the handler's allow-list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// CPU cores of each container (within the handler's bounds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<f64>,
+    /// Memory of each container in MiB (within the handler's bounds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u32>,
+    /// A few name=value pairs kept with the task and passed to the run as `LABEL_<NAME>`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Body of `POST /api/work`: one item or an array of items.
@@ -66,9 +92,31 @@ pub struct Envelope {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_secs: Option<u32>,
     /// Image to run instead of the handler's worker image (a producer's own image that wraps
-    /// the worker). Only the queue envelope carries it; the API does not offer it yet.
+    /// the worker); only from the handler's allow-list.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// Higher runs first; see [`Task::priority`].
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub priority: i32,
+    /// Start no earlier than this (ms since the epoch); see [`Task::not_before_ms`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before_ms: Option<i64>,
+    /// Concurrency key; see [`Task::key`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Labels; see [`Task::labels`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// CPU cores of each container (the handler's default when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<f64>,
+    /// Memory of each container in MiB (the handler's default when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u32>,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
 }
 
 impl Envelope {
@@ -80,6 +128,12 @@ impl Envelope {
             max_attempts: Some(task.max_attempts),
             timeout_secs: Some(task.timeout_secs),
             image: task.image.clone(),
+            priority: task.priority,
+            not_before_ms: task.not_before_ms,
+            key: task.key.clone(),
+            labels: task.labels.clone(),
+            cpu: Some(task.resources.cpu),
+            memory_mb: Some(task.resources.memory_mb),
         }
     }
 }

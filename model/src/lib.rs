@@ -18,6 +18,8 @@
 //!   report, first output, exit, final report, logs, removed), set through the lifecycle.
 //! - [`output`]: the tail of a container's output and how its exit reads ("killed by signal 9").
 //! - [`pool`]: what a warm pool container's worker receives when a task claims it.
+//! - [`shape`]: the checks of a task's priority, schedule, key, image, size and labels, shared
+//!   by the API and the queue envelope path.
 //! - [`standby`]: the hand-over of a task to a container started before it (ACI standby pools).
 //!
 //! This crate has no I/O and builds for `wasm32-unknown-unknown`, because the dashboard shares it.
@@ -31,6 +33,7 @@ pub mod output;
 pub mod phases;
 pub mod pool;
 pub mod search;
+pub mod shape;
 pub mod standby;
 pub mod state;
 pub mod summary;

@@ -37,3 +37,19 @@ pub const MAX_BULK_IDS: usize = 1000;
 /// Most tasks one bulk action with `all_matching` acts on; the answer says when more matched
 /// (call again: the tasks acted on no longer match, since the action changed their state).
 pub const MAX_BULK_MATCHING: usize = 10_000;
+/// Lowest priority a task may ask for.
+pub const MIN_PRIORITY: i32 = -1000;
+/// Highest priority a task may ask for.
+pub const MAX_PRIORITY: i32 = 1000;
+/// Furthest ahead a task may be scheduled (`not_before` or `delay_secs`), in seconds (7 days).
+pub const MAX_DELAY_SECS: u64 = 7 * 24 * 3600;
+/// Longest concurrency key, in bytes (characters from a-z, 0-9, '.', '_' and '-').
+pub const MAX_KEY_LEN: usize = 64;
+/// Most labels on one task.
+pub const MAX_LABELS: usize = 8;
+/// Longest label name (characters from a-z, 0-9 and '_').
+pub const MAX_LABEL_NAME: usize = 32;
+/// Longest label value, in bytes (printable text).
+pub const MAX_LABEL_VALUE: usize = 128;
+/// Longest image reference, in bytes.
+pub const MAX_IMAGE_LEN: usize = 255;

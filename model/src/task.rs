@@ -3,6 +3,7 @@
 use crate::phases::{self, AttemptClock, Phase};
 use crate::state::TaskState;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// Longest task id. Keeps `eda-{id}-{attempt}` within ACI's 63 characters.
@@ -134,6 +135,18 @@ pub struct Task {
     /// Image of its containers when not the handler's worker image (see `Envelope::image`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// Higher runs first; equal priority in arrival order. 0 when not given.
+    #[serde(default)]
+    pub priority: i32,
+    /// The task's containers start no earlier than this (ms since the epoch): `not_before` or `delay_secs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before_ms: Option<i64>,
+    /// Concurrency key: at most the key's cap of this key's tasks run at once; keys are served round-robin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// A few name=value pairs, searchable (names: [a-z0-9_], values: short printable text).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
     /// Every state entered, oldest first.
     #[serde(default)]
     pub transitions: Vec<Transition>,
@@ -172,6 +185,10 @@ impl Task {
             cost: 0.0,
             resources,
             image: None,
+            priority: 0,
+            not_before_ms: None,
+            key: None,
+            labels: BTreeMap::new(),
             transitions: vec![Transition {
                 state: TaskState::Pending,
                 at_ms: now_ms,

@@ -272,6 +272,7 @@ pub async fn deliver_twice(
         message_id: message_id.clone(),
         body: body.into(),
         delivery_count: 1,
+        enqueued_at_ms: None,
     };
     let first = spawn::handle(&running.app, &d)
         .await

@@ -581,6 +581,7 @@ async fn a_timed_out_task_has_its_group_stopped_then_logged_and_deleted() {
         message_id: format!("m-{nanos}"),
         body: "work".into(),
         delivery_count: 1,
+        enqueued_at_ms: None,
     };
     let id = match spawn::handle(&app, &d).await.unwrap() {
         spawn::Outcome::Started(id) => id,

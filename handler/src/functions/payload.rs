@@ -163,6 +163,7 @@ pub fn delivery(inv: &InvocationRequest, binding: &str) -> Result<Delivery, Payl
         message_id,
         body,
         delivery_count: u32::try_from(delivery_count).unwrap_or(u32::MAX),
+        enqueued_at_ms: None,
     })
 }
 

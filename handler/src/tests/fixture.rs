@@ -100,5 +100,6 @@ pub fn delivery(message_id: &str, body: &str, count: u32) -> Delivery {
         message_id: message_id.into(),
         body: body.into(),
         delivery_count: count,
+        enqueued_at_ms: None,
     }
 }
