@@ -190,14 +190,14 @@ impl Search {
     }
 }
 
-/// The task's concurrency key, when the task model has one.
-fn task_key(_task: &crate::Task) -> Option<&String> {
-    None // until the task model carries keys (issue 12, items 1-3)
+/// The task's concurrency key.
+fn task_key(task: &crate::Task) -> Option<&String> {
+    task.key.as_ref()
 }
 
 /// The value of the task's label `name`.
-fn task_label<'a>(_task: &'a crate::Task, _name: &str) -> Option<&'a String> {
-    None // until the task model carries labels (issue 12, items 1-3)
+fn task_label<'a>(task: &'a crate::Task, name: &str) -> Option<&'a String> {
+    task.labels.get(name)
 }
 
 fn set_once(
@@ -262,70 +262,7 @@ pub fn parse_time(which: &'static str, v: &str) -> Result<i64, SearchError> {
     if let Ok(ms) = v.parse::<i64>() {
         return Ok(ms);
     }
-    rfc3339_ms(v).ok_or_else(bad)
-}
-
-/// RFC 3339 (section 5.6) to ms since the epoch; `None` when it is not one.
-fn rfc3339_ms(v: &str) -> Option<i64> {
-    let b = v.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    if b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let s = v.get(r)?;
-        s.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| s.parse().ok())?
-    };
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
-        return None;
-    }
-    let mut rest = &v[19..];
-    let mut ms = 0;
-    if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        let first3 = format!("{:0<3}", &frac[..digits.min(3)]);
-        ms = first3.parse::<i64>().ok()?;
-        rest = &frac[digits..];
-    }
-    let offset_min = match rest {
-        "Z" | "z" => 0,
-        _ => {
-            let sign = match rest.as_bytes().first()? {
-                b'+' => 1,
-                b'-' => -1,
-                _ => return None,
-            };
-            let ob = rest.as_bytes();
-            if ob.len() != 6 || ob[3] != b':' {
-                return None;
-            }
-            let oh: i64 = rest[1..3].parse().ok()?;
-            let om: i64 = rest[4..6].parse().ok()?;
-            sign * (oh * 60 + om)
-        }
-    };
-    let days = days_from_civil(y, mo, d);
-    let secs = days * 86_400 + h * 3600 + mi * 60 + s - offset_min * 60;
-    Some(secs * 1000 + ms)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    crate::shape::parse_rfc3339_ms(v).ok_or_else(bad)
 }
 
 #[cfg(test)]
@@ -451,5 +388,14 @@ mod tests {
             .matches(&t));
         assert!(!Search::parse("", Some("1001"), None).unwrap().matches(&t));
         assert!(!Search::parse("", None, Some("1000")).unwrap().matches(&t));
+        let mut t = t;
+        t.key = Some("tenant-7".into());
+        t.labels.insert("env".into(), "prod".into());
+        assert!(p("key:tenant-7 label:env label:env=prod")
+            .unwrap()
+            .matches(&t));
+        assert!(!p("key:tenant-8").unwrap().matches(&t));
+        assert!(!p("label:env=dev").unwrap().matches(&t));
+        assert!(!p("label:gpu").unwrap().matches(&t));
     }
 }

@@ -67,7 +67,7 @@ async fn up(s: &dyn TaskStore, id: &TaskId, event: Event, at: i64) -> Result<Tas
 pub async fn run_all(store: Arc<dyn TaskStore>) {
     // First: it removes every task finished before a time no other check reaches.
     retention_removes_only_the_old_finished_in_batches(&*store).await;
-    search_by_text_id_state_and_time(&*store).await;
+    search_by_every_qualifier(&*store).await;
     insert_is_idempotent(&*store).await;
     lifecycle_and_timeline(&*store).await;
     illegal_and_stale_changes_leave_the_task_alone(&*store).await;
@@ -630,9 +630,9 @@ async fn found(
 }
 
 /// Text (case-insensitive substring, also shorter than a trigram and with regex characters),
-/// `id:`, `state:` and the created-time range narrow the list; pages of a search follow the
+/// `id:`, `key:`, `label:`, `state:` and the created-time range narrow the list; pages of a search follow the
 /// cursor; the counts are of the matching tasks.
-async fn search_by_text_id_state_and_time(s: &dyn TaskStore) {
+async fn search_by_every_qualifier(s: &dyn TaskStore) {
     // A marker no other check's work holds, so the store may be shared.
     let m = format!("mk{}", id("m", 0).as_str().replace('-', ""));
     let mut tasks: Vec<Task> = (0..3).map(|n| task("srch", n)).collect();
@@ -642,6 +642,13 @@ async fn search_by_text_id_state_and_time(s: &dyn TaskStore) {
     for (t, at) in tasks.iter_mut().zip([1_000, 2_000, 3_000]) {
         t.created_at_ms = at;
     }
+    let key = format!("k{m}");
+    tasks[0].key = Some(key.clone());
+    tasks[2].key = Some(key.clone());
+    tasks[1].key = Some(format!("other{m}"));
+    tasks[0].labels.insert("env".into(), format!("prod-{m}"));
+    tasks[0].labels.insert("gpu".into(), "a100".into());
+    tasks[1].labels.insert("env".into(), format!("dev-{m}"));
     s.insert(&tasks).await.unwrap();
     up(s, &tasks[2].id, cancel(), 4_000).await.unwrap();
     let ids = |ns: &[usize]| ns.iter().map(|n| tasks[*n].id.clone()).collect::<Vec<_>>();
@@ -669,6 +676,14 @@ async fn search_by_text_id_state_and_time(s: &dyn TaskStore) {
         (format!("{m} id:{}", tasks[1].id), vec![1]),
         (format!("id:{}", tasks[1].id), vec![1]),
         (format!("{m} nothing-like-this"), vec![]),
+        (format!("key:{key}"), vec![0, 2]),
+        (format!("key:{key} state:Pending"), vec![0]),
+        (format!("key:nothing{m}"), vec![]),
+        (format!("{m} label:env"), vec![0, 1]),
+        (format!("label:env=prod-{m}"), vec![0]),
+        (format!("label:env=dev-{m} {m}"), vec![1]),
+        (format!("label:env=prod-{m} label:gpu=a100"), vec![0]),
+        (format!("label:env=prod-{m} label:gpu=h100"), vec![]),
     ] {
         assert_eq!(
             found(s, search(&q, None, None), 100).await.0,
