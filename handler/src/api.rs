@@ -20,6 +20,7 @@ use model::{
 use std::sync::Arc;
 use std::time::Duration;
 
+mod bulk;
 mod error;
 mod input;
 mod webhooks;
@@ -52,6 +53,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/work", web::post().to(submit))
             .route("/tasks", web::get().to(list))
             .route("/tasks", web::delete().to(clear))
+            .route("/tasks/bulk", web::post().to(bulk::bulk))
             .route("/tasks/{id}", web::get().to(get))
             .route("/tasks/{id}/logs", web::get().to(logs))
             .route("/tasks/{id}/metrics", web::get().to(metrics))
@@ -222,6 +224,7 @@ async fn list(app: Data, q: web::Query<ListQuery>) -> Result<HttpResponse> {
         .map(parse_states)
         .transpose()?
         .unwrap_or_default();
+    let search = parse_search(q.q.as_deref(), q.from.as_deref(), q.to.as_deref())?;
     let mut page = app
         .tasks()
         .list(&ListFilter {
@@ -230,6 +233,7 @@ async fn list(app: Data, q: web::Query<ListQuery>) -> Result<HttpResponse> {
             cursor: q.cursor,
             offset,
             active_since_ms: q.active_since,
+            search,
         })
         .await?;
     // Rows are slim, like their timelines: the phase clock and the result (up to
@@ -277,17 +281,26 @@ async fn cancel(app: Data, id: web::Path<String>) -> Result<HttpResponse> {
             format!("task is already {}", task.state),
         ));
     }
+    Ok(HttpResponse::Ok().json(cancel_task(&app, &task.id).await?))
+}
+
+/// Cancels task `id` (refused by the lifecycle if it finished meanwhile) and kills its
+/// container: the one path of the cancel route and the bulk action.
+pub(crate) async fn cancel_task(
+    app: &App,
+    id: &TaskId,
+) -> std::result::Result<Task, crate::store::StoreError> {
     let cancel = Event::Cancel {
         reason: "cancelled by request".into(),
     };
-    let task = app.tasks().apply(&task.id, cancel).await?;
+    let task = app.tasks().apply(id, cancel).await?;
     if let Some(name) = &task.container {
         if let Err(e) = app.runtime().kill(name).await {
             tracing::warn!(container = %name, error = %e, "kill after cancel failed; the reconciler retries");
         }
     }
     app.wake().notify_one();
-    Ok(HttpResponse::Ok().json(task))
+    Ok(task)
 }
 
 /// `POST /api/tasks/{id}/retry`: a finished, unsuccessful task gets one more attempt.
@@ -303,12 +316,28 @@ async fn retry(app: Data, id: web::Path<String>) -> Result<HttpResponse> {
             ),
         ));
     }
+    Ok(HttpResponse::Ok().json(retry_task(&app, &task).await?))
+}
+
+/// Gives `task` (as loaded) one more attempt and re-queues it through the intake: the one path
+/// of the retry route and the bulk actions `retry` and `redrive`.
+pub(crate) async fn retry_task(app: &App, task: &Task) -> Result<Task> {
     let retry = Event::Retry {
         attempt: task.attempt,
     };
     let task = app.tasks().apply(&task.id, retry).await?;
     app.intake().requeue(&task, now_ms()).await?;
-    Ok(HttpResponse::Ok().json(task))
+    Ok(task)
+}
+
+/// The search of `q`, `from` and `to` (400 `invalid_search` naming the problem).
+pub(crate) fn parse_search(
+    q: Option<&str>,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<model::Search> {
+    model::Search::parse(q.unwrap_or(""), from, to)
+        .map_err(|e| ApiError::bad("invalid_search", e.to_string()))
 }
 
 /// `POST /api/tasks/{id}/state`: the worker's report, authorised by its own task token only.
@@ -398,6 +427,7 @@ async fn summary(app: Data, q: web::Query<SummaryQuery>) -> Result<HttpResponse>
             cursor: None,
             offset: 0,
             active_since_ms: None,
+            search: Default::default(),
         })
         .await?;
     Ok(HttpResponse::Ok().json(model::Summary::of(&page.tasks, now_ms())))

@@ -140,6 +140,10 @@ pub struct TaskArgs {
     /// Completion webhooks (`crate::webhooks`).
     #[command(flatten)]
     pub webhooks: WebhookArgs,
+    /// Seconds a finished task is kept (with its logs and metrics) before retention removes
+    /// it; 0 keeps finished tasks forever. Default 7 days.
+    #[arg(long, env = "EDA_RETENTION_SECS", default_value_t = 7 * 86_400)]
+    pub retention_secs: u64,
 }
 
 /// `handler local`.
@@ -353,6 +357,8 @@ pub struct Settings {
     pub shape: ShapeSettings,
     /// Completion webhooks (none when no URL is configured).
     pub webhooks: WebhookSettings,
+    /// How long finished tasks are kept; `None` keeps them forever (`--retention-secs 0`).
+    pub retention: Option<Duration>,
 }
 
 impl Settings {
@@ -412,6 +418,7 @@ impl Settings {
             public_url: public_url.trim_end_matches('/').to_string(),
             api_key: api_key.filter(|k| !k.is_empty()),
             webhooks: t.webhooks.resolve()?,
+            retention: (t.retention_secs > 0).then(|| Duration::from_secs(t.retention_secs)),
         })
     }
 }

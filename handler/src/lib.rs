@@ -13,6 +13,8 @@
 //!   for a task; a message claims one instead of starting a cold container.
 //! - [`reconcile`]: watches containers, finishes tasks from exit codes, timeouts, retries,
 //!   captures logs and metrics, removes finished containers.
+//! - [`retention`]: finished tasks older than `--retention-secs` purged with their logs and
+//!   metrics (local mode's loop; Functions mode's `ReconcileTimer`).
 //! - [`queue`]: local mode's durable queue (SQLite) and its consumer loop.
 //! - [`policy`]: the one delivery policy (complete, retry after a delay, dead-letter) both
 //!   modes apply to a spawn's result, and the backoff.
@@ -51,6 +53,7 @@ pub mod pool;
 pub mod queue;
 pub mod reconcile;
 pub mod run_env;
+pub mod retention;
 pub mod runtime;
 pub mod sampler;
 pub mod spawn;

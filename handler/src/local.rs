@@ -130,6 +130,7 @@ pub async fn start(args: LocalArgs) -> anyhow::Result<Running> {
     tracker.spawn(reconcile::run(app.clone()));
     tracker.spawn(sampler::run(app.clone()));
     tracker.spawn(webhooks.run(app.shutdown().clone()));
+    tracker.spawn(crate::retention::run(app.clone()));
     if let Some(pool) = pool {
         tracker.spawn(pool.keep(app.shutdown().clone()));
     }

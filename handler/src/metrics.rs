@@ -205,6 +205,7 @@ pub async fn render(app: &App) -> Result<String, MetricsError> {
             cursor: None,
             offset: 0,
             active_since_ms: None,
+            search: Default::default(),
         })
         .await?;
     for state in TaskState::ALL {

@@ -154,6 +154,20 @@ impl Tasks {
         Ok(removed)
     }
 
+    /// Retention: removes at most `max` tasks that finished before `before_ms`, with their logs
+    /// and metrics, and announces them (SSE `cleared`).
+    pub async fn remove_finished_before(
+        &self,
+        before_ms: i64,
+        max: usize,
+    ) -> Result<Vec<Task>, StoreError> {
+        let removed = self.store.remove_finished_before(before_ms, max).await?;
+        if !removed.is_empty() {
+            self.events.cleared(&removed);
+        }
+        Ok(removed)
+    }
+
     /// Which backend holds the tasks (for logs and the health route).
     pub fn store_kind(&self) -> &'static str {
         self.store.kind()

@@ -210,6 +210,15 @@ pub struct ListQuery {
     /// timeline of the last minutes draws.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_since: Option<i64>,
+    /// Search query ([`crate::search`]): text, `id:`, `key:`, `label:`, `state:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub q: Option<String>,
+    /// Only tasks created at or after this (ms since the epoch or RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Only tasks created before this (ms since the epoch or RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
 }
 
 /// Answer of `GET /api/tasks`: newest first; a batch in the order it was submitted.

@@ -9,7 +9,9 @@
 //! - [`task`]: a task as stored and as served by the API ([`Task`], [`TaskId`], [`Transition`]).
 //! - [`api`]: request and response bodies of the HTTP API, the worker's state report, the queue
 //!   envelope and the events streamed to the dashboard.
+//! - [`bulk`]: bodies of the bulk actions (`POST /api/tasks/bulk`).
 //! - [`summary`]: the board header's figures over the recent tasks (`GET /api/summary`).
+//! - [`search`]: the operator's search query (`q=`, `from`, `to`), parsed by one pure function.
 //! - [`limits`]: every input limit, in one place, so the API, the CLI and the docs agree.
 //! - [`naming`]: the deterministic container name of a task attempt.
 //! - [`phases`]: the phase clock of each attempt (queued, taken, asked for, started, first
@@ -25,12 +27,14 @@
 //! This crate has no I/O and builds for `wasm32-unknown-unknown`, because the dashboard shares it.
 
 pub mod api;
+pub mod bulk;
 pub mod lifecycle;
 pub mod limits;
 pub mod naming;
 pub mod output;
 pub mod phases;
 pub mod pool;
+pub mod search;
 pub mod shape;
 pub mod result;
 pub mod standby;
@@ -40,9 +44,11 @@ pub mod task;
 pub mod webhook;
 
 pub use api::*;
+pub use bulk::{BulkAction, BulkOutcome, BulkRequest, BulkResponse, BulkSkip, Matching};
 pub use lifecycle::{Event, LifecycleError, Rates};
 pub use phases::{AttemptClock, Mark, Phase};
 pub use result::TaskResult;
+pub use search::{Search, SearchError};
 pub use state::{StateFacts, TaskState};
 pub use summary::{Percentiles, Summary};
 pub use task::{Resources, Task, TaskId, TaskIdError, Transition};

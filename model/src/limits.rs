@@ -33,6 +33,15 @@ pub const MAX_TIMEOUT_SECS: u32 = 24 * 3600;
 pub const MAX_METRIC_SAMPLES: usize = 3600;
 /// Deepest JSON nesting accepted in any body (serde_json's own recursion limit is 128).
 pub const MAX_JSON_DEPTH: usize = 32;
+/// Longest search query (`q` of `GET /api/tasks`), in bytes.
+pub const MAX_QUERY_BYTES: usize = 1024;
+/// Most parts (words, phrases, qualifiers) of one search query.
+pub const MAX_SEARCH_TERMS: usize = 16;
+/// Most ids one bulk action (`POST /api/tasks/bulk`) may name.
+pub const MAX_BULK_IDS: usize = 1000;
+/// Most tasks one bulk action with `all_matching` acts on; the answer says when more matched
+/// (call again: the tasks acted on no longer match, since the action changed their state).
+pub const MAX_BULK_MATCHING: usize = 10_000;
 /// Lowest priority a task may ask for.
 pub const MIN_PRIORITY: i32 = -1000;
 /// Highest priority a task may ask for.

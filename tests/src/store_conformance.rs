@@ -65,6 +65,9 @@ async fn up(s: &dyn TaskStore, id: &TaskId, event: Event, at: i64) -> Result<Tas
 
 /// Runs every check against `store`.
 pub async fn run_all(store: Arc<dyn TaskStore>) {
+    // First: it removes every task finished before a time no other check reaches.
+    retention_removes_only_the_old_finished_in_batches(&*store).await;
+    search_by_every_qualifier(&*store).await;
     insert_is_idempotent(&*store).await;
     lifecycle_and_timeline(&*store).await;
     illegal_and_stale_changes_leave_the_task_alone(&*store).await;
@@ -216,6 +219,7 @@ async fn a_time_window_lists_the_unfinished_and_the_recently_finished(s: &dyn Ta
             cursor: None,
             offset: 0,
             active_since_ms: Some(since),
+            search: Default::default(),
         })
         .await
         .unwrap();
@@ -367,6 +371,7 @@ async fn listing_pages_filters_and_counts(s: &dyn TaskStore) {
                 cursor: cursor.clone(),
                 offset: 0,
                 active_since_ms: None,
+                search: Default::default(),
             })
             .await
             .unwrap();
@@ -395,6 +400,7 @@ async fn listing_pages_filters_and_counts(s: &dyn TaskStore) {
             cursor: None,
             offset: 0,
             active_since_ms: None,
+            search: Default::default(),
         })
         .await
         .unwrap();
@@ -413,6 +419,7 @@ async fn listing_pages_filters_and_counts(s: &dyn TaskStore) {
             cursor: Some("not-a-cursor".into()),
             offset: 0,
             active_since_ms: None,
+            search: Default::default(),
         })
         .await;
     assert!(matches!(bad, Err(StoreError::BadCursor)));
@@ -505,6 +512,7 @@ async fn whole_board(
                 cursor,
                 offset: 0,
                 active_since_ms: None,
+                search: Default::default(),
             })
             .await
             .unwrap();
@@ -557,6 +565,7 @@ async fn batches_show_in_submission_order_and_offsets_jump(s: &dyn TaskStore) {
                 cursor: None,
                 offset,
                 active_since_ms: None,
+                search: Default::default(),
             })
             .await
             .unwrap();
@@ -574,6 +583,7 @@ async fn batches_show_in_submission_order_and_offsets_jump(s: &dyn TaskStore) {
             cursor: None,
             offset: 1,
             active_since_ms: None,
+            search: Default::default(),
         })
         .await
         .unwrap();
@@ -716,4 +726,171 @@ async fn logs_are_capped_to_their_tail(s: &dyn TaskStore) {
         max,
         "the whole tail, cut on a character boundary"
     );
+}
+
+/// A search as the API parses it.
+fn search(q: &str, from: Option<&str>, to: Option<&str>) -> model::Search {
+    model::Search::parse(q, from, to).unwrap()
+}
+
+/// Every task `search` matches (pages of `limit`, by cursor), and the counts the first page had.
+async fn found(
+    s: &dyn TaskStore,
+    search: model::Search,
+    limit: usize,
+) -> (Vec<TaskId>, std::collections::BTreeMap<TaskState, u64>) {
+    let mut filter = ListFilter {
+        states: vec![],
+        limit,
+        cursor: None,
+        offset: 0,
+        active_since_ms: None,
+        search,
+    };
+    let (mut ids, mut counts) = (Vec::new(), None);
+    loop {
+        let page = s.list(&filter).await.unwrap();
+        counts.get_or_insert(page.counts);
+        ids.extend(page.tasks.into_iter().map(|t| t.id));
+        match page.next {
+            Some(n) => filter.cursor = Some(n),
+            None => return (ids, counts.unwrap_or_default()),
+        }
+    }
+}
+
+/// Text (case-insensitive substring, also shorter than a trigram and with regex characters),
+/// `id:`, `key:`, `label:`, `state:` and the created-time range narrow the list; pages of a search follow the
+/// cursor; the counts are of the matching tasks.
+async fn search_by_every_qualifier(s: &dyn TaskStore) {
+    // A marker no other check's work holds, so the store may be shared.
+    let m = format!("mk{}", id("m", 0).as_str().replace('-', ""));
+    let mut tasks: Vec<Task> = (0..3).map(|n| task("srch", n)).collect();
+    tasks[0].work = format!("Render FRAME {m} alpha");
+    tasks[1].work = format!("encode video {m} beta (x.y*)");
+    tasks[2].work = format!("render thumbnail {m}");
+    for (t, at) in tasks.iter_mut().zip([1_000, 2_000, 3_000]) {
+        t.created_at_ms = at;
+    }
+    let key = format!("k{m}");
+    tasks[0].key = Some(key.clone());
+    tasks[2].key = Some(key.clone());
+    tasks[1].key = Some(format!("other{m}"));
+    tasks[0].labels.insert("env".into(), format!("prod-{m}"));
+    tasks[0].labels.insert("gpu".into(), "a100".into());
+    tasks[1].labels.insert("env".into(), format!("dev-{m}"));
+    s.insert(&tasks).await.unwrap();
+    up(s, &tasks[2].id, cancel(), 4_000).await.unwrap();
+    let ids = |ns: &[usize]| ns.iter().map(|n| tasks[*n].id.clone()).collect::<Vec<_>>();
+    let (all, counts) = found(s, search(&m, None, None), 100).await;
+    assert_eq!(
+        all,
+        ids(&[0, 1, 2]),
+        "newest first, a batch in submission order"
+    );
+    assert_eq!(
+        counts.into_iter().collect::<Vec<_>>(),
+        [(TaskState::Pending, 2), (TaskState::Cancelled, 1)],
+        "the counts are of the matching tasks"
+    );
+    let (paged, _) = found(s, search(&m, None, None), 2).await;
+    assert_eq!(paged, ids(&[0, 1, 2]), "pages of a search");
+    for (q, want) in [
+        (format!("{m} RENDER"), vec![0, 2]),
+        (format!("{} frame", m.to_uppercase()), vec![0]),
+        (format!("{m} ta"), vec![1]),
+        (format!("{m} \"(x.y*)\""), vec![1]),
+        (format!("{m} x?y"), vec![]),
+        (format!("{m} state:finished"), vec![2]),
+        (format!("{m} state:Pending,Cancelled"), vec![0, 1, 2]),
+        (format!("{m} id:{}", tasks[1].id), vec![1]),
+        (format!("id:{}", tasks[1].id), vec![1]),
+        (format!("{m} nothing-like-this"), vec![]),
+        (format!("key:{key}"), vec![0, 2]),
+        (format!("key:{key} state:Pending"), vec![0]),
+        (format!("key:nothing{m}"), vec![]),
+        (format!("{m} label:env"), vec![0, 1]),
+        (format!("label:env=prod-{m}"), vec![0]),
+        (format!("label:env=dev-{m} {m}"), vec![1]),
+        (format!("label:env=prod-{m} label:gpu=a100"), vec![0]),
+        (format!("label:env=prod-{m} label:gpu=h100"), vec![]),
+    ] {
+        assert_eq!(
+            found(s, search(&q, None, None), 100).await.0,
+            ids(&want),
+            "q={q}"
+        );
+    }
+    let range = search(&m, Some("1500"), Some("3000"));
+    assert_eq!(
+        found(s, range, 100).await.0,
+        ids(&[1]),
+        "from inclusive, to exclusive"
+    );
+    let from = search(&m, Some("2000"), None);
+    assert_eq!(found(s, from, 100).await.0, ids(&[1, 2]));
+    // The page's own state filter narrows too; the counts stay those of the search.
+    let page = s
+        .list(&ListFilter {
+            states: vec![TaskState::Cancelled],
+            limit: 100,
+            cursor: None,
+            offset: 0,
+            active_since_ms: None,
+            search: search(&m, None, None),
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.tasks.len(), 1);
+    assert_eq!(page.counts.values().sum::<u64>(), 3);
+}
+
+/// Retention removes terminal tasks finished before the time, oldest first, at most `max` per
+/// call, with their logs and metrics; newer finished ones and unfinished ones stay.
+async fn retention_removes_only_the_old_finished_in_batches(s: &dyn TaskStore) {
+    let tasks: Vec<Task> = (0..5).map(|n| task("ret", n)).collect();
+    s.insert(&tasks).await.unwrap();
+    // Finished at 1,030, 1,010, 1,020 ms (before 1,500), and at 1,900 ms; task 4 unfinished.
+    for (n, at) in [(0, 1_030), (1, 1_010), (2, 1_020), (3, 1_900)] {
+        up(s, &tasks[n].id, cancel(), at).await.unwrap();
+    }
+    let logs = Logs {
+        text: "old".into(),
+        truncated: false,
+    };
+    let sample = MetricSample {
+        at_ms: 1,
+        cpu_percent: 1.0,
+        memory_bytes: 1,
+    };
+    for t in &tasks {
+        s.put_logs(&t.id, &logs).await.unwrap();
+        s.add_metrics(&t.id, &[sample]).await.unwrap();
+    }
+    let first = s.remove_finished_before(1_500, 2).await.unwrap();
+    let first: Vec<TaskId> = first.into_iter().map(|t| t.id).collect();
+    assert_eq!(
+        first,
+        [tasks[1].id.clone(), tasks[2].id.clone()],
+        "oldest first, 2 at most"
+    );
+    let second = s.remove_finished_before(1_500, 2).await.unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].id, tasks[0].id);
+    assert!(s.remove_finished_before(1_500, 2).await.unwrap().is_empty());
+    for (n, t) in tasks.iter().enumerate().take(3) {
+        let id = &t.id;
+        assert!(s.get(id).await.unwrap().is_none(), "task {n} removed");
+        assert!(s.logs(id).await.unwrap().is_none(), "logs of {n} removed");
+        assert!(
+            s.metrics(id).await.unwrap().is_empty(),
+            "metrics of {n} removed"
+        );
+    }
+    for (n, t) in tasks.iter().enumerate().skip(3) {
+        let id = &t.id;
+        assert!(s.get(id).await.unwrap().is_some(), "task {n} kept");
+        assert!(s.logs(id).await.unwrap().is_some(), "logs of {n} kept");
+        assert_eq!(s.metrics(id).await.unwrap().len(), 1, "metrics of {n} kept");
+    }
 }

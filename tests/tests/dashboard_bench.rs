@@ -192,6 +192,7 @@ async fn one_size(n: usize) {
             cursor: None,
             offset: 0,
             active_since_ms: None,
+            search: Default::default(),
         })
         .await
         .unwrap();
@@ -308,6 +309,7 @@ async fn list_api_at_a_million() {
                 cursor: None,
                 offset: 0,
                 active_since_ms: None,
+                search: Default::default(),
             })
             .await
             .unwrap();

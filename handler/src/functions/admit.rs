@@ -235,6 +235,7 @@ async fn counts(app: &Arc<App>) -> Result<BTreeMap<TaskState, u64>, StoreError> 
         cursor: None,
         offset: 0,
         active_since_ms: None,
+        search: Default::default(),
     };
     Ok(app.tasks().list(&filter).await?.counts)
 }

@@ -165,6 +165,13 @@ impl TaskStore for LazyStore {
     async fn remove_finished(&self) -> Result<Vec<Task>, StoreError> {
         self.get()?.remove_finished().await
     }
+    async fn remove_finished_before(
+        &self,
+        before_ms: i64,
+        max: usize,
+    ) -> Result<Vec<Task>, StoreError> {
+        self.get()?.remove_finished_before(before_ms, max).await
+    }
 }
 
 #[cfg(test)]

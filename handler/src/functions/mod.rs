@@ -15,11 +15,11 @@
 //!   `req` data is answered by the very same actix routes as local mode, in-process
 //!   ([`http`]); the answer becomes `Outputs.res`, and the envelopes the API queued become
 //!   `Outputs.message` ([`outbox`]).
-//! - `ReconcileTimer`: one [`reconcile::sweep`], the waiting tasks that are due
-//!   ([`outbox::Resender`]: retries, delayed and held tasks, deferred spawns, lost first
-//!   deliveries; highest priority first, keys in turn, never more than the room under the
-//!   global cap and each key's cap) sent through `Outputs.message`, and one Azure Monitor
-//!   sample per running container.
+//! - `ReconcileTimer`: one [`reconcile::sweep`], retention ([`crate::retention::purge`]), the
+//!   waiting tasks that are due ([`outbox::Resender`]: retries, delayed and held tasks, deferred
+//!   spawns, lost first deliveries; highest priority first, keys in turn, never more than the room
+//!   under the global cap and each key's cap) sent through `Outputs.message`, one Azure Monitor
+//!   sample per running container, and a pass over the webhook outbox.
 //! - `Dashboard` (`{*path}`, HTTP only): forwarded by the host as the original request
 //!   (`enableForwardingHttpRequest`), so the static files, binary WASM included, are served as
 //!   they are by [`dashboard::configure`].
@@ -489,8 +489,9 @@ async fn reconcile_once(
     let due = resender.due(&unfinished, now_ms(), room, |k| admit::key_cap(app, k));
     outbox.send(&due)?;
     let sampled = sampler.sample(app, &unfinished).await;
+    let purged = crate::retention::purge(app).await?;
     Ok(format!(
-        "reconciled {} unfinished tasks; {active} active, room for {room}; {} waiting tasks sent; {sampled} sampled; {sent} webhook deliveries tried",
+        "reconciled {} unfinished tasks; {active} active, room for {room}; {} waiting tasks sent; {sampled} sampled; {sent} webhook deliveries tried; {purged} old finished tasks removed",
         unfinished.len(),
         due.len(),
     ))

@@ -50,9 +50,10 @@ impl Inner {
         self.index.get(id).and_then(|(seq, _)| self.board.get(seq))
     }
 
-    fn counts(&self) -> BTreeMap<TaskState, u64> {
+    /// Tasks per state among those matching `search` (the whole board for an empty one).
+    fn counts(&self, search: &model::Search) -> BTreeMap<TaskState, u64> {
         let mut counts = BTreeMap::new();
-        for t in self.board.values() {
+        for t in self.board.values().filter(|t| search.matches(t)) {
             *counts.entry(t.state).or_insert(0) += 1;
         }
         counts
@@ -110,6 +111,7 @@ impl TaskStore for MemoryStore {
             .range(..before)
             .rev()
             .filter(|(_, t)| f.states.is_empty() || f.states.contains(&t.state))
+            .filter(|(_, t)| f.search.matches(t))
             .filter(|(_, t)| {
                 f.active_since_ms.is_none_or(|since| {
                     !t.state.is_terminal() || t.finished_at_ms.is_some_and(|at| at >= since)
@@ -128,7 +130,7 @@ impl TaskStore for MemoryStore {
         Ok(TaskPage {
             tasks,
             next: last.filter(|_| more).map(|s| s.to_string()),
-            counts: m.counts(),
+            counts: m.counts(&f.search),
         })
     }
 
@@ -205,13 +207,32 @@ impl TaskStore for MemoryStore {
     }
 
     async fn remove_finished(&self) -> Result<Vec<Task>, StoreError> {
-        let mut m = self.lock();
-        let done: Vec<i64> = m
+        Ok(self.lock().remove(|_| true, usize::MAX))
+    }
+
+    async fn remove_finished_before(
+        &self,
+        before_ms: i64,
+        max: usize,
+    ) -> Result<Vec<Task>, StoreError> {
+        let old = |t: &Task| t.finished_at_ms.is_some_and(|at| at < before_ms);
+        Ok(self.lock().remove(old, max))
+    }
+}
+
+impl Inner {
+    /// Removes at most `max` terminal tasks for which `pick` holds (the oldest finished first),
+    /// with their logs and metrics.
+    fn remove(&mut self, pick: impl Fn(&Task) -> bool, max: usize) -> Vec<Task> {
+        let m = self;
+        let mut done: Vec<(i64, i64)> = m
             .board
             .iter()
-            .filter(|(_, t)| t.state.is_terminal())
-            .map(|(seq, _)| *seq)
+            .filter(|(_, t)| t.state.is_terminal() && pick(t))
+            .map(|(seq, t)| (t.finished_at_ms.unwrap_or(0), *seq))
             .collect();
+        done.sort_unstable();
+        let done: Vec<i64> = done.into_iter().take(max).map(|(_, seq)| seq).collect();
         let mut removed = Vec::with_capacity(done.len());
         for seq in done {
             if let Some(t) = m.board.remove(&seq) {
@@ -221,6 +242,6 @@ impl TaskStore for MemoryStore {
                 removed.push(t);
             }
         }
-        Ok(removed)
+        removed
     }
 }

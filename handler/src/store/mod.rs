@@ -3,9 +3,10 @@
 //! - [`sqlite`]: the local mode's embedded store (and, in the same file, the local queue's tables).
 //! - [`sqlite_db`]: the SQLite file under both: group-committing writer, readers, durability;
 //!   [`sqlite_storage`]: what is wrong when it cannot be written.
-//! - [`sqlite_board`]: the SQLite store's board order, pages and incrementally kept counts.
+//! - [`sqlite_board`]: the SQLite store's board order, pages and incrementally kept counts;
+//!   [`sqlite_search`]: its search indexes (FTS5 trigram, key, labels, created time).
 //! - [`mongo`]: Cosmos DB for MongoDB in Azure ([`mongo_wire`]: connection, throttling, errors;
-//!   [`mongo_counts`]: the board's counts).
+//!   [`mongo_counts`]: the board's counts; [`mongo_search`]: search filters and counts).
 //! - [`memory`]: in memory, for fast unit tests of the code above the store.
 //!
 //! Every backend stores a task as one document keyed by id. Stores only load, compare-and-set
@@ -17,11 +18,13 @@
 pub mod memory;
 pub mod mongo;
 pub mod mongo_counts;
+pub mod mongo_search;
 pub mod mongo_wire;
 pub mod sqlite;
 pub mod sqlite_board;
 pub mod sqlite_db;
 pub mod sqlite_shape;
+pub mod sqlite_search;
 pub mod sqlite_storage;
 
 use async_trait::async_trait;
@@ -170,6 +173,9 @@ pub struct ListFilter {
     /// Only tasks still unfinished or finished at or after this time (ms since the epoch):
     /// the ones a timeline of the last minutes draws, however many older ones are stored.
     pub active_since_ms: Option<i64>,
+    /// The operator's search (`q`, `from`, `to`); with one, the page's counts are of the
+    /// matching tasks, not of the whole board.
+    pub search: model::Search,
 }
 
 /// Storage of tasks, their worker-token hashes, logs and metric samples.
@@ -261,6 +267,15 @@ pub trait TaskStore: Send + Sync {
         }
         self.insert(tasks).await
     }
+    /// Retention: removes at most `max` terminal tasks that finished before `before_ms` (ms since
+    /// the epoch), oldest first, with their logs and metrics; returns them. Bounded so one call
+    /// never holds the store (SQLite's one writer) for long: callers repeat until fewer than
+    /// `max` come back.
+    async fn remove_finished_before(
+        &self,
+        before_ms: i64,
+        max: usize,
+    ) -> Result<Vec<Task>, StoreError>;
     /// Whether writes are accepted now (for `GET /api/health`). A backend that saw its storage
     /// fail re-checks it here, so readiness returns by itself once the cause is gone.
     async fn ready(&self) -> Result<(), StoreError> {

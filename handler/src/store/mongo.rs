@@ -161,8 +161,9 @@ impl MongoStore {
     }
 
     /// `{seq: -1}` for the board, `{state: 1, seq: -1}` for filtered pages and the reconciler,
-    /// `{finished_at_ms: 1}` for a timeline's window, `{key: 1, state: 1}` for the per-key count
-    /// of waiting tasks (backpressure).
+    /// `{finished_at_ms: 1}` for a timeline's window and retention, `{key: 1, state: 1}` for the
+    /// per-key count of waiting tasks (backpressure), `{key: 1, seq: -1}` and `{created_at_ms: 1}`
+    /// for searches ([`super::mongo_search`]).
     async fn create_indexes(&self) -> Result<(), StoreError> {
         // The first command: an incompatible server fails here, with words from connect_error.
         let named = |keys: Document, name: &str| {
@@ -176,6 +177,8 @@ impl MongoStore {
             named(doc! { "state": 1, "seq": -1 }, "state_seq"),
             named(doc! { "finished_at_ms": 1 }, "finished"),
             named(doc! { "key": 1, "state": 1 }, "key_state"),
+            named(doc! { "key": 1, "seq": -1 }, "key_seq"),
+            named(doc! { "created_at_ms": 1 }, "created"),
         ];
         with_retry(|| self.tasks.create_indexes(models.clone()))
             .await
@@ -326,6 +329,10 @@ impl TaskStore for MongoStore {
                 ],
             );
         }
+        let search = super::mongo_search::conditions(&f.search);
+        if !search.is_empty() {
+            filter.insert("$and", search);
+        }
         let limit = f.limit.max(1);
         let mut rows = self
             .find_page(filter, limit as i64 + 1, f.offset as u64)
@@ -338,7 +345,10 @@ impl TaskStore for MongoStore {
         Ok(TaskPage {
             tasks: rows.into_iter().map(|(_, t)| t).collect(),
             next,
-            counts: self.counts().await?,
+            counts: match f.search.is_empty() {
+                true => self.counts().await?,
+                false => super::mongo_search::counts(&self.tasks, &f.search).await?,
+            },
         })
     }
 
@@ -463,19 +473,31 @@ impl TaskStore for MongoStore {
             .collect()
     }
 
+    async fn remove_finished_before(
+        &self,
+        before_ms: i64,
+        max: usize,
+    ) -> Result<Vec<Task>, StoreError> {
+        let done = TaskState::ALL.into_iter().filter(|s| s.is_terminal());
+        let filter = doc! {
+            "finished_at_ms": { "$lt": before_ms },
+            "state": { "$in": state_names(done) },
+        };
+        let limit = i64::try_from(max).unwrap_or(i64::MAX);
+        let docs = self
+            .terminal_docs(filter, doc! { "finished_at_ms": 1 }, Some(limit))
+            .await?;
+        let mut removed = Vec::new();
+        for chunk in docs.chunks(200) {
+            removed.extend(self.remove_chunk(chunk).await?);
+        }
+        Ok(removed)
+    }
+
     async fn remove_finished(&self) -> Result<Vec<Task>, StoreError> {
         let done = TaskState::ALL.into_iter().filter(|s| s.is_terminal());
         let filter = doc! { "state": { "$in": state_names(done) } };
-        let docs: Vec<Document> = with_retry(|| async {
-            self.tasks
-                .find(filter.clone())
-                .projection(doc! { "token_hash": 0 })
-                .await?
-                .try_collect()
-                .await
-        })
-        .await
-        .map_err(backend)?;
+        let docs = self.terminal_docs(filter, doc! {}, None).await?;
         let mut removed = Vec::new();
         for chunk in docs.chunks(200) {
             removed.extend(self.remove_chunk(chunk).await?);
@@ -485,6 +507,28 @@ impl TaskStore for MongoStore {
 }
 
 impl MongoStore {
+    /// The raw documents matching `filter` (without token hashes), in `sort` order.
+    async fn terminal_docs(
+        &self,
+        filter: Document,
+        sort: Document,
+        limit: Option<i64>,
+    ) -> Result<Vec<Document>, StoreError> {
+        with_retry(|| async {
+            let mut find = self
+                .tasks
+                .find(filter.clone())
+                .sort(sort.clone())
+                .projection(doc! { "token_hash": 0 });
+            if let Some(l) = limit {
+                find = find.limit(l);
+            }
+            find.await?.try_collect().await
+        })
+        .await
+        .map_err(backend)
+    }
+
     /// Deletes the tasks of `chunk` that are unchanged since they were read (a task retried in
     /// between stays), with their logs and metrics; returns the deleted ones.
     async fn remove_chunk(&self, chunk: &[Document]) -> Result<Vec<Task>, StoreError> {

@@ -327,6 +327,56 @@ impl TaskStore for SqliteStore {
         self.db.ready().await
     }
 
+    async fn remove_finished_before(
+        &self,
+        before_ms: i64,
+        max: usize,
+    ) -> Result<Vec<Task>, StoreError> {
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        self.db
+            .write(move |tx| {
+                let (terminal, names) = states_where(TaskState::is_terminal);
+                // The oldest first, through `tasks_by_finish`; a bounded batch per write.
+                let sql = format!(
+                    "SELECT seq, id, doc FROM tasks WHERE finished_at_ms < ? AND state {terminal} \
+                     ORDER BY finished_at_ms LIMIT ?"
+                );
+                let mut args: Vec<rusqlite::types::Value> = vec![before_ms.into()];
+                args.extend(names.iter().map(|n| n.to_string().into()));
+                args.push(max.into());
+                let rows = tx
+                    .prepare_cached(&sql)
+                    .map_err(backend)?
+                    .query_map(rusqlite::params_from_iter(args), |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                        ))
+                    })
+                    .map_err(backend)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(backend)?;
+                for (seq, id, _) in &rows {
+                    for sql in [
+                        "DELETE FROM logs WHERE id = ?1",
+                        "DELETE FROM metrics WHERE id = ?1",
+                    ] {
+                        tx.prepare_cached(sql)
+                            .map_err(backend)?
+                            .execute([id])
+                            .map_err(backend)?;
+                    }
+                    tx.prepare_cached("DELETE FROM tasks WHERE seq = ?1")
+                        .map_err(backend)?
+                        .execute([seq])
+                        .map_err(backend)?;
+                }
+                rows.iter().map(|(_, _, d)| from_json(d)).collect()
+            })
+            .await
+    }
+
     async fn remove_finished(&self) -> Result<Vec<Task>, StoreError> {
         self.db
             .write(|tx| {

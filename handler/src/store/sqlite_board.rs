@@ -78,6 +78,7 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     if !has_finish {
         tx.execute_batch(FINISHED).map_err(backend)?;
     }
+    super::sqlite_search::migrate(&tx)?;
     // Every state has its row, also one added to `TaskState` after the table was made.
     for s in TaskState::ALL {
         tx.execute(
@@ -127,6 +128,9 @@ fn page_sql(f: &ListFilter) -> Result<(String, Vec<rusqlite::types::Value>), Sto
         args.extend(names.into_iter().map(|n| n.to_string().into()));
         args.push(since.into());
     }
+    let (search, search_args) = super::sqlite_search::conditions(&f.search);
+    filter.push_str(&search);
+    args.extend(search_args);
     let sql = format!(
         "SELECT seq, doc FROM tasks WHERE seq < ? {filter} ORDER BY seq DESC LIMIT ? OFFSET ?"
     );
@@ -158,8 +162,35 @@ pub fn list_in(conn: &Connection, f: &ListFilter) -> Result<TaskPage, StoreError
     Ok(TaskPage {
         tasks,
         next: last.filter(|_| more).map(|s| s.to_string()),
-        counts: counts_in(conn)?,
+        counts: match f.search.is_empty() {
+            true => counts_in(conn)?,
+            false => search_counts_in(conn, &f.search)?,
+        },
     })
+}
+
+/// Tasks per state among those matching `search` (whatever the page's own state filter): a
+/// count of the matches through the search's indexes, so it costs as much as the matches.
+fn search_counts_in(
+    conn: &Connection,
+    search: &model::Search,
+) -> Result<BTreeMap<TaskState, u64>, StoreError> {
+    let (cond, args) = super::sqlite_search::conditions(search);
+    let sql = format!("SELECT state, COUNT(*) FROM tasks WHERE 1 {cond} GROUP BY state");
+    let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(args), |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })
+        .map_err(backend)?;
+    let mut counts = BTreeMap::new();
+    for row in rows {
+        let (state, n) = row.map_err(backend)?;
+        if let Ok(s) = state.parse() {
+            counts.insert(s, n as u64);
+        }
+    }
+    Ok(counts)
 }
 
 /// Tasks per state on the whole board, from `task_counts` (states with none are left out).
