@@ -126,7 +126,6 @@ async fn a_keys_active_tasks_are_listed_and_only_those(s: &dyn TaskStore) {
     assert!(s.active_with_key("no-such-key").await.unwrap().is_empty());
 }
 
-
 /// `pending` counts waiting tasks in all and per key; `insert_capped` refuses a whole batch over
 /// a cap (nothing of it stored) and takes one within; the shape fields round-trip.
 async fn waiting_tasks_are_counted_and_capped(s: &dyn TaskStore) {

@@ -23,8 +23,8 @@ pub mod mongo_wire;
 pub mod sqlite;
 pub mod sqlite_board;
 pub mod sqlite_db;
-pub mod sqlite_shape;
 pub mod sqlite_search;
+pub mod sqlite_shape;
 pub mod sqlite_storage;
 
 use async_trait::async_trait;
