@@ -73,8 +73,18 @@ struct Harness {
 
 async fn harness(tag: &str, extra: &[&str], runtime: Arc<dyn ContainerRuntime>) -> Harness {
     let dir = e2e::TempDir::new(tag);
-    let a = args(extra);
     let store = Arc::new(SqliteStore::open(&dir.0.join("eda.db")).unwrap());
+    harness_on(dir, store, extra, runtime)
+}
+
+/// [`harness`] over `store`.
+fn harness_on(
+    dir: e2e::TempDir,
+    store: Arc<dyn handler::store::TaskStore>,
+    extra: &[&str],
+    runtime: Arc<dyn ContainerRuntime>,
+) -> Harness {
+    let a = args(extra);
     let app = functions::assemble(a.settings().unwrap(), store, runtime);
     let resend = Duration::from_secs(a.azure.pending_resend_secs);
     let running = functions::start(app, "127.0.0.1:0".parse().unwrap(), None, resend).unwrap();
@@ -265,6 +275,35 @@ async fn a_delayed_task_is_not_sent_or_started_before_its_time_and_the_timer_sta
 async fn a_key_at_its_cap_holds_the_next_task_and_the_timer_sends_it_when_a_slot_frees() {
     let runtime = Arc::new(FakeRuntime::default());
     let h = harness("keycap", &["--key-cap", "1"], runtime.clone()).await;
+    key_cap_holds(h, runtime).await;
+}
+
+/// The same on the MongoDB store Azure uses (Cosmos DB for MongoDB; here a server in
+/// `EDA_TEST_MONGO_URI` or the wire-protocol stand-in): the key's running tasks are counted
+/// with `active_with_key` on the `{key, state}` index and the hold is a compare-and-set there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_at_its_cap_holds_on_the_mongo_store_too() {
+    let Some((_standin, uri)) = e2e::mongo::server() else {
+        e2e::need(
+            "a MongoDB server (EDA_TEST_MONGO_URI, or the stand-in; tests/mongo-standin)",
+            false,
+        );
+        return;
+    };
+    let db = format!("eda_shape_{:x}", now_ms());
+    let store = handler::store::mongo::MongoStore::connect(&uri, &db, "tasks")
+        .await
+        .expect("connecting to MongoDB");
+    let runtime = Arc::new(FakeRuntime::default());
+    let dir = e2e::TempDir::new("keycap-mongo");
+    let h = harness_on(dir, Arc::new(store), &["--key-cap", "1"], runtime.clone());
+    key_cap_holds(h, runtime).await;
+    handler::store::mongo::MongoStore::drop_database(&uri, &db)
+        .await
+        .expect("dropping the test database");
+}
+
+async fn key_cap_holds(h: Harness, runtime: Arc<FakeRuntime>) {
     let (first, second, other) = (unique("k-first"), unique("k-second"), unique("other"));
     let (status, line) = h
         .deliver(&envelope(&first, Some("tenant-a"), 0), "m-1", 1)
@@ -326,6 +365,38 @@ async fn a_key_at_its_cap_holds_the_next_task_and_the_timer_sends_it_when_a_slot
 async fn with_the_global_cap_full_the_freed_slot_goes_to_the_higher_priority_task() {
     let runtime = Arc::new(FakeRuntime::default());
     let h = harness("priority", &["--concurrency", "1"], runtime.clone()).await;
+    priority_takes_the_freed_slot(h, runtime).await;
+}
+
+/// The same on the MongoDB store (the whole-board counts and the unfinished tasks read there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_freed_slot_goes_to_the_higher_priority_task_on_the_mongo_store_too() {
+    let Some((_standin, uri)) = e2e::mongo::server() else {
+        e2e::need(
+            "a MongoDB server (EDA_TEST_MONGO_URI, or the stand-in; tests/mongo-standin)",
+            false,
+        );
+        return;
+    };
+    let db = format!("eda_prio_{:x}", now_ms());
+    let store = handler::store::mongo::MongoStore::connect(&uri, &db, "tasks")
+        .await
+        .expect("connecting to MongoDB");
+    let runtime = Arc::new(FakeRuntime::default());
+    let dir = e2e::TempDir::new("priority-mongo");
+    let h = harness_on(
+        dir,
+        Arc::new(store),
+        &["--concurrency", "1"],
+        runtime.clone(),
+    );
+    priority_takes_the_freed_slot(h, runtime).await;
+    handler::store::mongo::MongoStore::drop_database(&uri, &db)
+        .await
+        .expect("dropping the test database");
+}
+
+async fn priority_takes_the_freed_slot(h: Harness, runtime: Arc<FakeRuntime>) {
     let (blocker, low, high) = (unique("blocker"), unique("low"), unique("high"));
     let (status, _) = h.deliver(&envelope(&blocker, None, 0), "p-1", 1).await;
     assert_eq!(status, 200);
