@@ -40,21 +40,30 @@ const SEND: &str =
                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(message_id) DO NOTHING";
 
 /// The next message to serve (module docs, "Order"): ?1 now, ?2 a JSON array of the keys at
-/// their cap.
+/// their cap. For each key with waiting messages (`key_turns`) and not at its cap: its highest
+/// visible priority, then its oldest message of that priority, both read from the
+/// `queue_by_key` index; the highest priority wins, then the key served least recently, then
+/// the oldest head (keys never served go in arrival order).
 const PICK: &str = "
-WITH eligible AS (
-    SELECT seq, priority, key FROM queue
-    WHERE leased = 0 AND visible_at_ms <= ?1
-      AND (key IS NULL OR key NOT IN (SELECT value FROM json_each(?2)))
+WITH heads AS (
+    SELECT t.key, t.served,
+           (SELECT q.priority FROM queue q
+            WHERE q.leased = 0 AND q.key = t.key AND q.visible_at_ms <= ?1
+            ORDER BY q.priority DESC LIMIT 1) AS top
+    FROM key_turns t
+    WHERE t.waiting > 0 AND t.key NOT IN (SELECT value FROM json_each(?2))
+), picks AS (
+    SELECT h.key, h.served, h.top,
+           (SELECT q.seq FROM queue q
+            WHERE q.leased = 0 AND q.key = h.key AND q.priority = h.top AND q.visible_at_ms <= ?1
+            ORDER BY q.seq LIMIT 1) AS seq
+    FROM heads h WHERE h.top IS NOT NULL
 )
-SELECT e.seq, e.key FROM eligible e LEFT JOIN key_turns t ON t.key = COALESCE(e.key, '')
-WHERE e.priority = (SELECT MAX(priority) FROM eligible)
-ORDER BY COALESCE(t.served, 0), e.seq LIMIT 1";
+SELECT seq, key FROM picks ORDER BY top DESC, served, seq LIMIT 1";
 
 /// Marks key ?1 (`''`: no key) as the one served last.
 const TURN: &str = "
-INSERT INTO key_turns (key, served) VALUES (?1, (SELECT COALESCE(MAX(served), 0) + 1 FROM key_turns))
-ON CONFLICT(key) DO UPDATE SET served = excluded.served";
+UPDATE key_turns SET served = (SELECT MAX(served) FROM key_turns) + 1 WHERE key = ?1";
 
 /// A message taken off the queue, leased to one consumer.
 #[derive(Debug, Clone)]
@@ -100,7 +109,7 @@ pub fn enqueue_new(
             body,
             visible,
             t.priority,
-            t.key,
+            t.key.as_deref().unwrap_or_default(),
             now_ms
         ])
         .map_err(backend)?;
@@ -150,9 +159,9 @@ impl LocalQueue {
     /// later), with its envelope's priority and key; a message id already queued is kept.
     async fn send_at(&self, id: String, body: String, at_ms: i64) -> Result<(), StoreError> {
         let env = serde_json::from_str::<Envelope>(&body).ok();
-        let (priority, key) = env
-            .as_ref()
-            .map_or((0, None), |e| (e.priority, e.key.clone()));
+        let (priority, key) = env.as_ref().map_or((0, String::new()), |e| {
+            (e.priority, e.key.clone().unwrap_or_default())
+        });
         let visible = at_ms.max(env.and_then(|e| e.not_before_ms).unwrap_or(at_ms));
         let now = now_ms();
         self.db
@@ -178,7 +187,7 @@ impl LocalQueue {
                     .prepare_cached(PICK)
                     .and_then(|mut s| {
                         s.query_row(params![now, blocked], |r| {
-                            Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?))
+                            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
                         })
                         .optional()
                     })
@@ -187,7 +196,7 @@ impl LocalQueue {
                     return Ok(None);
                 };
                 tx.prepare_cached(TURN)
-                    .and_then(|mut s| s.execute([key.unwrap_or_default()]))
+                    .and_then(|mut s| s.execute([key]))
                     .map_err(backend)?;
                 tx.query_row(
                     "UPDATE queue SET deliveries = deliveries + 1, leased = 1, visible_at_ms = ?2
@@ -197,7 +206,7 @@ impl LocalQueue {
                     |r| {
                         Ok(Leased {
                             seq: r.get(0)?,
-                            key: r.get(4)?,
+                            key: Some(r.get::<_, String>(4)?).filter(|k| !k.is_empty()),
                             delivery: Delivery {
                                 message_id: r.get(1)?,
                                 body: r.get(2)?,
@@ -220,7 +229,7 @@ impl LocalQueue {
             .read(move |c| {
                 c.query_row(
                     "SELECT MIN(visible_at_ms) FROM queue WHERE leased = 0
-                     AND (key IS NULL OR key NOT IN (SELECT value FROM json_each(?1)))",
+                     AND key NOT IN (SELECT value FROM json_each(?1))",
                     [blocked],
                     |r| r.get(0),
                 )

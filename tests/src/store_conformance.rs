@@ -78,6 +78,7 @@ pub async fn run_all(store: Arc<dyn TaskStore>) {
     counts_stay_exact_through_every_change(&*store).await;
     a_time_window_lists_the_unfinished_and_the_recently_finished(&*store).await;
     a_keys_active_tasks_are_listed_and_only_those(&*store).await;
+    waiting_tasks_are_counted_and_capped(&*store).await;
 }
 
 /// `active_with_key`: the tasks of one concurrency key in `Provisioning` or `InProgress`; not
@@ -120,6 +121,80 @@ async fn a_keys_active_tasks_are_listed_and_only_those(s: &dyn TaskStore) {
         vec![tasks[4].id.clone()]
     );
     assert!(s.active_with_key("no-such-key").await.unwrap().is_empty());
+}
+
+/// `pending` counts waiting tasks in all and per key; `insert_capped` refuses a whole batch over
+/// a cap (nothing of it stored) and takes one within; the shape fields round-trip.
+async fn waiting_tasks_are_counted_and_capped(s: &dyn TaskStore) {
+    use model::shape::QueueCaps;
+    let key = id("key", 0).to_string();
+    let keyed = |n: usize| {
+        let mut t = task("capped", n);
+        t.key = Some(key.clone());
+        t.priority = 7;
+        t.not_before_ms = Some(5_000);
+        t.labels.insert("team".into(), "blue".into());
+        t
+    };
+    let all_before = s.pending(None).await.unwrap();
+    let first: Vec<Task> = (0..3).map(keyed).chain([task("plain", 0)]).collect();
+    let stored = s.insert(&first).await.unwrap();
+    assert_eq!(stored, first, "the shape fields round-trip");
+    assert_eq!(s.get(&first[0].id).await.unwrap().unwrap(), first[0]);
+    assert_eq!(s.pending(Some(&key)).await.unwrap(), 3);
+    assert_eq!(s.pending(None).await.unwrap(), all_before + 4);
+    up(s, &first[0].id, provision(1), 2_000).await.unwrap();
+    assert_eq!(
+        s.pending(Some(&key)).await.unwrap(),
+        2,
+        "a started task no longer waits"
+    );
+
+    let per_key = QueueCaps {
+        max_queued: 0,
+        max_queued_per_key: 3,
+    };
+    let over: Vec<Task> = (10..12).map(keyed).collect();
+    match s.insert_capped(&over, per_key).await {
+        Err(StoreError::OverCap {
+            cap: "max_queued_per_key",
+            limit: 3,
+            queued: 2,
+            key: Some(k),
+        }) => assert_eq!(k, key),
+        other => panic!("two more of the key are over its cap of 3: {other:?}"),
+    }
+    for t in &over {
+        assert_eq!(
+            s.get(&t.id).await.unwrap(),
+            None,
+            "nothing of a refused batch"
+        );
+    }
+    let within = vec![keyed(20)];
+    assert_eq!(s.insert_capped(&within, per_key).await.unwrap(), within);
+    assert_eq!(s.pending(Some(&key)).await.unwrap(), 3);
+
+    let waiting = s.pending(None).await.unwrap();
+    let in_all = QueueCaps {
+        max_queued: waiting + 1,
+        max_queued_per_key: 0,
+    };
+    let two = vec![task("all", 1), task("all", 2)];
+    assert!(
+        matches!(
+            s.insert_capped(&two, in_all).await,
+            Err(StoreError::OverCap {
+                cap: "max_queued",
+                ..
+            })
+        ),
+        "two more are over the cap in all"
+    );
+    assert_eq!(s.get(&two[0].id).await.unwrap(), None);
+    let one = vec![task("all", 3)];
+    assert_eq!(s.insert_capped(&one, in_all).await.unwrap(), one);
+    assert_eq!(s.pending(None).await.unwrap(), waiting + 1);
 }
 
 /// `active_since_ms` (a timeline's window): unfinished tasks, and finished ones that ended at

@@ -38,6 +38,59 @@ async fn submit_and_list_from_the_command_line() {
         "{table}"
     );
 
+    // The shape flags reach the task.
+    let out = Command::new(handler_bin())
+        .args([
+            "submit",
+            "--api",
+            &api,
+            "--priority",
+            "-7",
+            "--delay",
+            "600",
+            "--key",
+            "tenant-a",
+            "--cpu",
+            "0.5",
+            "--memory-mb",
+            "256",
+            "--label",
+            "team=blue",
+            "--label",
+            "run=3",
+            "shaped",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = String::from_utf8_lossy(&out.stdout)
+        .split('\t')
+        .next()
+        .unwrap()
+        .trim()
+        .to_string();
+    let t = Api::new(&running)
+        .task(&model::TaskId::parse(&id).unwrap())
+        .await;
+    assert_eq!((t.priority, t.key.as_deref()), (-7, Some("tenant-a")));
+    assert_eq!((t.resources.cpu, t.resources.memory_mb), (0.5, 256));
+    assert_eq!(
+        (t.labels["team"].as_str(), t.labels["run"].as_str()),
+        ("blue", "3")
+    );
+    assert!(t.not_before_ms.unwrap() >= t.created_at_ms + 600_000);
+    let refused = Command::new(handler_bin())
+        .args(["submit", "--api", &api, "--key", "Bad Key", "x"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("400") && err.contains("invalid_key"), "{err}");
+
     let bad = Command::new(handler_bin())
         .args(["submit", "--api", &api, "   "])
         .output()

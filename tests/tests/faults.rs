@@ -550,8 +550,16 @@ async fn hostile_queue_messages_are_dead_lettered_without_tasks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_message_is_dead_lettered_while_100_healthy_tasks_complete() {
     let dir = TempDir::new("poison");
-    let Some(running) = docker_local(&dir, &["--max-deliveries", "3", "--concurrency", "8"]).await
-    else {
+    // The image is allowed (a task may only ask for one on the allow-list) but does not exist.
+    let flags = [
+        "--max-deliveries",
+        "3",
+        "--concurrency",
+        "8",
+        "--allowed-image",
+        "eda-no-such-image:never",
+    ];
+    let Some(running) = docker_local(&dir, &flags).await else {
         return;
     };
     let api = Api::new(&running);

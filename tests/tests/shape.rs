@@ -350,9 +350,12 @@ async fn a_foreign_envelope_breaking_a_rule_is_dead_lettered() {
     let ok =
         serde_json::json!({"id": "f-2", "work": "true", "key": "k", "priority": 3}).to_string();
     running.queue.send_raw("f-2-msg", &ok).await.unwrap();
-    let done = api
-        .wait_state(&TaskId::parse("f-2").unwrap(), TaskState::Done, LONG)
-        .await;
+    let f2 = TaskId::parse("f-2").unwrap();
+    eventually(LONG, "the valid envelope's task to be stored", || async {
+        running.app.tasks().get(&f2).await.unwrap().map(drop)
+    })
+    .await;
+    let done = api.wait_state(&f2, TaskState::Done, LONG).await;
     assert_eq!((done.key.as_deref(), done.priority), (Some("k"), 3));
     eventually(LONG, "the refused message to leave the queue", || async {
         (running.queue.depth().await.unwrap() == 0).then_some(())
@@ -454,4 +457,112 @@ async fn the_run_sees_its_context_on_docker() {
         e2e::until_removed(&running, &format!("eda-{}-1", t.id), LONG).await;
     }
     running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_allowed_image_is_pulled_ahead_and_its_spawn_says_why() {
+    if !need("docker", e2e::docker_available()) {
+        return;
+    }
+    let dir = TempDir::new("pull");
+    let image = e2e::test_image().await;
+    let missing = format!("eda-shape-missing:{}", e2e::runtimes::unique("never"));
+    let flags = [
+        "--runtime",
+        "docker",
+        "--image",
+        image.as_str(),
+        "--memory-mb",
+        "128",
+        "--max-deliveries",
+        "1",
+        "--allowed-image",
+        missing.as_str(),
+    ];
+    let running = start_local(&dir.0, &flags).await;
+    // The pull ahead is tried (and fails here: no registry can be reached) ...
+    let pulled = running.app.runtime().prefetch(&missing).await;
+    assert!(pulled.is_err(), "no registry answers here: {pulled:?}");
+    // ... and the task's spawn then fails with the runtime's reason, naming the image.
+    let api = Api::new(&running);
+    let t = api
+        .submit(serde_json::json!({"work": "true", "image": missing}))
+        .await;
+    assert_eq!(t.image.as_deref(), Some(missing.as_str()));
+    let dead = api.wait_state(&t.id, TaskState::DeadLettered, LONG).await;
+    let reason = dead.reason.unwrap_or_default();
+    assert!(
+        reason.contains(&missing) && reason.contains("not found"),
+        "{reason}"
+    );
+    running.stop().await;
+}
+
+/// The receive order on a real SQLite file: priority, then keys in turn, then arrival; keys at
+/// their cap skipped; a delayed message invisible until due; the enqueue time read back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_serves_priority_then_keys_in_turn_then_arrival() {
+    use handler::queue::LocalQueue;
+    use handler::store::sqlite::SqliteStore;
+    let dir = TempDir::new("order");
+    let store = SqliteStore::open(&dir.0.join("eda.db")).unwrap();
+    let rates = model::Rates {
+        cpu_second: 0.0,
+        gb_second: 0.0,
+    };
+    let tasks = handler::tasks::Tasks::new(
+        std::sync::Arc::new(store.clone()),
+        handler::events::Events::default(),
+        rates,
+    );
+    let queue = LocalQueue::new(store.db.clone(), tasks);
+    let send = |id: &'static str, key: Option<&'static str>, priority: i32, due: Option<i64>| {
+        let queue = &queue;
+        async move {
+            let mut env = serde_json::json!({"id": id, "work": "w", "priority": priority});
+            if let Some(k) = key {
+                env["key"] = k.into();
+            }
+            if let Some(at) = due {
+                env["not_before_ms"] = at.into();
+            }
+            queue.send_raw(id, &env.to_string()).await.unwrap();
+        }
+    };
+    let later = handler::clock::now_ms() + 60_000;
+    send("a1", Some("a"), 0, None).await;
+    send("a2", Some("a"), 0, None).await;
+    send("a3", Some("a"), 0, None).await;
+    send("b1", Some("b"), 0, None).await;
+    send("n1", None, 0, None).await;
+    send("b2", Some("b"), 0, None).await;
+    send("hi", Some("a"), 5, None).await;
+    send("soon", None, 9, Some(later)).await;
+    let mut order = Vec::new();
+    while let Some(m) = queue.receive(&[]).await.unwrap() {
+        assert!(
+            m.delivery.enqueued_at_ms.is_some(),
+            "the enqueue time is kept"
+        );
+        order.push(m.delivery.message_id.clone());
+        if order.len() == 1 {
+            // With key a at its cap, the others are served and a waits.
+            let mut others = Vec::new();
+            while let Some(o) = queue.receive(&["a".to_string()]).await.unwrap() {
+                others.push(o.delivery.message_id);
+            }
+            assert_eq!(
+                others,
+                ["b1", "n1", "b2"],
+                "key a skipped, b and no key in turn"
+            );
+            order.extend(others);
+        }
+    }
+    assert_eq!(
+        order,
+        ["hi", "b1", "n1", "b2", "a1", "a2", "a3"],
+        "priority first; the delayed message is not visible yet"
+    );
+    assert_eq!(queue.next_visible_at(&[]).await.unwrap(), Some(later));
 }

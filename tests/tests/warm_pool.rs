@@ -264,18 +264,19 @@ async fn redelivery_of_a_claimed_message_makes_no_second_container() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_image_starts_cold_and_pool_tokens_open_only_their_own_assignment() {
     let dir = TempDir::new("warm-cold");
-    let Some(running) = warm_local(&dir, "2", &[]).await else {
-        return;
-    };
-    let api = Api::new(&running);
-    let left = Leftovers::new(&running);
-    let pool = ready(&api, &left, 2).await;
-    // The same worker under another tag: another image, so it does not fit the pool.
+    // The same worker under another tag: another image, so it does not fit the pool (allowed:
+    // a task may only ask for an image on the allow-list).
     let other = format!(
         "{}:{}",
         "eda-worker-pool-test",
         e2e::runtimes::unique("cold")
     );
+    let Some(running) = warm_local(&dir, "2", &["--allowed-image", &other]).await else {
+        return;
+    };
+    let api = Api::new(&running);
+    let left = Leftovers::new(&running);
+    let pool = ready(&api, &left, 2).await;
     let tagged = std::process::Command::new("docker")
         .args(["tag", POOL_IMAGE, &other])
         .status()

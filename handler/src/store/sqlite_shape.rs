@@ -12,21 +12,35 @@ use model::{Task, TaskState};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::BTreeMap;
 
-/// Columns of the queue added after it was first made: (name, definition).
+/// Columns of the queue added after it was first made: (name, definition). `key` is `''` for
+/// a message without a concurrency key (so one index serves both).
 const QUEUE_COLUMNS: [(&str, &str); 3] = [
     ("priority", "INTEGER NOT NULL DEFAULT 0"),
-    ("key", "TEXT"),
+    ("key", "TEXT NOT NULL DEFAULT ''"),
     ("enqueued_at_ms", "INTEGER"),
 ];
 
-/// Tables and indexes that `CREATE ... IF NOT EXISTS` can add at any time.
-///
-/// `key_turns`: when each concurrency key (`''` for messages without one) was last served, as
-/// a counter that grows by one per receive; the receive query serves the key with the smallest
-/// first, so keys take turns within a priority.
+/// `key_turns`: one row per concurrency key with messages (`''`: those without a key):
+/// `waiting`, how many messages of the key are queued (kept by triggers on `queue`, in the
+/// same transaction), and `served`, when it was last served, as a counter that grows by one per
+/// receive. A receive looks only at keys with waiting messages, in `served` order, and takes
+/// each one's head from the `queue_by_key` index: its cost follows the number of keys, not of
+/// messages. A key's row goes when its last message does (so the table holds the keys with
+/// work, and a key that comes back takes its turn first). Made once, filled from the messages
+/// already queued.
 const TURNS: &str = "
-CREATE TABLE IF NOT EXISTS key_turns (key TEXT PRIMARY KEY, served INTEGER NOT NULL) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS queue_by_priority ON queue(leased, priority, seq);
+CREATE TABLE key_turns (key TEXT PRIMARY KEY, served INTEGER NOT NULL, waiting INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO key_turns (key, served, waiting) SELECT key, 0, COUNT(*) FROM queue GROUP BY key;
+CREATE INDEX key_turns_by_turn ON key_turns(served) WHERE waiting > 0;
+CREATE TRIGGER key_turns_in AFTER INSERT ON queue BEGIN
+    INSERT OR IGNORE INTO key_turns (key, served, waiting) VALUES (new.key, 0, 0);
+    UPDATE key_turns SET waiting = waiting + 1 WHERE key = new.key;
+END;
+CREATE TRIGGER key_turns_out AFTER DELETE ON queue BEGIN
+    UPDATE key_turns SET waiting = waiting - 1 WHERE key = old.key;
+    DELETE FROM key_turns WHERE key = old.key AND waiting <= 0;
+END;
+CREATE INDEX queue_by_key ON queue(leased, key, priority, seq);
 ";
 
 /// The task's concurrency key, read from its document by SQLite itself (a virtual generated
@@ -60,7 +74,18 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
                 .map_err(backend)?;
         }
     }
-    tx.execute_batch(TURNS).map_err(backend)?;
+    let has_turns = tx
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'key_turns'",
+            [],
+            |_| Ok(()),
+        )
+        .optional()
+        .map_err(backend)?
+        .is_some();
+    if !has_turns {
+        tx.execute_batch(TURNS).map_err(backend)?;
+    }
     if !has_column(&tx, "tasks", "concurrency_key")? {
         tx.execute_batch(TASK_KEY).map_err(backend)?;
     }
@@ -140,4 +165,65 @@ pub fn check_caps(conn: &Connection, new: &[Task], caps: QueueCaps) -> Result<()
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database as a handler before these columns made it: the queue and tasks tables only.
+    fn old_database() -> Connection {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            "CREATE TABLE tasks (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+                 state TEXT NOT NULL, doc TEXT NOT NULL, token_hash TEXT);
+             CREATE TABLE queue (seq INTEGER PRIMARY KEY AUTOINCREMENT, message_id TEXT NOT NULL UNIQUE,
+                 body TEXT NOT NULL, deliveries INTEGER NOT NULL DEFAULT 0,
+                 visible_at_ms INTEGER NOT NULL, leased INTEGER NOT NULL DEFAULT 0, last_error TEXT);
+             INSERT INTO queue (message_id, body, visible_at_ms) VALUES ('a', 'x', 1), ('b', 'y', 2);
+             INSERT INTO tasks (id, state, doc) VALUES ('t1', 'Pending', '{\"key\": \"k\"}');",
+        )
+        .unwrap();
+        c
+    }
+
+    #[test]
+    fn an_old_database_is_migrated_with_its_queued_messages_counted() {
+        let mut c = old_database();
+        migrate(&mut c).unwrap();
+        migrate(&mut c).unwrap(); // idempotent
+        for col in ["priority", "key", "enqueued_at_ms"] {
+            assert!(has_column(&c, "queue", col).unwrap(), "{col}");
+        }
+        let (p, k): (i64, String) = c
+            .query_row(
+                "SELECT priority, key FROM queue WHERE message_id = 'a'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((p, k.as_str()), (0, ""), "old messages: priority 0, no key");
+        let waiting: i64 = c
+            .query_row("SELECT waiting FROM key_turns WHERE key = ''", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(waiting, 2, "the queued messages are counted");
+        // The triggers keep the count, and a key's row goes with its last message.
+        c.execute_batch(
+            "INSERT INTO queue (message_id, body, visible_at_ms, key) VALUES ('c', 'z', 3, 'k');
+             DELETE FROM queue WHERE message_id IN ('a', 'c');",
+        )
+        .unwrap();
+        let rows: Vec<(String, i64)> = c
+            .prepare("SELECT key, waiting FROM key_turns ORDER BY key")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rows, vec![(String::new(), 1)]);
+        // The task's key is read from its document, for the per-key count.
+        assert_eq!(pending_of_key_in(&c, "k").unwrap(), 1);
+    }
 }
