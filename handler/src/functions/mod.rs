@@ -280,8 +280,10 @@ async fn service_bus(app: Data, gate: web::Data<Gate>, body: web::Bytes) -> Http
     answer(status, &r)
 }
 
-/// One delivery through the global cap ([`admit`]), the spawn and the delivery policy
-/// ([`policy::decide`]); the answer's status tells the host what to do with the message:
+/// One delivery through the admission ([`admit`]: not due yet, or held for room under the
+/// global cap, its key's cap or higher priorities: 200, the task stays `Pending` for the
+/// timer), the spawn and the delivery policy ([`policy::decide`]); the answer's status tells
+/// the host what to do with the message:
 ///
 /// - [`Verdict::Complete`]: 200, the host completes the message.
 /// - [`Verdict::RetryAfter`] not counted (a transient runtime error): the task is put back to
@@ -292,7 +294,9 @@ async fn service_bus(app: Data, gate: web::Data<Gate>, body: web::Bytes) -> Http
 ///   (`EnsureSuccessStatusCode` in azure-functions-host's `DefaultHttpWorkerService`) and
 ///   abandons the message; Service Bus redelivers it.
 /// - [`Verdict::DeadLetter`]: the task is marked `DeadLettered`, then 500: the broker moves
-///   the message to its dead-letter queue at its own `MaxDeliveryCount`.
+///   the message to its dead-letter queue at its own `MaxDeliveryCount`. A message refused by
+///   a rule or a cap on waiting tasks ([`SpawnError::Refused`]) stores nothing and answers 500
+///   with the reason on every delivery until then (a custom handler cannot dead-letter itself).
 async fn deliver(app: &Arc<App>, d: &Delivery) -> (StatusCode, String) {
     let id = &d.message_id;
     let result = match admit::admit(app, d).await {
