@@ -162,7 +162,7 @@ impl MongoStore {
 
     /// `{seq: -1}` for the board, `{state: 1, seq: -1}` for filtered pages and the reconciler,
     /// `{finished_at_ms: 1}` for a timeline's window, `{key: 1, state: 1}` for the per-key count
-    /// of waiting tasks (backpressure).
+    /// of waiting tasks (backpressure) and a key's running ones (`active_with_key`).
     async fn create_indexes(&self) -> Result<(), StoreError> {
         // The first command: an incompatible server fails here, with words from connect_error.
         let named = |keys: Document, name: &str| {
