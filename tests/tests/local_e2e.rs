@@ -200,6 +200,8 @@ async fn a_duplicate_delivery_makes_one_container() {
     assert_eq!(docker_names(id.as_str()), vec![format!("eda-{id}-1")]);
     let api = Api::new(&running);
     api.wait_state(&id, Done, LONG).await;
+    // Its container is gone before the handler stops (the test leaves nothing behind).
+    e2e::until_removed(&running, &format!("eda-{id}-1"), LONG).await;
     running.stop().await;
 }
 

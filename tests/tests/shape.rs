@@ -566,3 +566,56 @@ async fn the_queue_serves_priority_then_keys_in_turn_then_arrival() {
     );
     assert_eq!(queue.next_visible_at(&[]).await.unwrap(), Some(later));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_running_containers_count_against_their_keys_cap() {
+    if !need("docker", e2e::docker_available()) {
+        return;
+    }
+    let dir = TempDir::new("keycap-restart");
+    let image = e2e::test_image().await;
+    // The same address again, so the running container's worker reaches the new handler.
+    let addr = format!("127.0.0.1:{}", e2e::free_port());
+    let mut flags = vec![
+        "--runtime",
+        "docker",
+        "--image",
+        image.as_str(),
+        "--memory-mb",
+        "128",
+        "--key-cap",
+        "1",
+        "--bind",
+        addr.as_str(),
+    ];
+    let args: Vec<String> = e2e::shell_worker_args()
+        .iter()
+        .map(|a| format!("--worker-arg={a}"))
+        .collect();
+    flags.extend(args.iter().map(String::as_str));
+    let running = start_local(&dir.0, &flags).await;
+    let api = Api::new(&running);
+    let first = api
+        .submit(serde_json::json!({"work": "sleep 3", "key": "r"}))
+        .await;
+    api.wait_state(&first.id, TaskState::InProgress, LONG).await;
+    running.stop().await;
+    // The container keeps running; the new handler adopts it, counted for key r.
+    let running = start_local(&dir.0, &flags).await;
+    let api = Api::new(&running);
+    let second = api
+        .submit(serde_json::json!({"work": "true", "key": "r"}))
+        .await;
+    let second = api.wait_state(&second.id, TaskState::Done, LONG).await;
+    let first = api.wait_state(&first.id, TaskState::Done, LONG).await;
+    assert!(
+        second.provisioned_at_ms.unwrap() >= first.finished_at_ms.unwrap(),
+        "the second task of key r (cap 1) waited for the adopted first: {:?} < {:?}",
+        second.provisioned_at_ms,
+        first.finished_at_ms
+    );
+    for t in [&first, &second] {
+        e2e::until_removed(&running, &format!("eda-{}-1", t.id), LONG).await;
+    }
+    running.stop().await;
+}
