@@ -209,9 +209,11 @@ pub fn running_per_key(tasks: &[Task]) -> BTreeMap<&str, usize> {
 
 /// The cap on running containers of key `key` (`--key-cap`, `--key-caps`), if it has one.
 pub fn key_cap(app: &App, key: &str) -> Option<usize> {
-    // PENDING-MERGE: app.settings().shape.key_caps.cap(key) once h8-shape has the flags.
-    let _ = (app, key);
-    None
+    app.settings()
+        .shape
+        .key_caps
+        .cap(key)
+        .map(|c| usize::try_from(c).unwrap_or(usize::MAX))
 }
 
 /// Holds `task` ([`Event::Hold`]): `Pending`, due now, with why it waits. Best effort: should

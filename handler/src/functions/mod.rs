@@ -146,7 +146,8 @@ pub async fn build_app(args: &FunctionsArgs) -> anyhow::Result<(Arc<App>, Gate)>
 /// too, for the answer's output binding.
 pub fn invocation(app: &Arc<App>) -> (Arc<App>, Outbox) {
     let outbox = Outbox::default();
-    let intake = ServiceBusIntake::new(app.tasks().clone(), outbox.clone());
+    let caps = app.settings().shape.queue_caps;
+    let intake = ServiceBusIntake::new(app.tasks().clone(), outbox.clone(), caps);
     (app.with_intake(Arc::new(intake)), outbox)
 }
 
@@ -282,8 +283,10 @@ async fn service_bus(app: Data, gate: web::Data<Gate>, body: web::Bytes) -> Http
     answer(status, &r)
 }
 
-/// One delivery through the global cap ([`admit`]), the spawn and the delivery policy
-/// ([`policy::decide`]); the answer's status tells the host what to do with the message:
+/// One delivery through the admission ([`admit`]: not due yet, or held for room under the
+/// global cap, its key's cap or higher priorities: 200, the task stays `Pending` for the
+/// timer), the spawn and the delivery policy ([`policy::decide`]); the answer's status tells
+/// the host what to do with the message:
 ///
 /// - [`Verdict::Complete`]: 200, the host completes the message.
 /// - [`Verdict::RetryAfter`] not counted (a transient runtime error): the task is put back to
@@ -294,7 +297,9 @@ async fn service_bus(app: Data, gate: web::Data<Gate>, body: web::Bytes) -> Http
 ///   (`EnsureSuccessStatusCode` in azure-functions-host's `DefaultHttpWorkerService`) and
 ///   abandons the message; Service Bus redelivers it.
 /// - [`Verdict::DeadLetter`]: the task is marked `DeadLettered`, then 500: the broker moves
-///   the message to its dead-letter queue at its own `MaxDeliveryCount`.
+///   the message to its dead-letter queue at its own `MaxDeliveryCount`. A message refused by
+///   a rule or a cap on waiting tasks ([`SpawnError::Refused`]) stores nothing and answers 500
+///   with the reason on every delivery until then (a custom handler cannot dead-letter itself).
 async fn deliver(app: &Arc<App>, d: &Delivery) -> (StatusCode, String) {
     let id = &d.message_id;
     let result = match admit::admit(app, d).await {
@@ -327,7 +332,24 @@ async fn deliver(app: &Arc<App>, d: &Delivery) -> (StatusCode, String) {
         (Err(SpawnError::NoRoom(why)), _) => return (StatusCode::OK, format!(
             "message {id}: {why}; the task stays Pending and the ReconcileTimer sends it again when there is room"
         )),
-        // PENDING-MERGE-ARMS
+        // Scheduled later (the spawn path's own check, should a delivery race past `admit`):
+        // the task stays `Pending` and the timer sends it when it is due; no delivery spent.
+        (Err(SpawnError::NotYet(wait)), _) => return (StatusCode::OK, format!(
+            "message {id}: not due for {} s; the task stays Pending and the ReconcileTimer sends it when it is due",
+            wait.as_secs()
+        )),
+        // A rule or a cap on waiting tasks refuses it (`--max-queued`, `--max-queued-per-key`,
+        // the shape's bounds): nothing is stored. A custom handler cannot dead-letter a message
+        // itself, so the invocation fails with the reason on every delivery and Service Bus
+        // moves the message to the dead-letter queue at its `MaxDeliveryCount`.
+        (Err(e @ SpawnError::Refused(_)), Verdict::DeadLetter { .. }) => {
+            tracing::warn!(message = %id, delivery = d.delivery_count, error = %e, "message refused; dead-lettered by Service Bus at its MaxDeliveryCount");
+            let line = format!(
+                "message {id} delivery {}: {e}; dead-letter it (the queue's MaxDeliveryCount)",
+                d.delivery_count
+            );
+            return (StatusCode::INTERNAL_SERVER_ERROR, line);
+        }
 
         (Err(e), Verdict::RetryAfter { delay, counts: false }) => {
             return deferred(app, d, &e, delay).await

@@ -48,6 +48,7 @@ use crate::app::{Intake, IntakeError};
 use crate::clock::now_ms;
 use crate::tasks::Tasks;
 use async_trait::async_trait;
+use model::shape::QueueCaps;
 use model::TaskId;
 use model::{Envelope, Task, TaskState};
 use std::collections::{HashMap, HashSet};
@@ -87,18 +88,27 @@ impl Outbox {
     }
 }
 
-/// The Azure [`Intake`] of one invocation: store first, then its [`Outbox`].
+/// The Azure [`Intake`] of one invocation: store first (refusing a batch over the caps on
+/// waiting tasks: the API's 429), then its [`Outbox`].
 pub struct ServiceBusIntake {
     /// The task service (store + events).
     tasks: Tasks,
     /// Where this invocation's envelopes go.
     outbox: Outbox,
+    /// The caps on waiting tasks (`--max-queued`, `--max-queued-per-key`). Checked before the
+    /// insert, not with it: a Cosmos store has no transaction across documents, so concurrent
+    /// batches may overshoot a cap by one batch (`TaskStore::insert_capped`).
+    caps: QueueCaps,
 }
 
 impl ServiceBusIntake {
-    /// The intake of the invocation that owns `outbox`.
-    pub fn new(tasks: Tasks, outbox: Outbox) -> ServiceBusIntake {
-        ServiceBusIntake { tasks, outbox }
+    /// The intake of the invocation that owns `outbox`, refusing batches over `caps`.
+    pub fn new(tasks: Tasks, outbox: Outbox, caps: QueueCaps) -> ServiceBusIntake {
+        ServiceBusIntake {
+            tasks,
+            outbox,
+            caps,
+        }
     }
 }
 
@@ -107,7 +117,7 @@ impl Intake for ServiceBusIntake {
     /// Sends the new tasks that are due now; a task with a later `not_before` is sent by the
     /// timer when it is due (module docs).
     async fn submit(&self, tasks: Vec<Task>) -> Result<Vec<Task>, IntakeError> {
-        let stored = self.tasks.insert(&tasks).await?;
+        let stored = self.tasks.insert_capped(&tasks, self.caps).await?;
         let now = now_ms();
         let due = |t: &&Task| t.not_before_ms.is_none_or(|at| at <= now);
         for t in stored

@@ -162,7 +162,8 @@ impl MongoStore {
 
     /// `{seq: -1}` for the board, `{state: 1, seq: -1}` for filtered pages and the reconciler,
     /// `{finished_at_ms: 1}` for a timeline's window and retention, `{key: 1, state: 1}` for the
-    /// per-key count of waiting tasks (backpressure), `{key: 1, seq: -1}` and `{created_at_ms: 1}`
+    /// per-key count of waiting tasks (backpressure) and a key's running ones
+    /// (`active_with_key`), `{key: 1, seq: -1}` and `{created_at_ms: 1}`
     /// for searches ([`super::mongo_search`]).
     async fn create_indexes(&self) -> Result<(), StoreError> {
         // The first command: an incompatible server fails here, with words from connect_error.
