@@ -147,10 +147,15 @@ impl Tasks {
         self.store.metrics(id).await
     }
 
-    /// Removes every finished task with its logs and metrics, and announces it.
+    /// Removes every finished task with its logs, metrics and webhook deliveries, and
+    /// announces it.
     pub async fn remove_finished(&self) -> Result<Vec<Task>, StoreError> {
         let removed = self.store.remove_finished().await?;
         self.events.cleared(&removed);
+        if let Some(w) = &self.webhooks {
+            let ids: Vec<TaskId> = removed.iter().map(|t| t.id.clone()).collect();
+            w.forget(&ids).await;
+        }
         Ok(removed)
     }
 

@@ -171,6 +171,9 @@ impl Containers {
         cmd.args(command.iter().skip(1))
             .env_clear()
             .env("PATH", path)
+            // The container's writable space (its RESULT_PATH folder): under this driver's own
+            // folder, removed with it, even when the test kills the worker.
+            .env("TMPDIR", &self.mounts)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

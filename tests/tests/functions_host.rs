@@ -34,6 +34,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What the tests that need MongoDB say when there is none.
@@ -601,7 +602,26 @@ async fn on_a_laptop(runtime: &str, worker: &Path, extra: &[(&str, &str)]) {
     let front_url = format!("http://{}", front.local_addr().unwrap());
     let queue = format!("work-laptop-{}", nanos());
     let data = dir.0.join("data");
+    // A completion webhook receiver: functions mode records and sends the events too.
+    let hooks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = hooks.clone();
+    let receiver = actix_web::HttpServer::new(move || {
+        let counted = counted.clone();
+        actix_web::App::new().default_service(actix_web::web::to(move || {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async { actix_web::HttpResponse::NoContent().finish() }
+        }))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(("127.0.0.1", 0))
+    .unwrap();
+    let hook_url = format!("http://127.0.0.1:{}/hook", receiver.addrs()[0].port());
+    let receiver = receiver.run();
+    let receiver_handle = receiver.handle();
+    tokio::spawn(receiver);
     let mut s: BTreeMap<String, String> = [
+        ("EDA_WEBHOOK_URLS", hook_url),
         ("EDA_STORE", "sqlite".to_string()),
         ("EDA_RUNTIME", runtime.into()),
         ("EDA_DATA_DIR", data.display().to_string()),
@@ -682,6 +702,21 @@ async fn on_a_laptop(runtime: &str, worker: &Path, extra: &[(&str, &str)]) {
         data.join("eda.db").is_file(),
         "the store is the SQLite file in EDA_DATA_DIR"
     );
+    // Each task's end was POSTed once (the outbox is a table of the same SQLite file).
+    for t in [&id, &plain] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, d) = get_json(&http, &format!("{front_url}/api/tasks/{t}/webhooks")).await;
+            if d["deliveries"][0]["status"] == "delivered" {
+                assert_eq!(d["deliveries"].as_array().unwrap().len(), 1, "{d}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "no webhook delivered: {d}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert_eq!(hooks.load(std::sync::atomic::Ordering::SeqCst), 2);
+    receiver_handle.stop(false).await;
     let records = host.records.lock().unwrap().clone();
     assert!(
         records.iter().all(|r| r.result.is_ok()),

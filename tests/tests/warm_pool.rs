@@ -195,7 +195,7 @@ async fn a_message_claims_a_warm_container_and_the_pool_refills() {
     let left = Leftovers::new(&running);
     let before = ready(&api, &left, 2).await;
     let t = api
-        .submit(serde_json::json!({"work": "echo hi from $CONTAINER_NAME; sleep 1; echo bye"}))
+        .submit(serde_json::json!({"work": "echo hi from $CONTAINER_NAME; sleep 1; echo warm > \"$RESULT_PATH\"; echo bye"}))
         .await;
     let name = format!("eda-{}-1", t.id);
     left.container(&name);
@@ -218,6 +218,8 @@ async fn a_message_claims_a_warm_container_and_the_pool_refills() {
     assert_eq!(states, [Pending, Provisioning, InProgress, Done]);
     assert_eq!(done.container.as_deref(), Some(name.as_str()));
     assert!(done.billed_seconds >= 1 && done.cost > 0.0, "{done:?}");
+    // A warm container's worker runs the same work path: RESULT_PATH comes back too.
+    assert_eq!(done.result.map(|r| r.text).as_deref(), Some("warm\n"));
     let logs = eventually(LONG, "captured logs", || async {
         let l = api.get(&format!("/api/tasks/{}/logs", t.id)).await;
         let text = l["text"].as_str().unwrap_or_default().to_string();

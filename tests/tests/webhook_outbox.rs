@@ -5,7 +5,7 @@
 //! What every backend must do: record idempotently by delivery id; `due` gives pending rows that
 //! are due, oldest first, only the oldest pending one per task and URL (so one task's events
 //! reach a URL in order); `save` changes status, attempts and next time; `for_task` lists a
-//! task's deliveries oldest first.
+//! task's deliveries oldest first; `remove` forgets the deliveries of removed tasks.
 
 use handler::webhooks::mongo::MongoOutbox;
 use handler::webhooks::outbox::{MemoryOutbox, Outbox, Row};
@@ -91,8 +91,13 @@ async fn conformance(o: Arc<dyn Outbox>) {
     let order: Vec<_> = listed.iter().map(|d| d.id.as_str()).collect();
     assert_eq!(order, ["a-1-u", "a-1-v", "a-2-u"]);
     assert_eq!(listed[0], done, "saved as written");
-    let b = o.for_task(&TaskId::parse("b").unwrap()).await.unwrap();
-    assert_eq!(b, [later]);
+    let b = TaskId::parse("b").unwrap();
+    assert_eq!(o.for_task(&b).await.unwrap(), [later]);
+
+    o.remove(std::slice::from_ref(&a)).await.unwrap();
+    assert!(o.for_task(&a).await.unwrap().is_empty(), "a's rows removed");
+    assert_eq!(o.for_task(&b).await.unwrap().len(), 1, "b's kept");
+    assert_eq!(ids(&o.due(NOW + 5_000, 10).await.unwrap()), ["b-1-u"]);
 }
 
 #[tokio::test]

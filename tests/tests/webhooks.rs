@@ -255,6 +255,17 @@ async fn a_finished_task_sends_one_signed_cloudevent_with_its_result() {
     assert_eq!(v["data"]["result"]["text"], "the answer\n");
     let v = check_cloudevent(&of(&bad.id), "failed", &bad.id);
     assert_eq!(v["data"]["exit_code"], 3);
+
+    // Clearing finished tasks forgets their deliveries too.
+    let cleared = api
+        .http
+        .delete(format!("{}/api/tasks?state=finished", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cleared.status().as_u16(), 200);
+    let hooks = running.app.tasks().webhooks().unwrap();
+    assert!(hooks.deliveries(&ok.id).await.unwrap().is_empty());
     running.stop().await;
     rx.stop().await;
 }

@@ -95,15 +95,26 @@ impl Drop for ResultFile {
 mod tests {
     use super::*;
 
-    fn base() -> PathBuf {
-        let b = std::env::temp_dir().join(format!("eda-worker-result-test-{}", std::process::id()));
+    /// A base folder of one test, removed when dropped.
+    struct Base(PathBuf);
+
+    impl Drop for Base {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn base(test: &str) -> Base {
+        let b =
+            std::env::temp_dir().join(format!("eda-worker-result-{test}-{}", std::process::id()));
         std::fs::create_dir_all(&b).unwrap();
-        b
+        Base(b)
     }
 
     #[test]
     fn no_file_is_no_result_and_the_directory_is_removed() {
-        let f = ResultFile::create_in(&base(), "t-none").unwrap();
+        let b = base("none");
+        let f = ResultFile::create_in(&b.0, "t-none").unwrap();
         let dir = f.dir.clone();
         assert!(dir.is_dir());
         assert_eq!(f.read(), None);
@@ -113,7 +124,8 @@ mod tests {
 
     #[test]
     fn a_written_file_is_read_and_a_large_one_cut() {
-        let f = ResultFile::create_in(&base(), "t-some").unwrap();
+        let b = base("some");
+        let f = ResultFile::create_in(&b.0, "t-some").unwrap();
         std::fs::write(f.path(), "answer: 42").unwrap();
         let r = f.read().unwrap();
         assert_eq!(

@@ -92,6 +92,9 @@ struct Children {
     next_generation: u64,
 }
 
+/// The work's `TMPDIR`, under the logs dir: emptied when a runtime starts.
+pub const WORK_TMP: &str = "work-tmp";
+
 /// [`ContainerRuntime`] over plain child processes.
 pub struct ProcessRuntime {
     /// The worker binary every child runs (the spec's image is not used).
@@ -152,6 +155,13 @@ impl ProcessRuntime {
                 owner,
                 "killed worker processes a previous run of this data dir left behind"
             );
+        }
+        // A fresh temporary folder for the work (`TMPDIR`): what a killed worker left there (its
+        // `RESULT_PATH` folder) goes with the data dir instead of piling up in the host's /tmp.
+        let tmp = logs_dir.join(WORK_TMP);
+        let _ = std::fs::remove_dir_all(&tmp);
+        if let Err(e) = std::fs::create_dir_all(&tmp) {
+            tracing::warn!(dir = %tmp.display(), error = %e, "cannot create the work's TMPDIR");
         }
         let (exits, _) = broadcast::channel(1024);
         ProcessRuntime {
@@ -224,6 +234,7 @@ impl ProcessRuntime {
             // Like a container: only what the spec gives (and PATH), none of the handler's secrets.
             .env_clear()
             .env("PATH", path)
+            .env("TMPDIR", self.logs_dir.join(WORK_TMP))
             .env(OWNER_ENV, &self.owner)
             .envs(spec.env.iter().chain(&spec.secret_env).map(|(k, v)| (k, v)))
             // The lifeline: its write end stays with the waiter (close-on-exec, so no other

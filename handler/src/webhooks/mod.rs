@@ -156,6 +156,14 @@ impl Webhooks {
             .collect()
     }
 
+    /// Forgets the deliveries of removed tasks (also undelivered ones: the tasks are gone).
+    /// Never fails the caller: an error is logged.
+    pub async fn forget(&self, ids: &[TaskId]) {
+        if let Err(e) = self.outbox.remove(ids).await {
+            tracing::warn!(error = %e, "webhook deliveries of removed tasks could not be removed");
+        }
+    }
+
     /// A task's deliveries and their attempts, oldest first.
     pub async fn deliveries(&self, id: &TaskId) -> Result<Vec<Delivery>, StoreError> {
         self.outbox.for_task(id).await

@@ -148,4 +148,17 @@ impl Outbox for MongoOutbox {
         .map_err(backend)?;
         docs.iter().map(delivery).collect()
     }
+
+    async fn remove(&self, ids: &[TaskId]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let coll = self.coll().await?;
+        let ids: Vec<&str> = ids.iter().map(TaskId::as_str).collect();
+        let filter = doc! {"task_id": {"$in": ids}};
+        with_retry(|| coll.delete_many(filter.clone()))
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
 }

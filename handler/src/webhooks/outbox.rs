@@ -32,6 +32,8 @@ pub trait Outbox: Send + Sync {
     async fn save(&self, d: &Delivery) -> Result<(), StoreError>;
     /// A task's deliveries, oldest first.
     async fn for_task(&self, id: &TaskId) -> Result<Vec<Delivery>, StoreError>;
+    /// Forgets every delivery of these tasks (they were removed from the board).
+    async fn remove(&self, ids: &[TaskId]) -> Result<(), StoreError>;
 }
 
 /// The in-memory outbox: gone with the process.
@@ -90,5 +92,12 @@ impl Outbox for MemoryOutbox {
             .filter(|r| &r.delivery.task_id == id)
             .map(|r| r.delivery.clone())
             .collect())
+    }
+
+    async fn remove(&self, ids: &[TaskId]) -> Result<(), StoreError> {
+        let gone: HashSet<&TaskId> = ids.iter().collect();
+        self.lock()
+            .retain(|_, r| !gone.contains(&r.delivery.task_id));
+        Ok(())
     }
 }

@@ -148,4 +148,19 @@ impl Outbox for SqliteOutbox {
             })
             .await
     }
+
+    async fn remove(&self, ids: &[TaskId]) -> Result<(), StoreError> {
+        let ids: Vec<String> = ids.iter().map(|i| i.as_str().to_string()).collect();
+        self.db
+            .write(move |tx| {
+                let mut del = tx
+                    .prepare_cached("DELETE FROM webhook_deliveries WHERE task_id = ?1")
+                    .map_err(backend)?;
+                for id in &ids {
+                    del.execute([id]).map_err(backend)?;
+                }
+                Ok(())
+            })
+            .await
+    }
 }
