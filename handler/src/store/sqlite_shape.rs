@@ -43,14 +43,10 @@ END;
 CREATE INDEX queue_by_key ON queue(leased, key, priority, seq);
 ";
 
-/// The task's concurrency key, read from its document by SQLite itself (a virtual generated
-/// column, as `tasks.finished_at_ms`), indexed with the state so the per-key count of waiting
-/// tasks reads only that key's entries.
-const TASK_KEY: &str = "
-ALTER TABLE tasks ADD COLUMN concurrency_key TEXT
-    GENERATED ALWAYS AS (json_extract(doc, '$.key')) VIRTUAL;
-CREATE INDEX tasks_by_key ON tasks(concurrency_key, state);
-";
+/// The task's concurrency key (the virtual generated column `tasks.task_key` that
+/// `sqlite_search::migrate` adds, which runs first) indexed with the state, so the per-key count
+/// of waiting tasks reads only that key's waiting entries.
+const TASK_KEY: &str = "CREATE INDEX IF NOT EXISTS tasks_by_key_state ON tasks(task_key, state);";
 
 fn has_column(conn: &Connection, table: &str, column: &str) -> Result<bool, StoreError> {
     conn.query_row(
@@ -86,9 +82,7 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     if !has_turns {
         tx.execute_batch(TURNS).map_err(backend)?;
     }
-    if !has_column(&tx, "tasks", "concurrency_key")? {
-        tx.execute_batch(TASK_KEY).map_err(backend)?;
-    }
+    tx.execute_batch(TASK_KEY).map_err(backend)?;
     tx.commit().map_err(backend)
 }
 
@@ -101,9 +95,9 @@ fn pending_in(conn: &Connection) -> Result<u64, StoreError> {
         .map_err(backend)
 }
 
-/// Tasks waiting (`Pending`) with concurrency key `key` (the `tasks_by_key` index).
+/// Tasks waiting (`Pending`) with concurrency key `key` (the `tasks_by_key_state` index).
 fn pending_of_key_in(conn: &Connection, key: &str) -> Result<u64, StoreError> {
-    conn.prepare_cached("SELECT COUNT(*) FROM tasks WHERE concurrency_key = ?1 AND state = ?2")
+    conn.prepare_cached("SELECT COUNT(*) FROM tasks WHERE task_key = ?1 AND state = ?2")
         .map_err(backend)?
         .query_row(params![key, TaskState::Pending.as_str()], |r| {
             r.get::<_, i64>(0)
@@ -190,6 +184,8 @@ mod tests {
     #[test]
     fn an_old_database_is_migrated_with_its_queued_messages_counted() {
         let mut c = old_database();
+        // The order `Db::open` runs them in: the board's (and search's) columns first.
+        super::super::sqlite_board::migrate(&mut c).unwrap();
         migrate(&mut c).unwrap();
         migrate(&mut c).unwrap(); // idempotent
         for col in ["priority", "key", "enqueued_at_ms"] {
