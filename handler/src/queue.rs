@@ -36,8 +36,16 @@ const LEASE: Duration = Duration::from_secs(60);
 
 /// Adds a message; a message id already queued is kept (so a re-send is harmless).
 const SEND: &str =
-    "INSERT INTO queue (message_id, body, visible_at_ms, priority, key, enqueued_at_ms)
-                    VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(message_id) DO NOTHING";
+    "INSERT INTO queue (message_id, body, visible_at_ms, priority, key, enqueued_at_ms, task_id)
+                    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(message_id) DO NOTHING";
+
+/// Queues a new task's own message, unless a message about the task is already queued: a task
+/// stored because another producer's message arrived (its message id is not the task's id) is
+/// served by that message, and a second one would start a second attempt beside the first.
+const SEND_NEW: &str =
+    "INSERT INTO queue (message_id, body, visible_at_ms, priority, key, enqueued_at_ms, task_id)
+     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?1 WHERE NOT EXISTS (SELECT 1 FROM queue WHERE task_id = ?1)
+     ON CONFLICT(message_id) DO NOTHING";
 
 /// The next message to serve (module docs, "Order"): ?1 now, ?2 a JSON array of the keys at
 /// their cap. For each key with waiting messages (`key_turns`) and not at its cap: its highest
@@ -99,7 +107,7 @@ pub fn enqueue_new(
     new: &[Task],
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    let mut send = tx.prepare_cached(SEND).map_err(backend)?;
+    let mut send = tx.prepare_cached(SEND_NEW).map_err(backend)?;
     for t in new {
         // A delayed task's message stays invisible until its time.
         let visible = now_ms.max(t.not_before_ms.unwrap_or(now_ms));
@@ -162,12 +170,19 @@ impl LocalQueue {
         let (priority, key) = env.as_ref().map_or((0, String::new()), |e| {
             (e.priority, e.key.clone().unwrap_or_default())
         });
+        // The task the message is about, as the spawner will see it (`spawn::envelope`).
+        let task_id = env
+            .as_ref()
+            .map_or_else(|| crate::spawn::derived_id(&id), |e| e.id.clone())
+            .to_string();
         let visible = at_ms.max(env.and_then(|e| e.not_before_ms).unwrap_or(at_ms));
         let now = now_ms();
         self.db
             .write(move |tx| {
                 tx.prepare_cached(SEND)
-                    .and_then(|mut s| s.execute(params![id, body, visible, priority, key, now]))
+                    .and_then(|mut s| {
+                        s.execute(params![id, body, visible, priority, key, now, task_id])
+                    })
                     .map_err(backend)
             })
             .await?;

@@ -619,3 +619,57 @@ async fn after_a_restart_running_containers_count_against_their_keys_cap() {
     }
     running.stop().await;
 }
+
+/// A task stored because another producer's message arrived (message id `m-1`, envelope id
+/// `t-1`) is served by that message: storing it queues no second message (which used to start a
+/// second attempt beside the first and leave the task in `Provisioning`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_arrived_by_a_foreign_message_is_not_queued_twice() {
+    use handler::queue::{self, LocalQueue};
+    use handler::store::sqlite::SqliteStore;
+    let dir = TempDir::new("once");
+    let store = SqliteStore::open(&dir.0.join("eda.db"))
+        .unwrap()
+        .with_outbox(queue::enqueue_new);
+    let rates = model::Rates {
+        cpu_second: 0.0,
+        gb_second: 0.0,
+    };
+    let tasks = handler::tasks::Tasks::new(
+        std::sync::Arc::new(store.clone()),
+        handler::events::Events::default(),
+        rates,
+    );
+    let queue = LocalQueue::new(store.db.clone(), tasks.clone());
+    let body = serde_json::json!({"id": "t-1", "work": "w"}).to_string();
+    queue.send_raw("m-1", &body).await.unwrap();
+    let leased = queue.receive(&[]).await.unwrap().expect("the message");
+    assert_eq!(leased.delivery.message_id, "m-1");
+    let task = model::Task::new(
+        TaskId::parse("t-1").unwrap(),
+        "w".into(),
+        model::Resources {
+            cpu: 1.0,
+            memory_mb: 128,
+        },
+        1,
+        60,
+        1,
+    );
+    tasks.insert(&[task]).await.unwrap();
+    assert_eq!(queue.depth().await.unwrap(), 1, "only the foreign message");
+    // A task the API accepts still gets its own message.
+    let own = model::Task::new(
+        TaskId::parse("t-2").unwrap(),
+        "w".into(),
+        model::Resources {
+            cpu: 1.0,
+            memory_mb: 128,
+        },
+        1,
+        60,
+        1,
+    );
+    tasks.insert(&[own]).await.unwrap();
+    assert_eq!(queue.depth().await.unwrap(), 2);
+}

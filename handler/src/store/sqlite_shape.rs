@@ -14,10 +14,14 @@ use std::collections::BTreeMap;
 
 /// Columns of the queue added after it was first made: (name, definition). `key` is `''` for
 /// a message without a concurrency key (so one index serves both).
-const QUEUE_COLUMNS: [(&str, &str); 3] = [
+/// `task_id` is the id of the task the message is about (its envelope's, or the one derived
+/// from a plain message's id), so a task that arrived by another producer's message is not
+/// queued a second time when it is stored (`queue::enqueue_new`).
+const QUEUE_COLUMNS: [(&str, &str); 4] = [
     ("priority", "INTEGER NOT NULL DEFAULT 0"),
     ("key", "TEXT NOT NULL DEFAULT ''"),
     ("enqueued_at_ms", "INTEGER"),
+    ("task_id", "TEXT"),
 ];
 
 /// `key_turns`: one row per concurrency key with messages (`''`: those without a key):
@@ -83,6 +87,8 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.execute_batch(TURNS).map_err(backend)?;
     }
     tx.execute_batch(TASK_KEY).map_err(backend)?;
+    tx.execute_batch("CREATE INDEX IF NOT EXISTS queue_by_task ON queue(task_id);")
+        .map_err(backend)?;
     tx.commit().map_err(backend)
 }
 
