@@ -11,7 +11,7 @@
 
 use leptos::prelude::*;
 use model::{Task, TaskId, TaskState};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// The loaded slice of the board, in board order (newest first, a batch in submission order).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -34,6 +34,16 @@ pub struct Board {
     pub counts: RwSignal<BTreeMap<TaskState, u64>>,
     /// The state the board is filtered on, if any (the server filters).
     pub filter: RwSignal<Option<TaskState>>,
+    /// The search the board shows (`q` of `GET /api/tasks`, see [`crate::search`]); empty: all.
+    /// With one, the counts are of the matching tasks.
+    pub query: RwSignal<String>,
+    /// Tiles picked for a bulk action (ctrl/cmd-click, shift-click; see [`crate::select`]).
+    pub selection: RwSignal<BTreeSet<TaskId>>,
+    /// "Select all matching": the bulk bar acts on every task the search and filter match,
+    /// loaded or not, instead of `selection`.
+    pub all_matching: RwSignal<bool>,
+    /// The tile toggled last: where a shift-click's run starts.
+    pub anchor: StoredValue<Option<TaskId>>,
     /// The task kept loaded even when it is outside the window (the details panel's).
     pub pinned: RwSignal<Option<TaskId>>,
     /// The latest change, for the aria-live region (screen readers).
@@ -50,6 +60,10 @@ impl Default for Board {
             tasks: StoredValue::new(HashMap::new()),
             counts: RwSignal::new(BTreeMap::new()),
             filter: RwSignal::new(None),
+            query: RwSignal::new(String::new()),
+            selection: RwSignal::new(BTreeSet::new()),
+            all_matching: RwSignal::new(false),
+            anchor: StoredValue::new(None),
             pinned: RwSignal::new(None),
             announcement: RwSignal::new(String::new()),
             stale: RwSignal::new(0),

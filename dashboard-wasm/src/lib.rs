@@ -14,6 +14,8 @@
 //! - [`figures`]: the header's p50/p95, throughput and cost (from `GET /api/summary`).
 //! - [`board`]: the loaded window of the board, one signal per task, and the counts.
 //! - [`pager`]: fetching the window (by offset) and refreshing it, throttled.
+//! - [`search`]: the search box (the board and counts show the matching tasks).
+//! - [`select`]: picking tiles (ctrl/shift-click, all matching) and the bulk bar.
 //! - [`live`]: the `/api/events` stream, per-frame coalescing, reconnection, polling fallback.
 //! - [`api`]: `fetch` calls to the handler's API.
 //! - [`format`]: text formatting (times, durations, sizes, state colours).
@@ -31,6 +33,8 @@ pub mod live;
 pub mod outcome;
 pub mod pager;
 pub mod shape;
+pub mod search;
+pub mod select;
 pub mod timeline;
 pub mod ui;
 pub mod waterfall;

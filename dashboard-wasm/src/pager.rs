@@ -123,8 +123,13 @@ impl Pager {
         let want = self.inner.with_value(|i| i.want.clone());
         let limit = (want.end - want.start).clamp(1, model::limits::MAX_PAGE);
         let filter = self.board.filter.get_untracked();
+        let query = self.board.query.get_untracked();
         let state = filter.map_or(String::new(), |s| format!("&state={}", s.as_str()));
-        let path = format!("/api/tasks?offset={}&limit={limit}{state}", want.start);
+        let q = match query.trim() {
+            "" => String::new(),
+            q => format!("&q={}", api::encode(q)),
+        };
+        let path = format!("/api/tasks?offset={}&limit={limit}{state}{q}", want.start);
         let page = api::get::<TaskPage>(&path).await;
         let again = self
             .inner
@@ -134,8 +139,10 @@ impl Pager {
             })
             .unwrap_or(false);
         match page {
-            // A page for a filter the person has since left is dropped (the next one is due).
+            // A page for a filter or search the person has since left is dropped (the next one
+            // is due).
             Ok(_) if self.board.filter.get_untracked() != filter => {}
+            Ok(_) if self.board.query.get_untracked() != query => {}
             Ok(p) => self.board.show(want.start, p.tasks, p.counts),
             Err(e) => self.errors.push(e),
         }

@@ -92,7 +92,9 @@ pub fn App() -> impl IntoView {
         <AskKey need_key live=live.clone() />
         <AddWork board pager errors />
         <ErrorBanner errors />
+        <crate::search::SearchBox board pager errors />
         <Counts board pager errors />
+        <crate::select::BulkBar board pager errors />
         <main class="layout">
             <div class="boards">
                 <Timeline pager selected />
@@ -329,7 +331,8 @@ fn wanted(v: Viewport, cols: usize) -> std::ops::Range<usize> {
     start..(first + rows + OVERSCAN_ROWS) * cols
 }
 
-fn scroll_board_to_top() {
+/// Scrolls the grid back to its first row (a new filter or search).
+pub fn scroll_board_to_top() {
     if let Some(el) = document().query_selector(".scroller").ok().flatten() {
         el.set_scroll_top(0);
     }
@@ -400,7 +403,7 @@ fn Grid(board: Board, pager: Pager, selected: RwSignal<Option<TaskId>>) -> impl 
                     data-start=move || board.window.with(|w| w.start.to_string())>
                     {move || (lead() > 0).then(|| view! { <div class="pad" style:grid-column=format!("span {}", lead())></div> })}
                     <For each=move || board.window.get().ids key=|id| id.clone() let:id>
-                        {board.get(&id).map(|sig| view! { <Tile sig selected /> })}
+                        {board.get(&id).map(|sig| view! { <Tile sig selected board /> })}
                     </For>
                 </div>
             </div>
@@ -410,18 +413,29 @@ fn Grid(board: Board, pager: Pager, selected: RwSignal<Option<TaskId>>) -> impl 
 }
 
 #[component]
-fn Tile(sig: RwSignal<Task>, selected: RwSignal<Option<TaskId>>) -> impl IntoView {
+fn Tile(sig: RwSignal<Task>, selected: RwSignal<Option<TaskId>>, board: Board) -> impl IntoView {
     let id = sig.with_untracked(|t| t.id.clone());
     let is_selected = {
         let id = id.clone();
         move || selected.with(|s| s.as_ref() == Some(&id))
     };
+    let picked = {
+        let id = id.clone();
+        move || board.selection.with(|s| s.contains(&id))
+    };
+    // Ctrl/cmd- and shift-clicks pick tiles for the bulk bar; a plain click opens the details.
     let pick = {
         let id = id.clone();
-        move |_| selected.set(Some(id.clone()))
+        move |e: ev::MouseEvent| {
+            if !crate::select::tile_click(board, &id, &e) {
+                selected.set(Some(id.clone()));
+            }
+        }
     };
     view! {
         <button class=move || sig.with(|t| format!("tile {}", t.state.css_class()))
+            class:picked=picked.clone()
+            data-picked=move || picked().to_string()
             data-id=id.to_string()
             data-state=move || sig.with(|t| t.state.as_str())
             title=move || sig.with(|t| t.reason.clone())

@@ -12,6 +12,9 @@
 //!   then a burst of 1,000 changes a second for 5 s (on the 1,000 newest tasks, through the
 //!   task service, so each is stored and streamed as any change is): how long each change took
 //!   to reach its tile, and the longest gap between two animation frames.
+//! - `search_at_100k`: searches (text, key, label, time range, id prefix, a combination) with
+//!   100,000 stored: p50/p95 through the HTTP API, and the store's SQL with the search indexes
+//!   against the same SQL on the document without them (release: add `--release`).
 //! - `list_api_at_a_million`: a page of `GET /api/tasks`' store query with 1,000,000 stored,
 //!   with the counts as kept now (a table kept by triggers) and as computed before (`GROUP BY`).
 
@@ -342,4 +345,214 @@ async fn list_api_at_a_million() {
         percentile(&group_by, 0.5),
         percentile(&group_by, 0.95)
     );
+}
+
+/// One kind of search: its name, the API's query parameters, and the same condition written
+/// without the search indexes (on the document, as the store could only do before them).
+struct SearchKind {
+    name: &'static str,
+    params: Vec<(&'static str, String)>,
+    scan: String,
+}
+
+/// The kinds measured at 100,000 tasks (see [`fill_searchable`] for what they match).
+fn search_kinds(now: i64) -> Vec<SearchKind> {
+    let (from, to) = (now - 60_000_000, now - 59_000_000);
+    vec![
+        SearchKind {
+            name: "text, 1% match (`q=scene-42`)",
+            params: vec![("q", "scene-42".into())],
+            scan: "instr(lower(json_extract(doc, '$.work')), 'scene-42') > 0".into(),
+        },
+        SearchKind {
+            name: "text, 1 match (`q=\"frame 12345 \"`)",
+            params: vec![("q", "\"frame 12345 \"".into())],
+            scan: "instr(lower(json_extract(doc, '$.work')), 'frame 12345 ') > 0".into(),
+        },
+        SearchKind {
+            name: "key, 2% (`q=key:tenant-7`)",
+            params: vec![("q", "key:tenant-7".into())],
+            scan: "json_extract(doc, '$.key') = 'tenant-7'".into(),
+        },
+        SearchKind {
+            name: "label, 5% (`q=label:shard=7`)",
+            params: vec![("q", "label:shard=7".into())],
+            scan: "json_extract(doc, '$.labels.shard') = '7'".into(),
+        },
+        SearchKind {
+            name: "time range, 1% (`from=..&to=..`)",
+            params: vec![("from", from.to_string()), ("to", to.to_string())],
+            scan: format!(
+                "json_extract(doc, '$.created_at_ms') >= {from} AND json_extract(doc, '$.created_at_ms') < {to}"
+            ),
+        },
+        SearchKind {
+            name: "id prefix (`q=id:s-4242`)",
+            params: vec![("q", "id:s-4242".into())],
+            scan: "substr(id, 1, 6) = 's-4242'".into(),
+        },
+        SearchKind {
+            name: "text + label + state (`q=scene-4 label:env=prod state:failed`)",
+            params: vec![("q", "scene-4 label:env=prod state:failed".into())],
+            scan: "instr(lower(json_extract(doc, '$.work')), 'scene-4') > 0 \
+                   AND json_extract(doc, '$.labels.env') = 'prod' AND state IN ('Failed', 'TimedOut', 'DeadLettered')"
+                .into(),
+        },
+    ]
+}
+
+/// `n` finished tasks with searchable work, keys, labels and creation times one second apart.
+fn searchable(n: usize, now: i64) -> Vec<Task> {
+    finished("s", n, now)
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut t)| {
+            t.work = format!("render frame {i} scene-{} take {}", i % 100, i % 7);
+            t.key = Some(format!("tenant-{}", i % 50));
+            t.labels.insert("shard".into(), (i % 20).to_string());
+            let env = if i % 2 == 0 { "prod" } else { "dev" };
+            t.labels.insert("env".into(), env.into());
+            t.created_at_ms = now - 100_000_000 + i as i64 * 1000;
+            t
+        })
+        .collect()
+}
+
+/// Milliseconds of `f`, `runs` times, sorted.
+async fn timed<F, Fut>(runs: usize, mut f: F) -> Vec<f64>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut out = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        f().await;
+        out.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    out.sort_by(f64::total_cmp);
+    out
+}
+
+/// The search at 100,000 stored tasks: each kind through the HTTP API (`GET /api/tasks?...&limit=100`,
+/// page and per-state counts of the matches, JSON), and the same page + counts as SQL on the
+/// search indexes and as SQL on the document without them (the baseline), side by side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run with --ignored --nocapture"]
+async fn search_at_100k() {
+    let data = TempDir::new("bench-search");
+    let local = e2e::start_local(&data.0, &["--runtime", "process"]).await;
+    // Stored through a second connection to the same file (the outbox would queue them).
+    let side = handler::store::sqlite::SqliteStore::open(&data.0.join("eda.db")).unwrap();
+    let now = handler::clock::now_ms();
+    let filled = Instant::now();
+    for chunk in searchable(100_000, now).chunks(1000) {
+        let mut tries = 0;
+        while let Err(e) = side.insert(chunk).await {
+            tries += 1;
+            assert!(tries < 100, "{e}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    eprintln!("100,000 searchable tasks stored in {:?}", filled.elapsed());
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/tasks", local.url());
+    println!("| 100,000 stored, page of 100 + counts | matches | HTTP API p50 / p95 | SQL with the indexes p50 | SQL without (scan) p50 | scan / indexed |");
+    println!("|---|---|---|---|---|---|");
+    for kind in search_kinds(now) {
+        let mut params = kind.params.clone();
+        params.push(("limit", "100".into()));
+        let first: Value = http
+            .get(&url)
+            .query(&params)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let matches: u64 = first["counts"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{}: {first}", kind.name))
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum();
+        let api = timed(30, || async {
+            let r = http.get(&url).query(&params).send().await.unwrap();
+            assert_eq!(r.status().as_u16(), 200);
+            r.bytes().await.unwrap();
+        })
+        .await;
+        let q = params
+            .iter()
+            .find(|(k, _)| *k == "q")
+            .map(|(_, v)| v.as_str());
+        let from = params
+            .iter()
+            .find(|(k, _)| *k == "from")
+            .map(|(_, v)| v.as_str());
+        let to = params
+            .iter()
+            .find(|(k, _)| *k == "to")
+            .map(|(_, v)| v.as_str());
+        let search = model::Search::parse(q.unwrap_or(""), from, to).unwrap();
+        let (cond, args) = handler::store::sqlite_search::conditions(&search);
+        let indexed = sql_page_and_counts(&side, cond, args, 30, matches).await;
+        let scan =
+            sql_page_and_counts(&side, format!(" AND {}", kind.scan), vec![], 5, matches).await;
+        println!(
+            "| {} | {matches} | {:.1} / {:.1} ms | {:.1} ms | {:.0} ms | {:.0}x |",
+            kind.name,
+            percentile(&api, 0.5),
+            percentile(&api, 0.95),
+            percentile(&indexed, 0.5),
+            percentile(&scan, 0.5),
+            percentile(&scan, 0.5) / percentile(&indexed, 0.5),
+        );
+    }
+    local.stop().await;
+}
+
+/// Times (ms, sorted) of what one search costs the store: the newest 100 matches and the
+/// per-state counts of all of them, under `cond`; checks the count is `matches`.
+async fn sql_page_and_counts(
+    store: &handler::store::sqlite::SqliteStore,
+    cond: String,
+    args: Vec<handler::store::sqlite_search::Value>,
+    runs: usize,
+    matches: u64,
+) -> Vec<f64> {
+    let sqlite = |e| handler::store::StoreError::Sqlite(std::sync::Arc::new(e));
+    timed(runs, || {
+        let (cond, args, what) = (cond.clone(), args.clone(), cond.clone());
+        async move {
+            let n = store
+                .db
+                .read(move |c| {
+                    let page = format!(
+                        "SELECT seq, doc FROM tasks WHERE 1 {cond} ORDER BY seq DESC LIMIT 100"
+                    );
+                    let mut stmt = c.prepare(&page).map_err(sqlite)?;
+                    let mut rows = stmt
+                        .query(handler::store::sqlite_search::params(&args))
+                        .map_err(sqlite)?;
+                    while rows.next().map_err(sqlite)?.is_some() {}
+                    let counts =
+                        format!("SELECT state, COUNT(*) FROM tasks WHERE 1 {cond} GROUP BY state");
+                    let mut stmt = c.prepare(&counts).map_err(sqlite)?;
+                    let mut rows = stmt
+                        .query(handler::store::sqlite_search::params(&args))
+                        .map_err(sqlite)?;
+                    let mut n = 0u64;
+                    while let Some(r) = rows.next().map_err(sqlite)? {
+                        n += r.get::<_, i64>(1).map_err(sqlite)? as u64;
+                    }
+                    Ok(n)
+                })
+                .await
+                .unwrap();
+            assert_eq!(n, matches, "{what}");
+        }
+    })
+    .await
 }

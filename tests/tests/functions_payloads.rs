@@ -748,3 +748,46 @@ async fn a_delivery_during_start_up_waits_for_the_store_instead_of_failing() {
     stop.cancel();
     h.running.stop().await;
 }
+
+/// Retention in Functions mode: each `ReconcileTimer` invocation removes the tasks that finished
+/// longer ago than `--retention-secs`, with their logs, and says so in its log line; a task
+/// still running stays.
+#[tokio::test]
+async fn the_timer_purges_finished_tasks_older_than_the_retention() {
+    let h = harness("retention", &["--retention-secs", "1"]).await;
+    for (msg, id) in [("ok", "m-old"), ("busy", "m-running")] {
+        let (status, _) = h.invoke("ServiceBusTrigger", sb_text(msg, id, 1)).await;
+        assert_eq!(status, 200);
+    }
+    let (old, running) = (derived_id("m-old"), derived_id("m-running"));
+    h.runtime.exit(&model::naming::container_name(&old, 1), 0);
+    let (status, _) = h.invoke("ReconcileTimer", timer_invocation()).await;
+    assert_eq!(status, 200);
+    assert_eq!(h.task(&old).await.state, TaskState::Done);
+    assert!(h.running.app.tasks().logs(&old).await.unwrap().is_some());
+    let line = e2e::eventually(
+        std::time::Duration::from_secs(20),
+        "a timer invocation to remove the old task",
+        || async {
+            let (status, r) = h.invoke("ReconcileTimer", timer_invocation()).await;
+            assert_eq!(status, 200, "{r}");
+            let line = r["Logs"][0].as_str().unwrap().to_string();
+            line.contains("1 old finished tasks removed")
+                .then_some(line)
+        },
+    )
+    .await;
+    assert!(line.starts_with("reconciled"), "{line}");
+    let tasks = h.running.app.tasks();
+    assert!(tasks.get(&old).await.unwrap().is_none(), "the task is gone");
+    assert!(tasks.logs(&old).await.unwrap().is_none(), "its logs too");
+    assert!(
+        tasks.metrics(&old).await.unwrap().is_empty(),
+        "its metrics too"
+    );
+    assert!(
+        !h.task(&running).await.state.is_terminal(),
+        "a running task stays"
+    );
+    h.running.stop().await;
+}

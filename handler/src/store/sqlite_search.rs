@@ -19,8 +19,14 @@
 use super::sqlite::backend;
 use super::StoreError;
 use model::Search;
-use rusqlite::types::Value;
 use rusqlite::OptionalExtension;
+
+pub use rusqlite::types::Value;
+
+/// `args` as statement parameters (for callers outside the store, such as the benchmark).
+pub fn params(args: &[Value]) -> rusqlite::ParamsFromIter<std::slice::Iter<'_, Value>> {
+    rusqlite::params_from_iter(args.iter())
+}
 
 /// The search indexes and the triggers that keep them (see the module docs).
 const SEARCH: &str = "
