@@ -151,26 +151,33 @@ impl Tasks {
     /// announces it.
     pub async fn remove_finished(&self) -> Result<Vec<Task>, StoreError> {
         let removed = self.store.remove_finished().await?;
-        self.events.cleared(&removed);
-        if let Some(w) = &self.webhooks {
-            let ids: Vec<TaskId> = removed.iter().map(|t| t.id.clone()).collect();
-            w.forget(&ids).await;
-        }
+        self.after_removal(&removed).await;
         Ok(removed)
     }
 
-    /// Retention: removes at most `max` tasks that finished before `before_ms`, with their logs
-    /// and metrics, and announces them (SSE `cleared`).
+    /// Retention: removes at most `max` tasks that finished before `before_ms`, with their logs,
+    /// metrics and webhook deliveries, and announces them (SSE `cleared`).
     pub async fn remove_finished_before(
         &self,
         before_ms: i64,
         max: usize,
     ) -> Result<Vec<Task>, StoreError> {
         let removed = self.store.remove_finished_before(before_ms, max).await?;
-        if !removed.is_empty() {
-            self.events.cleared(&removed);
-        }
+        self.after_removal(&removed).await;
         Ok(removed)
+    }
+
+    /// What follows every removal of tasks: the SSE `cleared` event, and their webhook
+    /// deliveries forgotten (the store removed their logs and metrics itself).
+    async fn after_removal(&self, removed: &[Task]) {
+        if removed.is_empty() {
+            return;
+        }
+        self.events.cleared(removed);
+        if let Some(w) = &self.webhooks {
+            let ids: Vec<TaskId> = removed.iter().map(|t| t.id.clone()).collect();
+            w.forget(&ids).await;
+        }
     }
 
     /// Which backend holds the tasks (for logs and the health route).
