@@ -606,5 +606,12 @@ async fn a_poison_message_is_dead_lettered_while_100_healthy_tasks_complete() {
     for t in [healthy, more] {
         assert_eq!(api.task(&t.id).await.state, TaskState::Done);
     }
+    // Stop only once the reconciler removed every container (stopping as the last task ended
+    // left its container behind).
+    for t in all_tasks(&http, &running.url()).await {
+        if let Some(name) = &t.container {
+            e2e::until_removed(&running, name, LONG).await;
+        }
+    }
     running.stop().await;
 }
