@@ -73,6 +73,42 @@ param standbyPoolSize int = 0
 @description('Object id of the "Standby Pool Resource Provider" service principal of your tenant: `az ad sp list --display-name "Standby Pool Resource Provider" --query [0].id -o tsv`. Required when standbyPoolSize > 0: the pool creates the container groups with its own identity.')
 param standbyPoolProviderObjectId string = ''
 
+@description('Most running container groups of one concurrency key (a task\'s "key"); 0: no cap but `concurrency` (EDA_KEY_CAP; docs/AZURE.md "Priority, delay, keys and backpressure in Azure").')
+@minValue(0)
+param keyCap int = 0
+
+@description('Per-key overrides of keyCap, `key=N,...` (EDA_KEY_CAPS); empty: none.')
+param keyCaps string = ''
+
+@description('Most tasks waiting (Pending) in all; over it POST /api/work answers 429 (EDA_MAX_QUEUED); 0: no cap.')
+@minValue(0)
+param maxQueued int = 0
+
+@description('Most tasks waiting per concurrency key (EDA_MAX_QUEUED_PER_KEY); 0: no cap.')
+@minValue(0)
+param maxQueuedPerKey int = 0
+
+@description('Images a task may ask for besides the worker image, comma-separated (EDA_ALLOWED_IMAGES); each must be pullable with the pull identity. Empty: the worker image only.')
+param allowedImages string = ''
+
+@description('Seconds a finished task is kept with its logs and metrics (EDA_RETENTION_SECS); 0 keeps them forever.')
+@minValue(0)
+param retentionSecs int = 604800
+
+@description('Completion webhook URLs, comma-separated (EDA_WEBHOOK_URLS); empty: none.')
+param webhookUrls string = ''
+
+@description('HMAC-SHA256 key of the webhooks\' X-EDA-Signature header (EDA_WEBHOOK_SECRET).')
+@secure()
+param webhookSecret string = ''
+
+@description('Which changes send a webhook: terminal (ends only) or all (EDA_WEBHOOK_EVENTS).')
+@allowed([
+  'terminal'
+  'all'
+])
+param webhookEvents string = 'terminal'
+
 @description('How often ReconcileTimer runs (NCRONTAB with seconds).')
 param reconcileSchedule string = '*/10 * * * * *'
 
@@ -385,6 +421,22 @@ var commonSettings = [
   { name: 'EDA_API_KEY', value: apiKey }
 ]
 
+// The shape and flow of work (issue 12): per-key caps, backpressure, images, retention and
+// completion webhooks. Settings left empty are not written (an empty list means "none" anyway).
+var flowSettings = concat(
+  [
+    { name: 'EDA_KEY_CAP', value: string(keyCap) }
+    { name: 'EDA_MAX_QUEUED', value: string(maxQueued) }
+    { name: 'EDA_MAX_QUEUED_PER_KEY', value: string(maxQueuedPerKey) }
+    { name: 'EDA_RETENTION_SECS', value: string(retentionSecs) }
+    { name: 'EDA_WEBHOOK_EVENTS', value: webhookEvents }
+  ],
+  empty(keyCaps) ? [] : [{ name: 'EDA_KEY_CAPS', value: keyCaps }],
+  empty(allowedImages) ? [] : [{ name: 'EDA_ALLOWED_IMAGES', value: allowedImages }],
+  empty(webhookUrls) ? [] : [{ name: 'EDA_WEBHOOK_URLS', value: webhookUrls }],
+  empty(webhookSecret) ? [] : [{ name: 'EDA_WEBHOOK_SECRET', value: webhookSecret }]
+)
+
 // Warm starts (handler `--aci-standby-pool`, runtime/aci/standby.rs).
 var standbySettings = useStandby ? [
   { name: 'EDA_ACI_STANDBY_POOL', value: standbyPool.id }
@@ -424,7 +476,7 @@ resource app 'Microsoft.Web/sites@2023-12-01' = {
         {
           minTlsVersion: '1.2'
           ftpsState: 'Disabled'
-          appSettings: isFlex ? concat(commonSettings, standbySettings) : concat(commonSettings, standbySettings, classicSettings)
+          appSettings: isFlex ? concat(commonSettings, flowSettings, standbySettings) : concat(commonSettings, flowSettings, standbySettings, classicSettings)
         },
         isFlex ? {} : { linuxFxVersion: '' }
       )
