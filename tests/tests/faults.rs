@@ -185,7 +185,9 @@ async fn docker_local_mem(
     }
     let image = e2e::test_image().await;
     let mut flags = docker_flags(&image);
+    // Below the default lower bound of a task's memory: lower the bound with it.
     flags.extend(["--memory-mb".to_string(), memory_mb.to_string()]);
+    flags.extend(["--min-memory-mb".to_string(), memory_mb.to_string()]);
     flags.extend(extra.iter().map(|s| s.to_string()));
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     Some(start_local(&dir.0, &flags).await)

@@ -87,6 +87,8 @@ impl Webhooks {
     /// One pass: starts every due delivery that is not in flight and whose URL has room;
     /// returns their handles (they run on their own).
     pub async fn pass(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
+        // Held until every start below: see `Webhooks::in_flight`.
+        let mut in_flight = self.in_flight.lock().await;
         let due = match self.outbox.due(now_ms(), BATCH).await {
             Ok(d) => d,
             Err(e) => {
@@ -103,7 +105,7 @@ impl Webhooks {
             let Ok(permit) = sem.clone().try_acquire_owned() else {
                 continue;
             };
-            if !self.lock_in_flight().insert(row.delivery.id.clone()) {
+            if !in_flight.insert(row.delivery.id.clone()) {
                 continue;
             }
             let me = self.clone();
@@ -111,7 +113,7 @@ impl Webhooks {
                 let id = row.delivery.id.clone();
                 me.deliver(row).await;
                 drop(permit);
-                me.lock_in_flight().remove(&id);
+                me.in_flight.lock().await.remove(&id);
                 me.wake.notify_one();
             }));
         }
@@ -129,10 +131,6 @@ impl Webhooks {
         let n = started.len();
         let _ = tokio::time::timeout(budget, futures::future::join_all(started)).await;
         n
-    }
-
-    fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
-        self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// One attempt of `row`, recorded with its verdict.

@@ -27,7 +27,7 @@ use model::webhook::{Delivery, DeliveryStatus};
 use model::{Event, Task, TaskId};
 use outbox::{Outbox, Row};
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::sync::{Notify, Semaphore};
 
 /// Requests in flight to one URL at most: a hanging receiver holds this many, never more.
@@ -57,8 +57,10 @@ pub struct Webhooks {
     /// The client of every POST (timeout per attempt, no redirects).
     client: reqwest::Client,
     /// Deliveries being POSTed now, so no pass starts one twice. Touched by the dispatcher
-    /// only (`dispatch`).
-    in_flight: Mutex<HashSet<String>>,
+    /// only (`dispatch`). An async lock a pass holds from its outbox read to its last start:
+    /// a delivery that ends meanwhile leaves the set only after the pass, so a pass never
+    /// starts again a row it read as pending just before that row was delivered.
+    in_flight: tokio::sync::Mutex<HashSet<String>>,
     /// The cap of requests in flight per URL ([`PER_URL`]).
     per_url: HashMap<String, Arc<Semaphore>>,
 }
@@ -86,7 +88,7 @@ impl Webhooks {
             outbox,
             wake: Notify::new(),
             client,
-            in_flight: Mutex::new(HashSet::new()),
+            in_flight: tokio::sync::Mutex::new(HashSet::new()),
             per_url,
         }))
     }
