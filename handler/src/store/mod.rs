@@ -237,34 +237,20 @@ pub trait TaskStore: Send + Sync {
         tasks: &[Task],
         caps: QueueCaps,
     ) -> Result<Vec<Task>, StoreError> {
+        // The counts the caps ask for, read first (the rule itself is `check_caps`).
+        let mut counts = std::collections::BTreeMap::<Option<&str>, u64>::new();
         if caps.max_queued > 0 {
-            let queued = self.pending(None).await?;
-            if queued + tasks.len() as u64 > caps.max_queued {
-                return Err(StoreError::OverCap {
-                    cap: "max_queued",
-                    limit: caps.max_queued,
-                    queued,
-                    key: None,
-                });
-            }
+            counts.insert(None, self.pending(None).await?);
         }
         if caps.max_queued_per_key > 0 {
-            let mut per_key = std::collections::BTreeMap::<&str, u64>::new();
             for k in tasks.iter().filter_map(|t| t.key.as_deref()) {
-                *per_key.entry(k).or_default() += 1;
-            }
-            for (key, n) in per_key {
-                let queued = self.pending(Some(key)).await?;
-                if queued + n > caps.max_queued_per_key {
-                    return Err(StoreError::OverCap {
-                        cap: "max_queued_per_key",
-                        limit: caps.max_queued_per_key,
-                        queued,
-                        key: Some(key.to_string()),
-                    });
+                if let std::collections::btree_map::Entry::Vacant(e) = counts.entry(Some(k)) {
+                    e.insert(self.pending(Some(k)).await?);
                 }
             }
         }
+        let new: Vec<&Task> = tasks.iter().collect();
+        check_caps(caps, &new, |k| Ok(counts.get(&k).copied().unwrap_or(0)))?;
         self.insert(tasks).await
     }
     /// Retention: removes at most `max` terminal tasks that finished before `before_ms` (ms since
@@ -281,6 +267,46 @@ pub trait TaskStore: Send + Sync {
     async fn ready(&self) -> Result<(), StoreError> {
         Ok(())
     }
+}
+
+/// The rule of the queue caps, the same for every backend: refuses `new` (tasks not stored
+/// yet) when storing them would put more tasks in waiting than `caps` allow, in all or for one
+/// key. `queued(None)` counts every waiting task, `queued(Some(key))` a key's; it is asked only
+/// for the caps that are set.
+pub fn check_caps(
+    caps: QueueCaps,
+    new: &[&Task],
+    mut queued: impl FnMut(Option<&str>) -> Result<u64, StoreError>,
+) -> Result<(), StoreError> {
+    if caps.max_queued > 0 {
+        let waiting = queued(None)?;
+        if waiting + new.len() as u64 > caps.max_queued {
+            return Err(StoreError::OverCap {
+                cap: "max_queued",
+                limit: caps.max_queued,
+                queued: waiting,
+                key: None,
+            });
+        }
+    }
+    if caps.max_queued_per_key > 0 {
+        let mut per_key = std::collections::BTreeMap::<&str, u64>::new();
+        for k in new.iter().filter_map(|t| t.key.as_deref()) {
+            *per_key.entry(k).or_default() += 1;
+        }
+        for (key, n) in per_key {
+            let waiting = queued(Some(key))?;
+            if waiting + n > caps.max_queued_per_key {
+                return Err(StoreError::OverCap {
+                    cap: "max_queued_per_key",
+                    limit: caps.max_queued_per_key,
+                    queued: waiting,
+                    key: Some(key.to_string()),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Why `event` cannot be applied to task `id`.

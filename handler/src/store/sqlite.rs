@@ -62,6 +62,26 @@ pub(crate) fn from_json(s: &str) -> Result<Task, StoreError> {
     serde_json::from_str(s).map_err(StoreError::codec)
 }
 
+/// Every task in a state `pred` accepts, oldest first (through the `tasks_by_state` index),
+/// each decoded on its own: what the reconciler's and the key caps' reads share.
+fn in_states(
+    c: &rusqlite::Connection,
+    pred: impl Fn(TaskState) -> bool,
+) -> Result<Vec<Result<Task, StoreError>>, StoreError> {
+    let (states, names) = states_where(pred);
+    let mut stmt = c
+        .prepare_cached(&format!(
+            "SELECT doc FROM tasks WHERE state {states} ORDER BY seq"
+        ))
+        .map_err(backend)?;
+    let docs = stmt
+        .query_map(rusqlite::params_from_iter(names), |r| r.get::<_, String>(0))
+        .map_err(backend)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(backend)?;
+    Ok(docs.iter().map(|d| from_json(d)).collect())
+}
+
 /// Inserts `tasks` whose ids are new inside `tx`, writing `outbox` for those; returns every
 /// task as stored.
 fn insert_in(
@@ -199,20 +219,7 @@ impl TaskStore for SqliteStore {
 
     async fn unfinished(&self) -> Result<Vec<Task>, StoreError> {
         self.db
-            .read(|c| {
-                let (unfinished, names) = states_where(|s| !s.is_terminal());
-                let mut stmt = c
-                    .prepare_cached(&format!(
-                        "SELECT doc FROM tasks WHERE state {unfinished} ORDER BY seq"
-                    ))
-                    .map_err(backend)?;
-                let docs = stmt
-                    .query_map(rusqlite::params_from_iter(names), |r| r.get::<_, String>(0))
-                    .map_err(backend)?
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(backend)?;
-                docs.iter().map(|d| from_json(d)).collect()
-            })
+            .read(|c| in_states(c, |s| !s.is_terminal())?.into_iter().collect())
             .await
     }
 
@@ -223,18 +230,7 @@ impl TaskStore for SqliteStore {
         let key = key.to_string();
         self.db
             .read(move |c| {
-                let (active, names) = states_where(TaskState::is_active);
-                let mut stmt = c
-                    .prepare_cached(&format!(
-                        "SELECT doc FROM tasks WHERE state {active} ORDER BY seq"
-                    ))
-                    .map_err(backend)?;
-                let docs = stmt
-                    .query_map(rusqlite::params_from_iter(names), |r| r.get::<_, String>(0))
-                    .map_err(backend)?
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(backend)?;
-                let tasks = docs.iter().map(|d| from_json(d));
+                let tasks = in_states(c, TaskState::is_active)?.into_iter();
                 let mine = |t: &Result<Task, StoreError>| {
                     t.as_ref()
                         .map_or(true, |t| t.key.as_deref() == Some(key.as_str()))

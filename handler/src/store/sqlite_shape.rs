@@ -10,7 +10,6 @@ use super::StoreError;
 use model::shape::QueueCaps;
 use model::{Task, TaskState};
 use rusqlite::{params, Connection, OptionalExtension};
-use std::collections::BTreeMap;
 
 /// Columns of the queue added after it was first made: (name, definition). `key` is `''` for
 /// a message without a concurrency key (so one index serves both).
@@ -136,35 +135,10 @@ pub fn check_caps(conn: &Connection, new: &[Task], caps: QueueCaps) -> Result<()
             fresh.push(t);
         }
     }
-    if caps.max_queued > 0 {
-        let queued = pending_in(conn)?;
-        if queued + fresh.len() as u64 > caps.max_queued {
-            return Err(StoreError::OverCap {
-                cap: "max_queued",
-                limit: caps.max_queued,
-                queued,
-                key: None,
-            });
-        }
-    }
-    if caps.max_queued_per_key > 0 {
-        let mut per_key: BTreeMap<&str, u64> = BTreeMap::new();
-        for k in fresh.iter().filter_map(|t| t.key.as_deref()) {
-            *per_key.entry(k).or_default() += 1;
-        }
-        for (key, n) in per_key {
-            let queued = pending_of_key_in(conn, key)?;
-            if queued + n > caps.max_queued_per_key {
-                return Err(StoreError::OverCap {
-                    cap: "max_queued_per_key",
-                    limit: caps.max_queued_per_key,
-                    queued,
-                    key: Some(key.to_string()),
-                });
-            }
-        }
-    }
-    Ok(())
+    super::check_caps(caps, &fresh, |key| match key {
+        None => pending_in(conn),
+        Some(key) => pending_of_key_in(conn, key),
+    })
 }
 
 #[cfg(test)]
