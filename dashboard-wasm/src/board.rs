@@ -133,12 +133,18 @@ impl Board {
     pub fn show(&self, start: usize, tasks: Vec<Task>, counts: BTreeMap<TaskState, u64>) {
         let ids: Vec<TaskId> = tasks.iter().map(|t| t.id.clone()).collect();
         let pinned = self.pinned.get_untracked();
+        // A fetched window can bring a change before its event does (the event then changes
+        // nothing): screen readers hear it from whichever comes first.
+        let mut said = Vec::new();
         self.tasks.update_value(|m| {
             let mut next = HashMap::with_capacity(tasks.len() + 1);
             for task in tasks {
                 let sig = match m.remove(&task.id) {
                     Some(sig) => {
                         if !sig.with_untracked(|cur| behind(&task, cur)) {
+                            if sig.with_untracked(|t| t.state) != task.state {
+                                said.push(format!("Task {} is {}", short_id(&task.id), task.state));
+                            }
                             sig.set(task);
                         }
                         sig
@@ -152,6 +158,7 @@ impl Board {
             }
             *m = next;
         });
+        self.announce(said);
         if self.counts.with_untracked(|c| *c != counts) {
             self.counts.set(counts);
         }
@@ -164,7 +171,16 @@ impl Board {
     /// Loads one task outside the window (the selected one, after a reload with `#task=`).
     pub fn pin(&self, task: Task) {
         match self.get(&task.id) {
-            Some(sig) => sig.set(task),
+            Some(sig) => {
+                if sig.with_untracked(|t| t.state) != task.state {
+                    self.announce(vec![format!(
+                        "Task {} is {}",
+                        short_id(&task.id),
+                        task.state
+                    )]);
+                }
+                sig.set(task)
+            }
             None => {
                 let id = task.id.clone();
                 self.tasks.update_value(|m| {
