@@ -8,7 +8,14 @@
 //! runtime against the ARM stand-in (`e2e::arm`) and reads the container group PUT body it
 //! recorded. Service Bus cannot take a scheduled message from a custom handler (docs/AZURE.md,
 //! "Priority, delay, keys and backpressure"), so every "later" here is the `ReconcileTimer`
-//! sending the task through its output binding when it is due and there is room.
+//! sending the task through its output binding when it is due and there is room. Sources: the
+//! host hands output items to the extension as bodies (azure-functions-host
+//! `src/WebJobs.Script/Binding/ExtensionBinding.cs`); the extension builds a message with the
+//! body only (azure-sdk-for-net `sdk/servicebus/Microsoft.Azure.WebJobs.Extensions.ServiceBus/src/
+//! Bindings/StringToMessageConverter.cs`, `UserTypeToMessageConverter.cs`); the converter that
+//! reads `ScheduledEnqueueTime` needs the internal `ServiceBusAttribute.IncludeMetadata`, which
+//! function.json cannot set (azure-webjobs-sdk `src/Microsoft.Azure.WebJobs.Host/Bindings/
+//! AttributeCloner.cs`); Azure/azure-sdk-for-net#21884 was closed as not actionable.
 
 #[allow(dead_code)]
 #[path = "../../xtask/src/appzip.rs"]

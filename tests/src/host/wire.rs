@@ -447,7 +447,10 @@ pub fn iso_now() -> String {
     )
 }
 
-/// A `DateTime` binding value as the host sends it: `GetHttpScriptInvocationContextValue` makes
+/// A `DateTime` binding value as the host sends it (azure-functions-host,
+/// `src/WebJobs.Script/Workers/MessageExtensions/ScriptInvocationContextExtensions.cs`,
+/// `GetHttpScriptInvocationContextValue`; the metadata name `EnqueuedTimeUtc` from the Service Bus
+/// extension's binding data, azure-sdk-for-net `Microsoft.Azure.WebJobs.Extensions.ServiceBus`): it makes
 /// it `DateTime.Parse(value.ToString())` (the zone and the fraction are lost: the Service Bus
 /// extension's `EnqueuedTimeUtc` is a UTC clock time of kind unspecified) and Json.NET writes
 /// that without an offset. `iso` is a UTC time as [`iso_now`] writes it.
